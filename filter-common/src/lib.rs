@@ -1,0 +1,182 @@
+//! What mxgate's XDP program and its user space must agree on: map names and
+//! sizes, the layout of map keys and values, counter indexes and config flags.
+//!
+//! The kernel side reads these maps on every frame; user space fills and reads
+//! them through the pins under the pin directory. A change to any layout here
+//! must bump [`LAYOUT_VERSION`] so that a newer `mxgate` refuses to drive
+//! maps pinned by an older one instead of misreading them.
+#![no_std]
+
+/// Version of the map layout below; stored in [`Config::layout`].
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Name of the XDP program in the object file (and in `bpftool prog`).
+pub const PROGRAM_NAME: &str = "mxgate";
+
+/// Names of the maps in the object file; also their pin file names.
+pub mod map_names {
+    /// LPM trie of allowed IPv4 source prefixes, key [`crate::Ipv4Key`].
+    pub const ALLOW_V4: &str = "ALLOW_V4";
+    /// LPM trie of allowed IPv6 source prefixes, key [`crate::Ipv6Key`].
+    pub const ALLOW_V6: &str = "ALLOW_V6";
+    /// Array indexed by TCP destination port; non-zero marks a protected port.
+    pub const PORTS: &str = "PORTS";
+    /// Hash set of protected local IPv4 addresses (see [`crate::FLAG_PROTECT_DST`]).
+    pub const PROTECT_V4: &str = "PROTECT_V4";
+    /// Hash set of protected local IPv6 addresses (see [`crate::FLAG_PROTECT_DST`]).
+    pub const PROTECT_V6: &str = "PROTECT_V6";
+    /// One-element array holding the [`crate::Config`].
+    pub const CONFIG: &str = "CONFIG";
+    /// Per-CPU array of `u64` counters, indexed by [`crate::counter_index`].
+    pub const COUNTERS: &str = "COUNTERS";
+    /// Per-CPU LRU hash of denied sources: [`crate::SourceKey`] → [`crate::DeniedSource`].
+    pub const DENIED: &str = "DENIED";
+    /// aya-log's ring buffer, created by aya-log-ebpf.
+    pub const AYA_LOGS: &str = "AYA_LOGS";
+
+    /// Every map mxgate pins, in the order they are created.
+    pub const ALL: [&str; 8] = [
+        ALLOW_V4, ALLOW_V6, PORTS, PROTECT_V4, PROTECT_V6, CONFIG, COUNTERS, DENIED,
+    ];
+}
+
+/// Capacity of each allowlist trie. Entries are allocated on insert
+/// (`BPF_F_NO_PREALLOC`), so an unused capacity costs no memory.
+pub const MAX_PREFIXES: u32 = 1 << 18;
+/// Capacity of each protected-destination set.
+pub const MAX_PROTECTED_DST: u32 = 256;
+/// Number of sources the denied-source LRU map keeps.
+pub const MAX_DENIED_SOURCES: u32 = 4096;
+/// The PORTS array covers every TCP port.
+pub const PORT_COUNT: u32 = 1 << 16;
+/// Port protected when none is given: SMTP.
+pub const DEFAULT_PORT: u16 = 25;
+
+/// VLAN tags the program looks through (802.1Q and 802.1ad, in any order).
+/// A frame with more tags is not parsed further and passes.
+pub const MAX_VLAN_TAGS: usize = 2;
+/// IPv6 extension headers the program walks to reach TCP. A longer chain is
+/// not parsed further and passes. Real traffic carries at most two or three;
+/// the bound keeps the verifier's work small.
+pub const MAX_IPV6_EXT_HEADERS: usize = 6;
+
+/// Dry run: denied SYNs are counted as "would drop" and pass.
+pub const FLAG_DRY_RUN: u32 = 1 << 0;
+/// Open (the emergency switch): denied SYNs are counted and pass.
+pub const FLAG_OPEN: u32 = 1 << 1;
+/// Only SYNs to an address in PROTECT_V4/PROTECT_V6 are examined.
+pub const FLAG_PROTECT_DST: u32 = 1 << 2;
+
+/// The filter's switches, element 0 of the CONFIG array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// [`LAYOUT_VERSION`] of the user space that created the maps; 0 means the
+    /// maps were created but never initialised.
+    pub layout: u32,
+}
+
+/// Address family of an examined SYN; selects a block of counters.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// IPv4.
+    V4 = 0,
+    /// IPv6.
+    V6 = 1,
+}
+
+/// What happened to an examined SYN. Every examined SYN bumps exactly one
+/// outcome counter, so "examined" is their sum.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Source in the allowlist: passed.
+    Allowed = 0,
+    /// Source not in the allowlist: dropped.
+    Dropped = 1,
+    /// Source not in the allowlist, dry run: passed and counted.
+    WouldDrop = 2,
+    /// Source not in the allowlist, filter open: passed and counted.
+    PassedOpen = 3,
+}
+
+impl Outcome {
+    /// Every outcome, in counter order.
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Allowed,
+        Outcome::Dropped,
+        Outcome::WouldDrop,
+        Outcome::PassedOpen,
+    ];
+}
+
+/// Number of entries in the COUNTERS array.
+pub const COUNTER_COUNT: u32 = 2 * Outcome::ALL.len() as u32;
+
+/// Index in COUNTERS of the counter for `outcome` in `family`.
+#[inline(always)]
+pub const fn counter_index(family: Family, outcome: Outcome) -> u32 {
+    family as u32 * Outcome::ALL.len() as u32 + outcome as u32
+}
+
+/// Key data of the IPv4 allowlist trie: the address in network byte order.
+pub type Ipv4Key = [u8; 4];
+/// Key data of the IPv6 allowlist trie: the address in network byte order.
+pub type Ipv6Key = [u8; 16];
+/// Key of the DENIED map: an IPv6 address, IPv4 sources as `::ffff:a.b.c.d`.
+pub type SourceKey = [u8; 16];
+
+/// `::ffff:a.b.c.d`, the DENIED key of an IPv4 source.
+#[inline(always)]
+pub const fn v4_mapped(addr: Ipv4Key) -> SourceKey {
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3],
+    ]
+}
+
+/// Per-CPU value of the DENIED map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeniedSource {
+    /// Denied SYNs from this source seen by this CPU.
+    pub count: u64,
+    /// `CLOCK_MONOTONIC_COARSE` time of the last one, in nanoseconds.
+    pub last_seen_ns: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: both are repr(C), made only of integers, without padding.
+    unsafe impl aya::Pod for super::Config {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::DeniedSource {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_indexes_are_distinct_and_in_range() {
+        let mut seen = [false; COUNTER_COUNT as usize];
+        for family in [Family::V4, Family::V6] {
+            for outcome in Outcome::ALL {
+                let i = counter_index(family, outcome) as usize;
+                assert!(i < seen.len());
+                assert!(!seen[i], "index {i} used twice");
+                seen[i] = true;
+            }
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn v4_mapped_is_the_rfc4291_form() {
+        let k = v4_mapped([192, 0, 2, 1]);
+        assert_eq!(k[..10], [0; 10]);
+        assert_eq!(k[10..], [0xff, 0xff, 192, 0, 2, 1]);
+    }
+}

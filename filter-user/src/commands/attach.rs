@@ -1,0 +1,201 @@
+//! `attach`: install the filter (once), make its allowlist and settings
+//! match the command line, and attach it to each interface.
+
+use filter_common::FLAG_OPEN;
+
+use super::{
+    read_nonempty_list,
+    refresh::{Guard, RefreshOutcome, apply_list},
+};
+use crate::{
+    cli::{AttachArgs, FilterOptions, Mode},
+    error::InvalidInput,
+    filter::{Filter, KernelLog, Settings},
+    links::{self, Attachment},
+    pins::PinDir,
+    ranges::ParsedList,
+    sys,
+};
+
+/// What an attach did.
+#[derive(Clone, Debug)]
+pub struct AttachReport {
+    /// True when this call loaded the program (it was not installed).
+    pub installed: bool,
+    /// The program's id.
+    pub program_id: u32,
+    /// The allowlist change.
+    pub list: RefreshOutcome,
+    /// True when ports, destinations or dry-run changed.
+    pub settings_changed: bool,
+    /// The settings now live.
+    pub settings: Settings,
+    /// True when the open switch is on (attach leaves it as it is).
+    pub open: bool,
+    /// Each interface, and whether this call attached it.
+    pub interfaces: Vec<(Attachment, bool)>,
+}
+
+/// Installs the filter if needed, applies `list` and `options`, and
+/// attaches to `ifaces`. Attaching where already attached changes nothing.
+/// On failure, what this call created is removed again.
+pub fn attach_filter(
+    pins: &PinDir,
+    ifaces: &[String],
+    list: &ParsedList,
+    options: &FilterOptions,
+) -> anyhow::Result<AttachReport> {
+    for iface in ifaces {
+        if sys::ifindex(iface).is_none() {
+            return Err(InvalidInput(format!("there is no interface named {iface:?}")).into());
+        }
+    }
+    let settings = Settings {
+        ports: options.port.iter().copied().collect(),
+        protect_dst: options.protect_dst.iter().copied().collect(),
+        dry_run: options.dry_run,
+    };
+    pins.prepare()?;
+    let _lock = pins.lock()?;
+    let installed = !pins.is_installed();
+    if installed {
+        let log = if options.log_denials {
+            KernelLog::EveryDenial
+        } else {
+            KernelLog::Quiet
+        };
+        if let Err(e) = Filter::install(pins, log) {
+            let _ = pins.remove_all();
+            return Err(e);
+        }
+    }
+    let mut attached_now = Vec::new();
+    let result = attach_installed(
+        pins,
+        ifaces,
+        list,
+        options.mode,
+        settings,
+        &mut attached_now,
+    );
+    match result {
+        Ok(report) => Ok(AttachReport {
+            installed,
+            ..report
+        }),
+        Err(e) => {
+            if installed {
+                let _ = pins.remove_all();
+            } else {
+                for iface in &attached_now {
+                    let _ = links::detach(pins, iface);
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Does the attach on an installed filter; records each interface it
+/// attaches in `attached_now` so a failure can undo them.
+fn attach_installed(
+    pins: &PinDir,
+    ifaces: &[String],
+    list: &ParsedList,
+    mode: Mode,
+    settings: Settings,
+    attached_now: &mut Vec<String>,
+) -> anyhow::Result<AttachReport> {
+    let mut filter = Filter::open(pins)?;
+    // The allowlist is filled before the program is attached anywhere new,
+    // so no allowed sender ever meets an empty list.
+    let outcome = apply_list(&mut filter, &list.allowlist, Guard::DEFAULT, false)?;
+    let settings_changed = filter.apply_settings(&settings)?;
+    let mut interfaces = Vec::new();
+    for iface in ifaces {
+        let attachment = links::attach(&mut filter, iface, mode)?;
+        let new = attachment.mode.is_some();
+        if new {
+            attached_now.push(iface.clone());
+        }
+        interfaces.push((attachment, new));
+    }
+    Ok(AttachReport {
+        installed: false,
+        program_id: filter.program_info()?.id(),
+        list: outcome,
+        settings_changed,
+        settings,
+        open: filter.config()?.flags & FLAG_OPEN != 0,
+        interfaces,
+    })
+}
+
+/// `mxgate attach`.
+pub fn command(pins: &PinDir, args: &AttachArgs) -> anyhow::Result<()> {
+    let list = read_nonempty_list(&args.ranges, &args.options.allow)?;
+    let report = attach_filter(pins, &args.iface, &list, &args.options)?;
+    if report.installed {
+        println!(
+            "loaded the filter into the kernel (program {}), pinned in {}",
+            report.program_id,
+            pins.root().display()
+        );
+    } else if args.options.log_denials {
+        println!(
+            "note: --log-denials takes effect when the program is loaded; \
+             it was already loaded (detach and attach again to change it)"
+        );
+    }
+    let d = &report.list.diff;
+    println!(
+        "allowlist: {} IPv4 and {} IPv6 prefixes ({})",
+        report.list.v4_after,
+        report.list.v6_after,
+        if d.is_empty() {
+            "unchanged".to_owned()
+        } else {
+            format!("+{} -{}", d.added(), d.removed())
+        }
+    );
+    println!("{}", describe_settings(&report.settings, report.open));
+    for (a, new) in &report.interfaces {
+        match (new, a.mode) {
+            (true, Some(mode)) => {
+                println!("attached to {} ({mode} mode, link {})", a.iface, a.link_id)
+            }
+            _ => println!(
+                "already attached to {} (link {}); left as it is",
+                a.iface, a.link_id
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// One line saying what the filter does with these settings.
+pub fn describe_settings(settings: &Settings, open: bool) -> String {
+    let ports: Vec<String> = settings.ports.iter().map(u16::to_string).collect();
+    let ports = match ports.len() {
+        1 => format!("TCP port {}", ports[0]),
+        _ => format!("TCP ports {}", ports.join(", ")),
+    };
+    let where_ = if settings.protect_dst.is_empty() {
+        "every local address".to_owned()
+    } else {
+        let addrs: Vec<String> = settings
+            .protect_dst
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        addrs.join(", ")
+    };
+    let mode = if open {
+        "OPEN: every SYN passes (run `mxgate enforce` to drop unlisted senders again)"
+    } else if settings.dry_run {
+        "dry run: SYNs from outside the allowlist are counted, not dropped"
+    } else {
+        "enforcing: SYNs from outside the allowlist are dropped"
+    };
+    format!("protecting {ports} on {where_}; {mode}")
+}

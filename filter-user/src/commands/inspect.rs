@@ -1,0 +1,151 @@
+//! `stats`, `status` and `lookup`: read the live filter, change nothing.
+
+use std::time::SystemTime;
+
+use filter_common::FLAG_OPEN;
+use serde_json::json;
+
+use super::attach::describe_settings;
+use crate::{
+    cli::{LookupArgs, StatsArgs, StatusArgs},
+    filter::Filter,
+    links,
+    pins::PinDir,
+    report::{self, Reading},
+    sys,
+};
+
+/// Reads counters and denied sources, stamped with both clocks.
+pub fn take_reading(filter: &Filter) -> anyhow::Result<Reading> {
+    Ok(Reading {
+        counters: filter.counters()?,
+        denied: filter.denied_sources()?,
+        monotonic_ns: monotonic_coarse_ns(),
+        wall: SystemTime::now(),
+    })
+}
+
+/// The clock the kernel stamps denied sources with
+/// (`bpf_ktime_get_coarse_ns`).
+fn monotonic_coarse_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// `mxgate stats`.
+pub fn stats(pins: &PinDir, args: &StatsArgs) -> anyhow::Result<()> {
+    let filter = Filter::open(pins)?;
+    let reading = take_reading(&filter)?;
+    if args.json {
+        let c = &reading.counters;
+        let value = json!({
+            "v4": { "examined": c.v4.examined(), "counts": c.v4 },
+            "v6": { "examined": c.v6.examined(), "counts": c.v6 },
+            "top_denied": reading.top_sources(None, args.top),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", report::stats_text(&reading, args.top));
+    }
+    Ok(())
+}
+
+/// `mxgate status`.
+pub fn status(pins: &PinDir, args: &StatusArgs) -> anyhow::Result<()> {
+    let filter = Filter::open(pins)?;
+    let info = filter.program_info()?;
+    let settings = filter.settings()?;
+    let open = filter.config()?.flags & FLAG_OPEN != 0;
+    let allowlist = filter.allowlist()?;
+    let links = links::links(pins)?;
+    let instructions = info.size_translated().map(|bytes| bytes / 8);
+    if args.json {
+        let value = json!({
+            "pin_dir": pins.root(),
+            "program": {
+                "id": info.id(),
+                "instructions": instructions,
+                "verified_instructions": info.verified_instruction_count(),
+                "loaded_at": info.loaded_at().map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            },
+            "open": open,
+            "dry_run": settings.dry_run,
+            "ports": settings.ports,
+            "protect_dst": settings.protect_dst,
+            "allowlist": { "v4": allowlist.v4.len(), "v6": allowlist.v6.len() },
+            "interfaces": links.iter().map(|l| json!({
+                "iface": l.iface,
+                "ifindex": l.ifindex,
+                "current_name": l.ifindex.and_then(sys::ifname),
+                "link_id": l.link_id,
+                "program_id": l.program_id,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!(
+        "filter installed in {} (program {}, {} instructions, {} processed by the verifier)",
+        pins.root().display(),
+        info.id(),
+        instructions.map_or("?".into(), |n| n.to_string()),
+        info.verified_instruction_count()
+            .map_or("?".into(), |n| n.to_string()),
+    );
+    println!("{}", describe_settings(&settings, open));
+    println!(
+        "allowlist: {} IPv4 and {} IPv6 prefixes",
+        allowlist.v4.len(),
+        allowlist.v6.len()
+    );
+    if links.is_empty() {
+        println!("attached to no interface");
+    }
+    for link in &links {
+        match link.ifindex {
+            Some(index) => println!(
+                "attached to {} (ifindex {index}, link {})",
+                link.iface, link.link_id
+            ),
+            None => println!(
+                "was attached to {}, which no longer exists (link {}); `mxgate detach --iface {}` removes it",
+                link.iface, link.link_id, link.iface
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// `mxgate lookup`.
+pub fn lookup(pins: &PinDir, args: &LookupArgs) -> anyhow::Result<()> {
+    let filter = Filter::open(pins)?;
+    let found = filter.lookup(args.addr)?;
+    let open = filter.config()?.flags & FLAG_OPEN != 0;
+    if args.json {
+        let value = json!({
+            "address": args.addr,
+            "allowed": found.is_some(),
+            "prefix": found.map(|p| p.to_string()),
+            "open": open,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    match found {
+        Some(prefix) => println!("{}: allowed by {prefix}", args.addr),
+        None if open => println!(
+            "{}: not in the allowlist (its SYNs pass only because the filter is open)",
+            args.addr
+        ),
+        None => println!(
+            "{}: not in the allowlist; its SYNs to protected ports are dropped",
+            args.addr
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! `run`: attach (or adopt the attached filter), then log a stats line per
+//! interval and the kernel's log messages until SIGINT/SIGTERM. The filter
+//! stays attached when it exits.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use aya_log::EbpfLogger;
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    signal::unix::{SignalKind, signal},
+};
+
+use super::{attach::attach_filter, inspect::take_reading, read_nonempty_list};
+use crate::{
+    cli::RunArgs,
+    filter::Filter,
+    links,
+    logline::{LogLine, LogSink},
+    pins::PinDir,
+    report::stats_line,
+};
+
+/// Most kernel log lines forwarded per second; the rest are counted and
+/// reported, so a flood of denials cannot flood the log.
+const KERNEL_LINES_PER_SECOND: u32 = 20;
+
+/// `mxgate run`.
+pub fn command(pins: &PinDir, args: &RunArgs) -> anyhow::Result<()> {
+    let sink = Arc::new(LogSink::stdout(args.log_format));
+    if args.iface.is_empty() {
+        let ifaces: Vec<String> = links::links(pins)?.into_iter().map(|l| l.iface).collect();
+        Filter::open(pins)?;
+        sink.emit(
+            &LogLine::info("adopted")
+                .field("pin_dir", pins.root().display().to_string())
+                .field("interfaces", ifaces.join(",")),
+        );
+    } else {
+        let list = read_nonempty_list(&args.ranges, &args.options.allow)?;
+        let report = attach_filter(pins, &args.iface, &list, &args.options)?;
+        let d = &report.list.diff;
+        sink.emit(
+            &LogLine::info("refreshed")
+                .field("added", d.added())
+                .field("removed", d.removed())
+                .field("unchanged", d.unchanged())
+                .field("v4_prefixes", report.list.v4_after)
+                .field("v6_prefixes", report.list.v6_after),
+        );
+        for (a, new) in &report.interfaces {
+            sink.emit(
+                &LogLine::info("attached")
+                    .field("iface", a.iface.clone())
+                    .field("mode", a.mode.unwrap_or("unchanged"))
+                    .field("link", a.link_id)
+                    .field("program", a.program_id)
+                    .field("already", !new),
+            );
+        }
+    }
+    let filter = Filter::open(pins)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the event loop")?;
+    let result = runtime.block_on(stream(pins, &filter, &sink, args));
+    if let Err(e) = &result {
+        sink.emit(&LogLine::new("error", "error").field("message", format!("{e:#}")));
+    }
+    result
+}
+
+async fn stream(
+    pins: &PinDir,
+    filter: &Filter,
+    sink: &Arc<LogSink>,
+    args: &RunArgs,
+) -> anyhow::Result<()> {
+    let mut sigint = signal(SignalKind::interrupt()).context("catching SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("catching SIGTERM")?;
+    let forwarder = Forwarder::new(Arc::clone(sink));
+    let program_id = filter.program_info()?.id();
+    let logger = EbpfLogger::init_from_id_with_logger(program_id, forwarder.clone())
+        .context("reading the kernel's log buffer")?;
+    // SAFETY: the logger owns its ring buffer's descriptor, which stays open
+    // and unchanged until the AsyncFd (and with it the logger) is dropped.
+    let mut logger = unsafe { AsyncFd::register_with_interest(logger, Interest::READABLE) }
+        .context("watching the kernel's log buffer")?;
+
+    let mut ticker = tokio::time::interval(Duration::from_secs(args.interval));
+    ticker.tick().await;
+    let mut previous = take_reading(filter)?;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let now = take_reading(filter)?;
+                sink.emit(&stats_line(&previous, &now, args.top));
+                previous = now;
+                forwarder.report_suppressed();
+                if !pins.is_installed() {
+                    sink.emit(&LogLine::info("detached")
+                        .field("message", "the filter was removed (mxgate detach); stopping"));
+                    return Ok(());
+                }
+            }
+            ready = logger.readable_mut() => {
+                let mut guard = ready.context("waiting for kernel log lines")?;
+                guard.get_inner_mut().flush();
+                guard.clear_ready();
+            }
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    sink.emit(
+        &LogLine::info("stopped").field("message", "mxgate run stopped; the filter stays attached"),
+    );
+    Ok(())
+}
+
+/// Forwards aya-log records from the kernel as `kernel` log lines, at most
+/// [`KERNEL_LINES_PER_SECOND`].
+#[derive(Clone)]
+struct Forwarder {
+    sink: Arc<LogSink>,
+    budget: Arc<Mutex<Budget>>,
+}
+
+struct Budget {
+    window: Instant,
+    used: u32,
+    suppressed: u64,
+}
+
+impl Forwarder {
+    fn new(sink: Arc<LogSink>) -> Self {
+        Self {
+            sink,
+            budget: Arc::new(Mutex::new(Budget {
+                window: Instant::now(),
+                used: 0,
+                suppressed: 0,
+            })),
+        }
+    }
+
+    fn budget(&self) -> std::sync::MutexGuard<'_, Budget> {
+        match self.budget.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn report_suppressed(&self) {
+        let suppressed = std::mem::take(&mut self.budget().suppressed);
+        if suppressed > 0 {
+            self.sink.emit(
+                &LogLine::new("warn", "kernel_log_suppressed")
+                    .field("count", suppressed)
+                    .field("limit_per_s", KERNEL_LINES_PER_SECOND),
+            );
+        }
+    }
+}
+
+impl log::Log for Forwarder {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        {
+            let mut budget = self.budget();
+            if budget.window.elapsed() >= Duration::from_secs(1) {
+                budget.window = Instant::now();
+                budget.used = 0;
+            }
+            if budget.used >= KERNEL_LINES_PER_SECOND {
+                budget.suppressed += 1;
+                return;
+            }
+            budget.used += 1;
+        }
+        let level = match record.level() {
+            log::Level::Error => "error",
+            log::Level::Warn => "warn",
+            log::Level::Info => "info",
+            log::Level::Debug => "debug",
+            log::Level::Trace => "trace",
+        };
+        self.sink
+            .emit(&LogLine::new(level, "kernel").field("message", record.args().to_string()));
+    }
+
+    fn flush(&self) {}
+}

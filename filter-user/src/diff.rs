@@ -1,0 +1,148 @@
+//! The change from the live allowlist to a new one, and how much it shrinks.
+
+use std::collections::BTreeSet;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::Serialize;
+
+use crate::ranges::Allowlist;
+
+/// Prefixes to insert and to delete in one family.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FamilyDiff<N> {
+    /// In the new list, not live: inserted first.
+    pub added: Vec<N>,
+    /// Live, not in the new list: deleted after every insert.
+    pub removed: Vec<N>,
+    /// In both.
+    pub unchanged: usize,
+}
+
+impl<N: Ord + Copy> FamilyDiff<N> {
+    fn between(live: &[N], new: &[N]) -> Self {
+        let live: BTreeSet<N> = live.iter().copied().collect();
+        let new: BTreeSet<N> = new.iter().copied().collect();
+        Self {
+            added: new.difference(&live).copied().collect(),
+            removed: live.difference(&new).copied().collect(),
+            unchanged: live.intersection(&new).count(),
+        }
+    }
+
+    /// True when nothing is added or removed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// The change from the live allowlist to a new one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Diff {
+    /// IPv4 changes.
+    pub v4: FamilyDiff<Ipv4Net>,
+    /// IPv6 changes.
+    pub v6: FamilyDiff<Ipv6Net>,
+}
+
+impl Diff {
+    /// What turns `live` into `new`.
+    pub fn between(live: &Allowlist, new: &Allowlist) -> Self {
+        Self {
+            v4: FamilyDiff::between(&live.v4, &new.v4),
+            v6: FamilyDiff::between(&live.v6, &new.v6),
+        }
+    }
+
+    /// True when the live list already equals the new one.
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+
+    /// Prefixes added, both families.
+    pub fn added(&self) -> usize {
+        self.v4.added.len() + self.v6.added.len()
+    }
+
+    /// Prefixes removed, both families.
+    pub fn removed(&self) -> usize {
+        self.v4.removed.len() + self.v6.removed.len()
+    }
+
+    /// Prefixes kept, both families.
+    pub fn unchanged(&self) -> usize {
+        self.v4.unchanged + self.v6.unchanged
+    }
+
+    /// Removed prefixes that `new` does not cover in full: the entries whose
+    /// senders lose access. A prefix merely re-merged (a /24 now inside a /23)
+    /// loses nothing and is not counted.
+    pub fn lost_entries(&self, new: &Allowlist) -> usize {
+        let v4 = self.v4.removed.iter().map(|n| IpNet::V4(*n));
+        let v6 = self.v6.removed.iter().map(|n| IpNet::V6(*n));
+        v4.chain(v6).filter(|net| !new.covers(net)).count()
+    }
+
+    /// Percent of the `live_len` live entries that lose access.
+    pub fn shrink_percent(&self, new: &Allowlist, live_len: usize) -> f64 {
+        if live_len == 0 {
+            return 0.0;
+        }
+        100.0 * self.lost_entries(new) as f64 / live_len as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(entries: &[&str]) -> Allowlist {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for e in entries {
+            match e.parse::<IpNet>().unwrap() {
+                IpNet::V4(n) => v4.push(n),
+                IpNet::V6(n) => v6.push(n),
+            }
+        }
+        Allowlist::from_prefixes(v4, v6)
+    }
+
+    #[test]
+    fn added_removed_unchanged() {
+        let live = list(&["192.0.2.0/24", "198.51.100.0/24", "2001:db8::/32"]);
+        let new = list(&["192.0.2.0/24", "203.0.113.0/24", "2001:db8::/32"]);
+        let d = Diff::between(&live, &new);
+        assert_eq!(d.v4.added, ["203.0.113.0/24".parse::<Ipv4Net>().unwrap()]);
+        assert_eq!(
+            d.v4.removed,
+            ["198.51.100.0/24".parse::<Ipv4Net>().unwrap()]
+        );
+        assert_eq!((d.unchanged(), d.added(), d.removed()), (2, 1, 1));
+        assert!(!d.is_empty());
+    }
+
+    #[test]
+    fn same_list_is_empty() {
+        let l = list(&["192.0.2.0/24", "2001:db8::/32"]);
+        let d = Diff::between(&l, &l);
+        assert!(d.is_empty());
+        assert_eq!(d.unchanged(), 2);
+    }
+
+    #[test]
+    fn shrink_counts_only_entries_that_lose_access() {
+        let live = list(&["10.0.0.0/24", "10.0.2.0/24", "10.0.4.0/24", "10.0.6.0/24"]);
+        // Two entries now inside a wider prefix: nothing lost.
+        let wider = list(&["10.0.0.0/22", "10.0.4.0/24", "10.0.6.0/24"]);
+        let d = Diff::between(&live, &wider);
+        assert_eq!(d.removed(), 2);
+        assert_eq!(d.shrink_percent(&wider, 4), 0.0);
+        // Half the entries gone for good.
+        let half = list(&["10.0.0.0/24", "10.0.2.0/24"]);
+        let d = Diff::between(&live, &half);
+        assert_eq!(d.shrink_percent(&half, 4), 50.0);
+        // A live prefix only partly covered by the new list loses access.
+        let part = list(&["10.0.0.0/25", "10.0.2.0/24", "10.0.4.0/24", "10.0.6.0/24"]);
+        let d = Diff::between(&live, &part);
+        assert_eq!(d.lost_entries(&part), 1);
+    }
+}

@@ -1,0 +1,48 @@
+//! Failure classes and the exit status each one gives (DESIGN.md: 0 done,
+//! 1 failed, 2 invalid input or usage, 3 refused by a safety guard).
+
+use std::process::ExitCode;
+
+use crate::ranges::ListError;
+
+/// The input is invalid; nothing was changed. Exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
+/// A safety guard refused the operation; nothing was changed. Exit status 3.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// Exit status for an error: the first class found in its chain decides.
+pub fn exit_code(err: &anyhow::Error) -> ExitCode {
+    for cause in err.chain() {
+        if cause.is::<Refused>() {
+            return ExitCode::from(3);
+        }
+        if cause.is::<InvalidInput>() || cause.is::<ListError>() {
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::from(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context as _;
+
+    use super::*;
+
+    #[test]
+    fn classes_survive_context() {
+        let refused = Err::<(), _>(Refused("too much".into())).context("refreshing");
+        assert_eq!(exit_code(&refused.unwrap_err()), ExitCode::from(3));
+        let invalid = Err::<(), _>(InvalidInput("bad".into())).context("attaching");
+        assert_eq!(exit_code(&invalid.unwrap_err()), ExitCode::from(2));
+        let list = Err::<(), _>(ListError::StdinTwice).context("reading lists");
+        assert_eq!(exit_code(&list.unwrap_err()), ExitCode::from(2));
+        let other = anyhow::anyhow!("the kernel said no");
+        assert_eq!(exit_code(&other), ExitCode::from(1));
+    }
+}

@@ -1,0 +1,23 @@
+//! mxgate's loader library: everything the `mxgate` binary does, as a
+//! library the tests and xtask can call.
+//!
+//! Data flows one way: range sources → [`ranges`] (parsed, merged list) →
+//! [`diff`] (against the live maps) → [`filter`] (the pinned maps); and
+//! [`filter`] counters → [`report`] → [`logline`]. [`pins`] owns the bpffs
+//! layout, [`links`] the per-interface attachments, [`commands`] the CLI's
+//! subcommands as [`cli`] defines them.
+
+pub mod cli;
+pub mod commands;
+pub mod diff;
+pub mod error;
+pub mod filter;
+pub mod links;
+pub mod logline;
+pub mod pins;
+pub mod ranges;
+pub mod report;
+pub mod sys;
+
+/// The compiled XDP program (filter-ebpf), embedded at build time.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mxgate"));

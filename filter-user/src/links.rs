@@ -1,0 +1,146 @@
+//! Attaching the installed program to interfaces: one XDP link per
+//! interface, pinned so it outlives the process.
+
+use std::{fs, io};
+
+use anyhow::Context as _;
+use aya::programs::{ProgramError, XdpMode, links::FdLink};
+use serde::Serialize;
+
+use crate::{cli::Mode, error::InvalidInput, filter::Filter, pins::PinDir, sys};
+
+/// An interface the filter is attached to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    /// Interface name.
+    pub iface: String,
+    /// Interface index.
+    pub ifindex: u32,
+    /// The XDP link's id.
+    pub link_id: u32,
+    /// The attached program's id.
+    pub program_id: u32,
+    /// "native" or "skb" when this call attached it; `None` when it was
+    /// already attached (the kernel does not report a link's mode).
+    pub mode: Option<&'static str>,
+}
+
+/// Attaches the filter to `iface`, or reports the existing attachment when
+/// the filter is already attached there.
+pub fn attach(filter: &mut Filter, iface: &str, mode: Mode) -> anyhow::Result<Attachment> {
+    let ifindex = sys::ifindex(iface)
+        .ok_or_else(|| InvalidInput(format!("there is no interface named {iface:?}")))?;
+    let program_id = filter.program_info()?.id();
+    let pin = filter.pins().link(iface);
+    if pin.exists() {
+        match sys::pinned_xdp_link(&pin) {
+            Ok(link) if link.ifindex == ifindex && link.program_id == program_id => {
+                return Ok(Attachment {
+                    iface: iface.to_owned(),
+                    ifindex,
+                    link_id: link.link_id,
+                    program_id,
+                    mode: None,
+                });
+            }
+            // The interface was deleted (and maybe re-created) since: the
+            // pinned link no longer attaches anything. Replace it.
+            _ => fs::remove_file(&pin)
+                .with_context(|| format!("removing stale link pin {}", pin.display()))?,
+        }
+    }
+
+    let tries: &[(XdpMode, &'static str)] = match mode {
+        Mode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "skb")],
+        Mode::Native => &[(XdpMode::Driver, "native")],
+        Mode::Skb => &[(XdpMode::Skb, "skb")],
+    };
+    let mut last_error = None;
+    for (xdp_mode, name) in tries {
+        match filter.program_mut().attach(ifindex, *xdp_mode) {
+            Ok(id) => {
+                let link: FdLink = filter.program_mut().take_link(id)?.try_into().context(
+                    "the kernel attached the program without a bpf link (kernel < 5.9?)",
+                )?;
+                let pinned = link
+                    .pin(&pin)
+                    .with_context(|| format!("pinning the link at {}", pin.display()))?;
+                drop(pinned);
+                let info = sys::pinned_xdp_link(&pin)
+                    .with_context(|| format!("reading {}", pin.display()))?;
+                return Ok(Attachment {
+                    iface: iface.to_owned(),
+                    ifindex,
+                    link_id: info.link_id,
+                    program_id,
+                    mode: Some(name),
+                });
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let err = last_error.map_or_else(
+        || anyhow::anyhow!("no attach mode to try"),
+        |e| explain_attach_error(iface, e),
+    );
+    Err(err)
+}
+
+fn explain_attach_error(iface: &str, err: ProgramError) -> anyhow::Error {
+    let busy = matches!(
+        &err,
+        ProgramError::SyscallError(e)
+            if matches!(e.io_error.raw_os_error(), Some(libc::EBUSY | libc::EEXIST))
+    );
+    if busy {
+        anyhow::anyhow!(
+            "{iface} already has another XDP program attached; mxgate does not replace it \
+             (see `ip link show dev {iface}`)"
+        )
+    } else {
+        anyhow::Error::new(err).context(format!("attaching to {iface}"))
+    }
+}
+
+/// Detaches the filter from `iface`; false if it was not attached there.
+pub fn detach(pins: &PinDir, iface: &str) -> anyhow::Result<bool> {
+    let pin = pins.link(iface);
+    match fs::remove_file(&pin) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("removing {}", pin.display())),
+    }
+}
+
+/// A pinned link as found now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LinkStatus {
+    /// Interface named by the pin.
+    pub iface: String,
+    /// The interface the link is attached to, if it still exists.
+    pub ifindex: Option<u32>,
+    /// The link's id.
+    pub link_id: u32,
+    /// The program's id.
+    pub program_id: u32,
+}
+
+/// Every pinned link.
+pub fn links(pins: &PinDir) -> anyhow::Result<Vec<LinkStatus>> {
+    let mut out = Vec::new();
+    for iface in pins
+        .linked_interfaces()
+        .with_context(|| format!("reading {}", pins.root().display()))?
+    {
+        let pin = pins.link(&iface);
+        let info =
+            sys::pinned_xdp_link(&pin).with_context(|| format!("reading {}", pin.display()))?;
+        out.push(LinkStatus {
+            iface,
+            ifindex: (info.ifindex != 0).then_some(info.ifindex),
+            link_id: info.link_id,
+            program_id: info.program_id,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,158 @@
+//! Log lines: logfmt by default, one JSON object per line on request. Every
+//! line carries a timestamp, a level and an event name (DESIGN "Log lines").
+
+use std::{io::Write as _, sync::Mutex, time::SystemTime};
+
+use serde_json::{Map, Value};
+
+use crate::cli::LogFormat;
+
+/// One log line being built.
+#[derive(Clone, Debug)]
+pub struct LogLine {
+    level: &'static str,
+    event: &'static str,
+    /// Key, value, and the value's logfmt text when it is not `value`'s.
+    fields: Vec<(String, Value, Option<String>)>,
+}
+
+impl LogLine {
+    /// An `info` line for `event`.
+    pub fn info(event: &'static str) -> Self {
+        Self::new("info", event)
+    }
+
+    /// A line at `level` for `event`.
+    pub fn new(level: &'static str, event: &'static str) -> Self {
+        Self {
+            level,
+            event,
+            fields: Vec::new(),
+        }
+    }
+
+    /// Adds a field.
+    pub fn field(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.fields.push((key.to_owned(), value.into(), None));
+        self
+    }
+
+    /// Adds a structured field that logfmt shows as `text` instead.
+    pub fn field_as(mut self, key: &str, value: Value, text: String) -> Self {
+        self.fields.push((key.to_owned(), value, Some(text)));
+        self
+    }
+
+    /// Renders the line (without newline) at time `at`.
+    pub fn render(&self, format: LogFormat, at: SystemTime) -> String {
+        let ts = humantime::format_rfc3339_millis(at).to_string();
+        match format {
+            LogFormat::Json => {
+                let mut object = Map::new();
+                object.insert("ts".into(), ts.into());
+                object.insert("level".into(), self.level.into());
+                object.insert("event".into(), self.event.into());
+                for (key, value, _) in &self.fields {
+                    object.insert(key.clone(), value.clone());
+                }
+                Value::Object(object).to_string()
+            }
+            LogFormat::Text => {
+                let mut out = format!("ts={ts} level={} event={}", self.level, self.event);
+                for (key, value, text) in &self.fields {
+                    let value = match text {
+                        Some(text) => Value::String(text.clone()),
+                        None => value.clone(),
+                    };
+                    out.push(' ');
+                    out.push_str(key);
+                    out.push('=');
+                    out.push_str(&logfmt_value(&value));
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Writes log lines to standard output, one whole line per call.
+#[derive(Debug)]
+pub struct LogSink {
+    format: LogFormat,
+    out: Mutex<std::io::Stdout>,
+}
+
+impl LogSink {
+    /// A sink writing `format` lines to standard output.
+    pub fn stdout(format: LogFormat) -> Self {
+        Self {
+            format,
+            out: Mutex::new(std::io::stdout()),
+        }
+    }
+
+    /// Writes `line` stamped with the current time.
+    pub fn emit(&self, line: &LogLine) {
+        let text = line.render(self.format, SystemTime::now());
+        let mut out = match self.out.lock() {
+            Ok(out) => out,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // A closed stdout (a gone pipe reader) must not stop the filter.
+        let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+    }
+}
+
+fn logfmt_value(value: &Value) -> String {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => return other.to_string(),
+    };
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| !c.is_whitespace() && c != '"' && c != '=' && c != '\\' && !c.is_control());
+    if plain {
+        text
+    } else {
+        Value::String(text).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    fn at() -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(1_795_000_000_123)
+    }
+
+    #[test]
+    fn logfmt_quotes_only_what_needs_it() {
+        let line = LogLine::info("attached")
+            .field("iface", "eth0")
+            .field("note", "two words")
+            .field("count", 3)
+            .field("empty", "");
+        assert_eq!(
+            line.render(LogFormat::Text, at()),
+            "ts=2026-11-18T11:06:40.123Z level=info event=attached \
+             iface=eth0 note=\"two words\" count=3 empty=\"\""
+        );
+    }
+
+    #[test]
+    fn json_is_one_object_with_the_common_keys() {
+        let line = LogLine::new("warn", "error").field("message", "a \"quoted\" thing");
+        let text = line.render(LogFormat::Json, at());
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["ts"], "2026-11-18T11:06:40.123Z");
+        assert_eq!(value["level"], "warn");
+        assert_eq!(value["event"], "error");
+        assert_eq!(value["message"], "a \"quoted\" thing");
+        assert!(!text.contains('\n'));
+    }
+}

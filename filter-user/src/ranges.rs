@@ -1,0 +1,709 @@
+//! Range lists: parses the service's published IP ranges and merges them into
+//! an [`Allowlist`].
+//!
+//! One entry a line; `#` starts a comment; blank lines are skipped. An entry
+//! is a CIDR, a bare address, an inclusive range `A-B` of one family, an SPF
+//! mechanism `ip4:…`/`ip6:…`, or a pasted SPF record `v=spf1 …` whose
+//! `ip4:`/`ip6:` terms are taken. Any error names the source, the line and
+//! the text; parsing stops at the first one and nothing is returned, so a bad
+//! list never reaches the kernel.
+
+use std::{
+    fmt,
+    io::Read as _,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::Path,
+};
+
+use ipnet::{IpNet, Ipv4Net, Ipv4Subnets, Ipv6Net, Ipv6Subnets};
+use serde::Serialize;
+
+/// Longest line accepted; SPF records and address lists stay far below it.
+pub const MAX_LINE_LEN: usize = 4096;
+
+/// Name used for entries given with `--allow`.
+pub const ALLOW_OPTION: &str = "--allow";
+
+/// Where a problem was found: source name (file path, `-`, `--allow`) and line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Location {
+    /// File path as given, `-` for standard input, or `--allow`.
+    pub source: String,
+    /// 1-based line number (the position for `--allow`).
+    pub line: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.source, self.line)
+    }
+}
+
+/// Why a list was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// A line that is not a valid entry.
+    #[error("{at}: {reason}: {text:?}")]
+    Syntax {
+        /// Source and line.
+        at: Location,
+        /// The offending text (shortened if very long).
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The source could not be read at all.
+    #[error("reading {source_name}: {error}")]
+    Read {
+        /// File path or `-`.
+        source_name: String,
+        /// The I/O error.
+        #[source]
+        error: std::io::Error,
+    },
+    /// The merged entries cover a whole address family.
+    #[error(
+        "the entries together cover every {family} address; that would let everyone in (use `mxgate open` for that)"
+    )]
+    CoversEverything {
+        /// "IPv4" or "IPv6".
+        family: &'static str,
+    },
+    /// Standard input named more than once.
+    #[error("standard input (`-`) can be given only once")]
+    StdinTwice,
+}
+
+/// Something accepted but worth telling the user about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// Source and line.
+    #[serde(flatten)]
+    pub at: Location,
+    /// The entry's text.
+    pub text: String,
+    /// What was done about it.
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {:?}", self.at, self.message, self.text)
+    }
+}
+
+/// The merged allowlist: sorted, without overlaps or duplicates, adjacent
+/// prefixes joined. This is exactly what the kernel tries hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Allowlist {
+    /// IPv4 prefixes.
+    pub v4: Vec<Ipv4Net>,
+    /// IPv6 prefixes.
+    pub v6: Vec<Ipv6Net>,
+}
+
+impl Allowlist {
+    /// Builds a merged allowlist from any prefixes.
+    pub fn from_prefixes(v4: Vec<Ipv4Net>, v6: Vec<Ipv6Net>) -> Self {
+        Self {
+            v4: Ipv4Net::aggregate(&v4),
+            v6: Ipv6Net::aggregate(&v6),
+        }
+    }
+
+    /// Number of prefixes in both families.
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    /// True when neither family has a prefix.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The prefix that allows `addr`, if any. The merged list has no
+    /// overlaps, so at most one prefix contains an address.
+    pub fn lookup(&self, addr: IpAddr) -> Option<IpNet> {
+        match addr {
+            IpAddr::V4(a) => covering(&self.v4, &Ipv4Net::from(a)).map(IpNet::V4),
+            IpAddr::V6(a) => covering(&self.v6, &Ipv6Net::from(a)).map(IpNet::V6),
+        }
+    }
+
+    /// True when every address of `net` is allowed.
+    pub fn covers(&self, net: &IpNet) -> bool {
+        match net {
+            IpNet::V4(n) => covering(&self.v4, n).is_some(),
+            IpNet::V6(n) => covering(&self.v6, n).is_some(),
+        }
+    }
+}
+
+/// The prefix of a merged, sorted list that contains `net`. In a merged list
+/// any block covered by the union is inside a single prefix, so one binary
+/// search suffices.
+fn covering<N: Prefix>(sorted: &[N], net: &N) -> Option<N> {
+    let after = sorted.partition_point(|p| p.network_key() <= net.network_key());
+    let candidate = *sorted.get(after.checked_sub(1)?)?;
+    candidate.contains_net(net).then_some(candidate)
+}
+
+/// What [`covering`] needs of Ipv4Net and Ipv6Net.
+trait Prefix: Copy {
+    fn network_key(&self) -> u128;
+    fn contains_net(&self, other: &Self) -> bool;
+}
+
+impl Prefix for Ipv4Net {
+    fn network_key(&self) -> u128 {
+        u128::from(u32::from(self.network()))
+    }
+    fn contains_net(&self, other: &Self) -> bool {
+        self.contains(other)
+    }
+}
+
+impl Prefix for Ipv6Net {
+    fn network_key(&self) -> u128 {
+        u128::from(self.network())
+    }
+    fn contains_net(&self, other: &Self) -> bool {
+        self.contains(other)
+    }
+}
+
+/// A parsed list: the merged allowlist, what was read to make it, and warnings.
+#[derive(Clone, Debug, Default)]
+pub struct ParsedList {
+    /// The merged result.
+    pub allowlist: Allowlist,
+    /// IPv4 entries read, before merging.
+    pub entries_v4: usize,
+    /// IPv6 entries read, before merging.
+    pub entries_v6: usize,
+    /// Accepted oddities, each naming its line.
+    pub warnings: Vec<Warning>,
+}
+
+/// Collects entries from several sources, then merges them.
+#[derive(Default)]
+pub struct ListBuilder {
+    v4: Vec<Ipv4Net>,
+    v6: Vec<Ipv6Net>,
+    entries_v4: usize,
+    entries_v6: usize,
+    warnings: Vec<Warning>,
+    stdin_used: bool,
+}
+
+impl ListBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads and adds a source: a file path, or `-` for standard input.
+    pub fn add_source(&mut self, source: &str) -> Result<(), ListError> {
+        let mut bytes = Vec::new();
+        let read = if source == "-" {
+            if std::mem::replace(&mut self.stdin_used, true) {
+                return Err(ListError::StdinTwice);
+            }
+            std::io::stdin().lock().read_to_end(&mut bytes).map(drop)
+        } else {
+            std::fs::read(Path::new(source)).map(|b| bytes = b)
+        };
+        read.map_err(|error| ListError::Read {
+            source_name: source.to_owned(),
+            error,
+        })?;
+        self.add_text(source, &bytes)
+    }
+
+    /// Adds the lines of `bytes`, read from `source`.
+    pub fn add_text(&mut self, source: &str, bytes: &[u8]) -> Result<(), ListError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let line = 1 + bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count();
+            let start = bytes[..e.valid_up_to()]
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |p| p + 1);
+            let end = bytes[start..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(bytes.len(), |p| start + p);
+            ListError::Syntax {
+                at: Location {
+                    source: source.to_owned(),
+                    line,
+                },
+                text: shorten(&String::from_utf8_lossy(&bytes[start..end])),
+                reason: "not UTF-8 text".into(),
+            }
+        })?;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        for (i, line) in text.split('\n').enumerate() {
+            let at = Location {
+                source: source.to_owned(),
+                line: i + 1,
+            };
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if line.len() > MAX_LINE_LEN {
+                return Err(syntax(
+                    at,
+                    line,
+                    format!("line longer than {MAX_LINE_LEN} bytes"),
+                ));
+            }
+            let content = line.split('#').next().unwrap_or_default().trim();
+            if content.is_empty() {
+                continue;
+            }
+            if is_spf_record(content) {
+                self.add_spf_record(&at, content)?;
+            } else {
+                self.add_entry(&at, content)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `--allow` entries; each is named by its position.
+    pub fn add_allow_options(&mut self, entries: &[String]) -> Result<(), ListError> {
+        for (i, entry) in entries.iter().enumerate() {
+            let at = Location {
+                source: ALLOW_OPTION.into(),
+                line: i + 1,
+            };
+            self.add_entry(&at, entry.trim())?;
+        }
+        Ok(())
+    }
+
+    /// Merges everything added into the final list.
+    pub fn finish(self) -> Result<ParsedList, ListError> {
+        let allowlist = Allowlist::from_prefixes(self.v4, self.v6);
+        if allowlist.v4.iter().any(|n| n.prefix_len() == 0) {
+            return Err(ListError::CoversEverything { family: "IPv4" });
+        }
+        if allowlist.v6.iter().any(|n| n.prefix_len() == 0) {
+            return Err(ListError::CoversEverything { family: "IPv6" });
+        }
+        Ok(ParsedList {
+            allowlist,
+            entries_v4: self.entries_v4,
+            entries_v6: self.entries_v6,
+            warnings: self.warnings,
+        })
+    }
+
+    fn add_entry(&mut self, at: &Location, text: &str) -> Result<(), ListError> {
+        let parsed = parse_entry(text).map_err(|reason| syntax(at.clone(), text, reason))?;
+        if let Some(message) = parsed.warning {
+            self.warnings.push(Warning {
+                at: at.clone(),
+                text: text.to_owned(),
+                message,
+            });
+        }
+        match parsed.nets {
+            Nets::V4(nets) => {
+                self.entries_v4 += 1;
+                self.v4.extend(nets);
+            }
+            Nets::V6(nets) => {
+                self.entries_v6 += 1;
+                self.v6.extend(nets);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the `ip4:`/`ip6:` terms of a pasted `v=spf1` record. Other
+    /// mechanisms name hosts or other records, which a file cannot resolve.
+    fn add_spf_record(&mut self, at: &Location, record: &str) -> Result<(), ListError> {
+        for term in record.split_whitespace().skip(1) {
+            let (qualifier, mechanism) = split_qualifier(term);
+            let lower = mechanism.to_ascii_lowercase();
+            let is_ip = lower.starts_with("ip4:") || lower.starts_with("ip6:");
+            if is_ip && qualifier == '+' {
+                self.add_entry(at, mechanism)?;
+            } else if is_ip {
+                self.warn(
+                    at,
+                    term,
+                    "SPF term does not allow (qualifier is not +), skipped",
+                );
+            } else if lower == "all" || lower.starts_with("exp=") {
+                // `-all`/`~all` say who is denied, and exp= is a message: nothing to allow.
+            } else {
+                self.warn(
+                    at,
+                    term,
+                    "SPF term names no address and is not followed from a file, skipped",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn warn(&mut self, at: &Location, text: &str, message: &str) {
+        self.warnings.push(Warning {
+            at: at.clone(),
+            text: text.to_owned(),
+            message: message.to_owned(),
+        });
+    }
+}
+
+/// Reads every source and the `--allow` entries into one merged list.
+pub fn read_list(sources: &[String], allow: &[String]) -> Result<ParsedList, ListError> {
+    let mut builder = ListBuilder::new();
+    for source in sources {
+        builder.add_source(source)?;
+    }
+    builder.add_allow_options(allow)?;
+    builder.finish()
+}
+
+fn is_spf_record(content: &str) -> bool {
+    let mut words = content.split_whitespace();
+    words
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case("v=spf1"))
+}
+
+fn split_qualifier(term: &str) -> (char, &str) {
+    match term.chars().next() {
+        Some(q @ ('+' | '-' | '~' | '?')) => (q, &term[1..]),
+        _ => ('+', term),
+    }
+}
+
+fn syntax(at: Location, text: &str, reason: impl Into<String>) -> ListError {
+    ListError::Syntax {
+        at,
+        text: shorten(text),
+        reason: reason.into(),
+    }
+}
+
+/// Keeps error messages readable when a line is huge.
+fn shorten(text: &str) -> String {
+    const KEEP: usize = 80;
+    match text.char_indices().nth(KEEP) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+enum Nets {
+    V4(Vec<Ipv4Net>),
+    V6(Vec<Ipv6Net>),
+}
+
+struct ParsedEntry {
+    nets: Nets,
+    warning: Option<String>,
+}
+
+/// Parses one entry: CIDR, bare address, range `A-B`, or `ip4:`/`ip6:` term.
+fn parse_entry(text: &str) -> Result<ParsedEntry, String> {
+    if text.split_whitespace().nth(1).is_some() {
+        return Err("more than one entry on a line".into());
+    }
+    let (qualifier, term) = split_qualifier(text);
+    let (family, body) = match term.get(..4).map(str::to_ascii_lowercase).as_deref() {
+        Some("ip4:") => (Some(Family::V4), &term[4..]),
+        Some("ip6:") => (Some(Family::V6), &term[4..]),
+        _ => (None, text),
+    };
+    if family.is_some() && qualifier != '+' {
+        return Err(format!(
+            "an SPF term with qualifier {qualifier:?} does not allow anyone"
+        ));
+    }
+    let entry = if let Some((low, high)) = body.split_once('-') {
+        parse_range(low, high)?
+    } else {
+        parse_cidr(body)?
+    };
+    match (family, &entry.nets) {
+        (Some(Family::V4), Nets::V6(_)) => Err("ip4: term holds an IPv6 address".into()),
+        (Some(Family::V6), Nets::V4(_)) => Err("ip6: term holds an IPv4 address".into()),
+        _ => Ok(entry),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Family {
+    V4,
+    V6,
+}
+
+fn parse_addr(text: &str) -> Result<IpAddr, String> {
+    if text.is_empty() {
+        return Err("empty address".into());
+    }
+    if text.contains('%') {
+        return Err("an address with a zone (%) cannot be allowed".into());
+    }
+    text.parse::<IpAddr>()
+        .map_err(|_| "not an IPv4 or IPv6 address".to_owned())
+}
+
+fn parse_cidr(text: &str) -> Result<ParsedEntry, String> {
+    let (addr_text, len_text) = match text.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (text, None),
+    };
+    let addr = parse_addr(addr_text)?;
+    let max = match addr {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    };
+    let len = match len_text {
+        None => max,
+        Some(l) if !l.is_empty() && l.len() <= 3 && l.bytes().all(|b| b.is_ascii_digit()) => {
+            let len: u8 = l.parse().map_err(|_| format!("bad prefix length {l:?}"))?;
+            if len > max {
+                return Err(format!("prefix length {len} is longer than {max}"));
+            }
+            len
+        }
+        Some(l) => return Err(format!("bad prefix length {l:?}")),
+    };
+    if len == 0 {
+        return Err("a /0 prefix would let everyone in (use `mxgate open` for that)".into());
+    }
+    let net = IpNet::new(addr, len).map_err(|e| e.to_string())?;
+    let trunc = net.trunc();
+    let warning = (trunc != net).then(|| format!("host bits set, using {trunc}"));
+    let nets = match trunc {
+        IpNet::V4(n) => Nets::V4(vec![n]),
+        IpNet::V6(n) => Nets::V6(vec![n]),
+    };
+    Ok(ParsedEntry { nets, warning })
+}
+
+fn parse_range(low: &str, high: &str) -> Result<ParsedEntry, String> {
+    let (low, high) = (low.trim(), high.trim());
+    let low = parse_addr(low).map_err(|e| format!("range start {low:?}: {e}"))?;
+    let high = parse_addr(high).map_err(|e| format!("range end {high:?}: {e}"))?;
+    let nets = match (low, high) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            check_order(a, b)?;
+            if a == Ipv4Addr::UNSPECIFIED && b == Ipv4Addr::BROADCAST {
+                return Err("this range would let everyone in (use `mxgate open` for that)".into());
+            }
+            Nets::V4(Ipv4Subnets::new(a, b, 0).collect())
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            check_order(a, b)?;
+            if a == Ipv6Addr::UNSPECIFIED && b == Ipv6Addr::from(u128::MAX) {
+                return Err("this range would let everyone in (use `mxgate open` for that)".into());
+            }
+            Nets::V6(Ipv6Subnets::new(a, b, 0).collect())
+        }
+        _ => return Err("a range must have both ends in the same family".into()),
+    };
+    Ok(ParsedEntry {
+        nets,
+        warning: None,
+    })
+}
+
+fn check_order<A: Ord + fmt::Display>(low: A, high: A) -> Result<(), String> {
+    if low > high {
+        return Err(format!("range start {low} is after its end {high}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ParsedList, ListError> {
+        let mut b = ListBuilder::new();
+        b.add_text("list.txt", text.as_bytes())?;
+        b.finish()
+    }
+
+    fn v4(list: &ParsedList) -> Vec<String> {
+        list.allowlist.v4.iter().map(ToString::to_string).collect()
+    }
+
+    fn v6(list: &ParsedList) -> Vec<String> {
+        list.allowlist.v6.iter().map(ToString::to_string).collect()
+    }
+
+    fn error(text: &str) -> String {
+        match parse(text) {
+            Ok(list) => panic!("{text:?} parsed as {:?}", list.allowlist),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn cidrs_addresses_and_comments() {
+        let list = parse(
+            "# service ranges\n\n192.0.2.0/24\n198.51.100.7 # relay\n2001:db8::/32\n2001:db8:ffff::1\n",
+        )
+        .unwrap();
+        assert_eq!(v4(&list), ["192.0.2.0/24", "198.51.100.7/32"]);
+        assert_eq!(v6(&list), ["2001:db8::/32"]);
+        assert_eq!((list.entries_v4, list.entries_v6), (2, 2));
+        assert!(list.warnings.is_empty());
+    }
+
+    #[test]
+    fn overlaps_duplicates_and_neighbours_merge() {
+        let list =
+            parse("10.0.0.0/25\n10.0.0.128/25\n10.0.0.5\n10.0.0.0/24\n10.0.0.0/24\n").unwrap();
+        assert_eq!(v4(&list), ["10.0.0.0/24"]);
+        assert_eq!(list.entries_v4, 5);
+    }
+
+    #[test]
+    fn host_bits_are_cleared_with_a_warning_naming_the_line() {
+        let list = parse("\n192.0.2.77/24\n").unwrap();
+        assert_eq!(v4(&list), ["192.0.2.0/24"]);
+        assert_eq!(list.warnings.len(), 1);
+        let w = list.warnings[0].to_string();
+        assert!(
+            w.starts_with("list.txt:2: host bits set, using 192.0.2.0/24"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn ranges_become_the_fewest_cidrs() {
+        let list = parse("192.0.2.0-192.0.2.255\n10.0.0.1-10.0.0.6\n").unwrap();
+        assert_eq!(
+            v4(&list),
+            [
+                "10.0.0.1/32",
+                "10.0.0.2/31",
+                "10.0.0.4/31",
+                "10.0.0.6/32",
+                "192.0.2.0/24"
+            ]
+        );
+        let list = parse("2001:db8::-2001:db8::ff\n").unwrap();
+        assert_eq!(v6(&list), ["2001:db8::/120"]);
+    }
+
+    #[test]
+    fn spf_terms_and_records() {
+        let list = parse(
+            "ip4:192.0.2.0/24\nip6:2001:db8::/48\n\
+             v=spf1 ip4:198.51.100.0/24 +ip4:203.0.113.9 -ip4:203.0.113.10 include:_spf.example.com ~all\n",
+        )
+        .unwrap();
+        assert_eq!(
+            v4(&list),
+            ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.9/32"]
+        );
+        assert_eq!(v6(&list), ["2001:db8::/48"]);
+        let warnings: Vec<_> = list.warnings.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(warnings, ["-ip4:203.0.113.10", "include:_spf.example.com"]);
+    }
+
+    #[test]
+    fn crlf_and_bom_are_accepted() {
+        let list = parse("\u{feff}192.0.2.0/24\r\n198.51.100.0/24\r\n").unwrap();
+        assert_eq!(v4(&list), ["192.0.2.0/24", "198.51.100.0/24"]);
+    }
+
+    #[test]
+    fn errors_name_source_line_and_text() {
+        assert_eq!(
+            error("192.0.2.0/24\n192.0.2.300\n"),
+            "list.txt:2: not an IPv4 or IPv6 address: \"192.0.2.300\""
+        );
+        assert!(error("10.0.0.0/33").contains("prefix length 33 is longer than 32"));
+        assert!(error("2001:db8::/129").contains("prefix length 129 is longer than 128"));
+        assert!(error("10.0.0.9-10.0.0.1").contains("range start 10.0.0.9 is after its end"));
+        assert!(error("10.0.0.1-2001:db8::1").contains("same family"));
+        assert!(error("ip4:2001:db8::1").contains("ip4: term holds an IPv6 address"));
+        assert!(error("ip6:192.0.2.1").contains("ip6: term holds an IPv4 address"));
+        assert!(error("192.0.2.1 192.0.2.2").contains("more than one entry"));
+        assert!(error("010.0.0.1").contains("not an IPv4 or IPv6 address"));
+        assert!(error("10.0.0.0/").contains("bad prefix length"));
+        assert!(error("10.0.0.0/+8").contains("bad prefix length"));
+        assert!(error("fe80::1%eth0").contains("zone"));
+        assert!(error("-ip4:192.0.2.1").contains("does not allow"));
+    }
+
+    #[test]
+    fn everything_is_refused() {
+        assert!(error("0.0.0.0/0").contains("/0 prefix would let everyone in"));
+        assert!(error("::/0").contains("/0 prefix would let everyone in"));
+        assert!(error("0.0.0.0-255.255.255.255").contains("everyone"));
+        assert!(error("0.0.0.0/1\n128.0.0.0/1").contains("cover every IPv4 address"));
+    }
+
+    #[test]
+    fn non_utf8_names_the_line() {
+        let mut b = ListBuilder::new();
+        let e = b
+            .add_text("bin.txt", b"192.0.2.1\n19\xff2.0.2.2\n")
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("bin.txt:2: not UTF-8 text"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn absurdly_long_lines_are_refused() {
+        let e = error(&"1".repeat(MAX_LINE_LEN + 1));
+        assert!(
+            e.starts_with("list.txt:1: line longer than 4096 bytes"),
+            "{e}"
+        );
+        assert!(e.len() < 200, "the error quotes a shortened line: {e}");
+    }
+
+    #[test]
+    fn allow_options_are_named() {
+        let mut b = ListBuilder::new();
+        b.add_allow_options(&["192.0.2.1".into(), "bogus".into()])
+            .map(drop)
+            .unwrap_err()
+            .to_string()
+            .starts_with("--allow:2:")
+            .then_some(())
+            .expect("error names --allow and its position");
+    }
+
+    #[test]
+    fn lookup_and_covers_use_the_merged_list() {
+        let list = parse("192.0.2.0/24\n2001:db8::/32\n").unwrap().allowlist;
+        assert_eq!(
+            list.lookup("192.0.2.9".parse().unwrap()),
+            Some("192.0.2.0/24".parse().unwrap())
+        );
+        assert_eq!(list.lookup("192.0.3.9".parse().unwrap()), None);
+        assert_eq!(
+            list.lookup("2001:db8:1::1".parse().unwrap()),
+            Some("2001:db8::/32".parse().unwrap())
+        );
+        assert!(list.covers(&"192.0.2.128/25".parse().unwrap()));
+        assert!(!list.covers(&"192.0.2.0/23".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let e = read_list(&["/nonexistent/ranges.txt".into()], &[]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("reading /nonexistent/ranges.txt:"),
+            "{e}"
+        );
+    }
+}

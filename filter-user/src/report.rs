@@ -1,0 +1,244 @@
+//! Counters → report: totals, deltas between two readings, and the top
+//! denied sources, rendered for people (`stats`) and for logs (`run`).
+
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    net::IpAddr,
+    time::{Duration, SystemTime},
+};
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::{
+    filter::{Counters, DeniedEntry, OutcomeCounts},
+    logline::LogLine,
+};
+
+/// A denied source worth naming.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TopSource {
+    /// The source address.
+    pub source: IpAddr,
+    /// Denied SYNs in the period reported (all time for `stats`).
+    pub count: u64,
+    /// Denied SYNs since the filter was installed (or the map evicted it).
+    pub total: u64,
+    /// When the last one was seen, RFC 3339.
+    pub last_seen: String,
+}
+
+/// One reading of everything `stats` and `run` report.
+#[derive(Clone, Debug)]
+pub struct Reading {
+    /// Counter totals.
+    pub counters: Counters,
+    /// Denied sources with their totals.
+    pub denied: Vec<DeniedEntry>,
+    /// `CLOCK_MONOTONIC` at the reading, to age `last_seen_ns`.
+    pub monotonic_ns: u64,
+    /// Wall clock at the reading.
+    pub wall: SystemTime,
+}
+
+impl Reading {
+    /// The `n` sources with most denied SYNs since `earlier` (all time
+    /// without it), busiest first; ties go to the most recent.
+    pub fn top_sources(&self, earlier: Option<&Reading>, n: usize) -> Vec<TopSource> {
+        let before: HashMap<IpAddr, u64> = earlier
+            .map(|e| e.denied.iter().map(|d| (d.source, d.count)).collect())
+            .unwrap_or_default();
+        let mut top: Vec<(u64, &DeniedEntry)> = self
+            .denied
+            .iter()
+            .map(|d| {
+                let prior = before.get(&d.source).copied().unwrap_or(0);
+                // A source evicted and seen again restarts from zero.
+                let delta = if d.count >= prior {
+                    d.count - prior
+                } else {
+                    d.count
+                };
+                (delta, d)
+            })
+            .filter(|(delta, _)| *delta > 0)
+            .collect();
+        top.sort_by(|(a, x), (b, y)| b.cmp(a).then(y.last_seen_ns.cmp(&x.last_seen_ns)));
+        top.truncate(n);
+        top.into_iter()
+            .map(|(count, d)| TopSource {
+                source: d.source,
+                count,
+                total: d.count,
+                last_seen: self.wall_time_of(d.last_seen_ns),
+            })
+            .collect()
+    }
+
+    fn wall_time_of(&self, monotonic_ns: u64) -> String {
+        let age = Duration::from_nanos(self.monotonic_ns.saturating_sub(monotonic_ns));
+        let at = self.wall.checked_sub(age).unwrap_or(self.wall);
+        humantime::format_rfc3339_seconds(at).to_string()
+    }
+}
+
+/// `later - earlier` for every counter (counters only grow; a reset
+/// between readings shows as the new value).
+pub fn delta(later: &Counters, earlier: &Counters) -> Counters {
+    fn family(l: &OutcomeCounts, e: &OutcomeCounts) -> OutcomeCounts {
+        let d = |l: u64, e: u64| if l >= e { l - e } else { l };
+        OutcomeCounts {
+            allowed: d(l.allowed, e.allowed),
+            dropped: d(l.dropped, e.dropped),
+            would_drop: d(l.would_drop, e.would_drop),
+            passed_open: d(l.passed_open, e.passed_open),
+        }
+    }
+    Counters {
+        v4: family(&later.v4, &earlier.v4),
+        v6: family(&later.v6, &earlier.v6),
+    }
+}
+
+/// The `stats` log line for the period from `earlier` to `later`.
+pub fn stats_line(earlier: &Reading, later: &Reading, top: usize) -> LogLine {
+    let d = delta(&later.counters, &earlier.counters);
+    let seconds = later
+        .wall
+        .duration_since(earlier.wall)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let mut line = LogLine::info("stats").field("interval_s", (seconds * 10.0).round() / 10.0);
+    for (prefix, counts) in [
+        ("v4", &d.v4),
+        ("v6", &d.v6),
+        ("total_v4", &later.counters.v4),
+        ("total_v6", &later.counters.v6),
+    ] {
+        line = add_counts(line, prefix, counts);
+    }
+    let sources = later.top_sources(Some(earlier), top);
+    let text: Vec<String> = sources
+        .iter()
+        .map(|s| format!("{}:{}", s.source, s.count))
+        .collect();
+    line.field_as("top_denied", json!(sources), text.join(","))
+}
+
+fn add_counts(line: LogLine, prefix: &str, c: &OutcomeCounts) -> LogLine {
+    line.field(&format!("{prefix}_examined"), c.examined())
+        .field(&format!("{prefix}_allowed"), c.allowed)
+        .field(&format!("{prefix}_dropped"), c.dropped)
+        .field(&format!("{prefix}_would_drop"), c.would_drop)
+        .field(&format!("{prefix}_passed_open"), c.passed_open)
+}
+
+/// The `stats` command's text: counters per family and the top sources.
+pub fn stats_text(reading: &Reading, top: usize) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<5} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "", "examined", "allowed", "dropped", "would-drop", "passed-open"
+    );
+    for (name, c) in [
+        ("IPv4", &reading.counters.v4),
+        ("IPv6", &reading.counters.v6),
+    ] {
+        let _ = writeln!(
+            out,
+            "{name:<5} {:>12} {:>12} {:>12} {:>12} {:>12}",
+            c.examined(),
+            c.allowed,
+            c.dropped,
+            c.would_drop,
+            c.passed_open
+        );
+    }
+    let sources = reading.top_sources(None, top);
+    if sources.is_empty() {
+        out.push_str("no denied sources seen\n");
+    } else {
+        out.push_str("top denied sources:\n");
+        for s in sources {
+            let _ = writeln!(
+                out,
+                "  {:<39} {:>10} SYNs  last {}",
+                s.source, s.count, s.last_seen
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+
+    fn reading(counts: &[(&str, u64, u64)], dropped_v4: u64, at_s: u64) -> Reading {
+        Reading {
+            counters: Counters {
+                v4: OutcomeCounts {
+                    dropped: dropped_v4,
+                    ..Default::default()
+                },
+                v6: OutcomeCounts::default(),
+            },
+            denied: counts
+                .iter()
+                .map(|(ip, count, seen)| DeniedEntry {
+                    source: ip.parse().unwrap(),
+                    count: *count,
+                    last_seen_ns: seen * 1_000_000_000,
+                })
+                .collect(),
+            monotonic_ns: at_s * 1_000_000_000,
+            wall: UNIX_EPOCH + Duration::from_secs(1_795_000_000 + at_s),
+        }
+    }
+
+    #[test]
+    fn top_sources_rank_by_count_in_the_period() {
+        let before = reading(&[("192.0.2.1", 100, 5), ("192.0.2.2", 1, 5)], 101, 10);
+        let after = reading(
+            &[
+                ("192.0.2.1", 101, 12),
+                ("192.0.2.2", 9, 19),
+                ("2001:db8::1", 3, 20),
+            ],
+            113,
+            20,
+        );
+        let top = after.top_sources(Some(&before), 2);
+        assert_eq!(top.len(), 2);
+        assert_eq!(top[0].source.to_string(), "192.0.2.2");
+        assert_eq!((top[0].count, top[0].total), (8, 9));
+        assert_eq!(top[1].source.to_string(), "2001:db8::1");
+        // All time: the busiest overall first.
+        let all = after.top_sources(None, 1);
+        assert_eq!(all[0].source.to_string(), "192.0.2.1");
+        assert_eq!(all[0].last_seen, "2026-11-18T11:06:52Z");
+    }
+
+    #[test]
+    fn delta_subtracts_and_survives_a_reset() {
+        let a = reading(&[], 10, 0).counters;
+        let b = reading(&[], 15, 1).counters;
+        assert_eq!(delta(&b, &a).v4.dropped, 5);
+        assert_eq!(delta(&a, &b).v4.dropped, 10);
+    }
+
+    #[test]
+    fn stats_line_has_deltas_totals_and_top() {
+        let before = reading(&[("192.0.2.1", 1, 5)], 1, 10);
+        let after = reading(&[("192.0.2.1", 4, 19)], 4, 20);
+        let line = stats_line(&before, &after, 5).render(crate::cli::LogFormat::Text, after.wall);
+        assert!(line.contains("event=stats interval_s=10.0 "), "{line}");
+        assert!(line.contains(" v4_dropped=3 "), "{line}");
+        assert!(line.contains(" total_v4_dropped=4 "), "{line}");
+        assert!(line.contains(" top_denied=192.0.2.1:3"), "{line}");
+    }
+}
