@@ -190,6 +190,11 @@ impl Filter {
         &self.pins
     }
 
+    /// The program, for running it on test frames.
+    pub fn program(&self) -> &Xdp {
+        &self.program
+    }
+
     /// The program, for attaching it.
     pub fn program_mut(&mut self) -> &mut Xdp {
         &mut self.program

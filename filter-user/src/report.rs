@@ -119,9 +119,13 @@ pub fn stats_line(earlier: &Reading, later: &Reading, top: usize) -> LogLine {
         line = add_counts(line, prefix, counts);
     }
     let sources = later.top_sources(Some(earlier), top);
+    // ip:count, IPv6 in brackets as in host:port, so the count stays apart.
     let text: Vec<String> = sources
         .iter()
-        .map(|s| format!("{}:{}", s.source, s.count))
+        .map(|s| match s.source {
+            IpAddr::V4(a) => format!("{a}:{}", s.count),
+            IpAddr::V6(a) => format!("[{a}]:{}", s.count),
+        })
         .collect();
     line.field_as("top_denied", json!(sources), text.join(","))
 }
@@ -234,11 +238,14 @@ mod tests {
     #[test]
     fn stats_line_has_deltas_totals_and_top() {
         let before = reading(&[("192.0.2.1", 1, 5)], 1, 10);
-        let after = reading(&[("192.0.2.1", 4, 19)], 4, 20);
+        let after = reading(&[("192.0.2.1", 4, 19), ("2001:db8::1", 1, 19)], 4, 20);
         let line = stats_line(&before, &after, 5).render(crate::cli::LogFormat::Text, after.wall);
         assert!(line.contains("event=stats interval_s=10.0 "), "{line}");
         assert!(line.contains(" v4_dropped=3 "), "{line}");
         assert!(line.contains(" total_v4_dropped=4 "), "{line}");
-        assert!(line.contains(" top_denied=192.0.2.1:3"), "{line}");
+        assert!(
+            line.contains(" top_denied=192.0.2.1:3,[2001:db8::1]:1"),
+            "{line}"
+        );
     }
 }

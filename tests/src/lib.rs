@@ -1,1 +1,22 @@
+//! Helpers for mxgate's kernel tests: network namespaces joined by veth
+//! pairs ([`netns`]), the `mxgate` binary run inside them ([`cli`]), real
+//! TCP servers and clients ([`tcp`]), crafted frames ([`frames`]) and a
+//! plain-Rust reference classifier for them ([`reference`]), and the
+//! program loaded for BPF_PROG_TEST_RUN ([`kernel`]).
+//!
+//! Every test makes its own namespaces and pin directory, named after the
+//! test and the process, and removes them on drop, also when it fails.
 
+pub mod cli;
+pub mod frames;
+#[cfg(feature = "kernel")]
+pub mod kernel;
+pub mod netns;
+#[cfg(feature = "kernel")]
+pub mod reference;
+pub mod tcp;
+
+/// A name unique to this test and process, for namespaces and pin dirs.
+pub fn unique_name(tag: &str) -> String {
+    format!("mxt-{tag}-{}", std::process::id())
+}

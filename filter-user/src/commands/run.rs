@@ -21,7 +21,7 @@ use crate::{
     links,
     logline::{LogLine, LogSink},
     pins::PinDir,
-    report::stats_line,
+    report::{Reading, stats_line},
 };
 
 /// Most kernel log lines forwarded per second; the rest are counted and
@@ -31,11 +31,12 @@ const KERNEL_LINES_PER_SECOND: u32 = 20;
 /// `mxgate run`.
 pub fn command(pins: &PinDir, args: &RunArgs) -> anyhow::Result<()> {
     let sink = Arc::new(LogSink::stdout(args.log_format));
+    let mut events = Vec::new();
     if args.iface.is_empty() {
         let ifaces: Vec<String> = links::links(pins)?.into_iter().map(|l| l.iface).collect();
         Filter::open(pins)?;
-        sink.emit(
-            &LogLine::info("adopted")
+        events.push(
+            LogLine::info("adopted")
                 .field("pin_dir", pins.root().display().to_string())
                 .field("interfaces", ifaces.join(",")),
         );
@@ -43,8 +44,8 @@ pub fn command(pins: &PinDir, args: &RunArgs) -> anyhow::Result<()> {
         let list = read_nonempty_list(&args.ranges, &args.options.allow)?;
         let report = attach_filter(pins, &args.iface, &list, &args.options)?;
         let d = &report.list.diff;
-        sink.emit(
-            &LogLine::info("refreshed")
+        events.push(
+            LogLine::info("refreshed")
                 .field("added", d.added())
                 .field("removed", d.removed())
                 .field("unchanged", d.unchanged())
@@ -52,8 +53,8 @@ pub fn command(pins: &PinDir, args: &RunArgs) -> anyhow::Result<()> {
                 .field("v6_prefixes", report.list.v6_after),
         );
         for (a, new) in &report.interfaces {
-            sink.emit(
-                &LogLine::info("attached")
+            events.push(
+                LogLine::info("attached")
                     .field("iface", a.iface.clone())
                     .field("mode", a.mode.unwrap_or("unchanged"))
                     .field("link", a.link_id)
@@ -63,11 +64,17 @@ pub fn command(pins: &PinDir, args: &RunArgs) -> anyhow::Result<()> {
         }
     }
     let filter = Filter::open(pins)?;
+    // The first interval counts from here: whoever reads these lines and
+    // then sends traffic sees all of it in the stats lines.
+    let baseline = take_reading(&filter)?;
+    for event in &events {
+        sink.emit(event);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    let result = runtime.block_on(stream(pins, &filter, &sink, args));
+    let result = runtime.block_on(stream(pins, &filter, &sink, args, baseline));
     if let Err(e) = &result {
         sink.emit(&LogLine::new("error", "error").field("message", format!("{e:#}")));
     }
@@ -79,6 +86,7 @@ async fn stream(
     filter: &Filter,
     sink: &Arc<LogSink>,
     args: &RunArgs,
+    mut previous: Reading,
 ) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("catching SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("catching SIGTERM")?;
@@ -91,9 +99,8 @@ async fn stream(
     let mut logger = unsafe { AsyncFd::register_with_interest(logger, Interest::READABLE) }
         .context("watching the kernel's log buffer")?;
 
-    let mut ticker = tokio::time::interval(Duration::from_secs(args.interval));
-    ticker.tick().await;
-    let mut previous = take_reading(filter)?;
+    let period = Duration::from_secs(args.interval);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tokio::select! {
             _ = ticker.tick() => {

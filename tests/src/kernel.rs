@@ -1,0 +1,69 @@
+//! The real program loaded into the real kernel, unattached, for running
+//! crafted frames through it with BPF_PROG_TEST_RUN.
+
+use aya::{TestRun as _, TestRunOptions};
+use filter_user::{
+    diff::Diff,
+    filter::{Counters, Filter, KernelLog, Settings},
+    pins::PinDir,
+};
+
+use crate::reference::Policy;
+
+/// An installed filter in its own pin directory, removed on drop.
+pub struct LoadedFilter {
+    pins: PinDir,
+    filter: Filter,
+}
+
+impl LoadedFilter {
+    /// Loads the program under `/sys/fs/bpf/{name}` and applies `policy`.
+    pub fn new(name: &str, policy: &Policy) -> anyhow::Result<Self> {
+        let pins = PinDir::new(format!("/sys/fs/bpf/{name}"));
+        // Pins left by a killed earlier run with the same pid.
+        let _ = pins.remove_all();
+        Filter::install(&pins, KernelLog::Quiet)?;
+        let filter = Filter::open(&pins)?;
+        let mut loaded = Self { pins, filter };
+        loaded.set_policy(policy)?;
+        Ok(loaded)
+    }
+
+    /// Makes the maps say what `policy` says.
+    pub fn set_policy(&mut self, policy: &Policy) -> anyhow::Result<()> {
+        let live = self.filter.allowlist()?;
+        self.filter.apply(&Diff::between(&live, &policy.allow))?;
+        self.filter.apply_settings(&Settings {
+            ports: policy.ports.clone(),
+            protect_dst: policy.protect_dst.clone(),
+            dry_run: policy.dry_run,
+        })?;
+        self.filter.set_open(policy.open)
+    }
+
+    /// The program's return code for `frame`.
+    pub fn verdict(&self, frame: &[u8]) -> anyhow::Result<u32> {
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            ..TestRunOptions::default()
+        };
+        let result = self.filter.program().test_run(opts)?;
+        Ok(result.return_value)
+    }
+
+    /// The counters, summed over CPUs.
+    pub fn counters(&self) -> anyhow::Result<Counters> {
+        self.filter.counters()
+    }
+
+    /// The filter itself.
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+}
+
+impl Drop for LoadedFilter {
+    fn drop(&mut self) {
+        let _ = self.pins.remove_all();
+    }
+}

@@ -1,0 +1,222 @@
+//! The reference classifier: DESIGN.md "The verdict" in plain Rust over a
+//! byte slice. It is written from the design text, not from the eBPF code,
+//! so that the differential test compares two independent readings of it.
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use filter_common::{MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, Outcome};
+use filter_user::ranges::Allowlist;
+
+/// What the filter is configured to do.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    /// Allowed sources.
+    pub allow: Allowlist,
+    /// Protected destination ports.
+    pub ports: BTreeSet<u16>,
+    /// Protected destination addresses; empty means all.
+    pub protect_dst: BTreeSet<IpAddr>,
+    /// Count denied SYNs instead of dropping them.
+    pub dry_run: bool,
+    /// Let every SYN through, counting the denied ones.
+    pub open: bool,
+}
+
+/// XDP_DROP.
+pub const DROP: u32 = 1;
+/// XDP_PASS.
+pub const PASS: u32 = 2;
+
+/// The XDP return code the filter must give `frame`.
+pub fn verdict(frame: &[u8], policy: &Policy) -> u32 {
+    match examine(frame, policy) {
+        Some((_, Outcome::Dropped)) => DROP,
+        _ => PASS,
+    }
+}
+
+/// The examined SYN's source and outcome, or `None` when the frame is not
+/// an examined SYN (step 6: it passes untouched and uncounted).
+pub fn examine(frame: &[u8], policy: &Policy) -> Option<(IpAddr, Outcome)> {
+    let syn = find_syn(frame)?;
+    // Step 4: the destination port, then the destination address.
+    if !policy.ports.contains(&syn.dport) {
+        return None;
+    }
+    if !policy.protect_dst.is_empty() && !policy.protect_dst.contains(&syn.dst) {
+        return None;
+    }
+    // Step 5.
+    let outcome = if policy.allow.lookup(syn.src).is_some() {
+        Outcome::Allowed
+    } else if policy.open {
+        Outcome::PassedOpen
+    } else if policy.dry_run {
+        Outcome::WouldDrop
+    } else {
+        Outcome::Dropped
+    };
+    Some((syn.src, outcome))
+}
+
+struct Syn {
+    src: IpAddr,
+    dst: IpAddr,
+    dport: u16,
+}
+
+/// Steps 1–4 up to the port: a TCP segment with SYN set and ACK clear
+/// whose whole 20-byte header is in the frame.
+fn find_syn(frame: &[u8]) -> Option<Syn> {
+    // Step 1: Ethernet, then at most MAX_VLAN_TAGS tags of either kind.
+    let mut at = 12;
+    let mut ethertype = be16(frame, at)?;
+    let mut tags = 0;
+    while (ethertype == 0x8100 || ethertype == 0x88a8) && tags < MAX_VLAN_TAGS {
+        // A tag is 4 bytes: TCI, then the next ethertype.
+        frame.get(at + 2..at + 6)?;
+        ethertype = be16(frame, at + 4)?;
+        at += 4;
+        tags += 1;
+    }
+    let l3 = at + 2;
+    // Step 2 and 3.
+    let (src, dst, tcp) = match ethertype {
+        0x0800 => ipv4(frame, l3)?,
+        0x86dd => ipv6(frame, l3)?,
+        _ => return None,
+    };
+    let header = frame.get(tcp..tcp + 20)?;
+    let flags = header[13];
+    let (syn, ack) = (flags & 0x02 != 0, flags & 0x10 != 0);
+    if !syn || ack {
+        return None;
+    }
+    Some(Syn {
+        src,
+        dst,
+        dport: u16::from_be_bytes([header[2], header[3]]),
+    })
+}
+
+fn ipv4(frame: &[u8], l3: usize) -> Option<(IpAddr, IpAddr, usize)> {
+    let header = frame.get(l3..l3 + 20)?;
+    if header[0] >> 4 != 4 {
+        return None;
+    }
+    let header_len = usize::from(header[0] & 0xf) * 4;
+    if header_len < 20 || frame.len() < l3 + header_len {
+        return None;
+    }
+    let fragment_offset = u16::from_be_bytes([header[6], header[7]]) & 0x1fff;
+    if fragment_offset != 0 || header[9] != 6 {
+        return None;
+    }
+    let src = Ipv4Addr::new(header[12], header[13], header[14], header[15]);
+    let dst = Ipv4Addr::new(header[16], header[17], header[18], header[19]);
+    Some((src.into(), dst.into(), l3 + header_len))
+}
+
+fn ipv6(frame: &[u8], l3: usize) -> Option<(IpAddr, IpAddr, usize)> {
+    let header = frame.get(l3..l3 + 40)?;
+    if header[0] >> 4 != 6 {
+        return None;
+    }
+    let addr = |from: usize| {
+        let mut octets = [0; 16];
+        octets.copy_from_slice(&header[from..from + 16]);
+        Ipv6Addr::from(octets)
+    };
+    let (src, dst) = (addr(8), addr(24));
+    let mut next = header[6];
+    let mut at = l3 + 40;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        match next {
+            // Fragment: 8 bytes; only the first fragment has the TCP header.
+            44 => {
+                let ext = frame.get(at..at + 8)?;
+                if u16::from_be_bytes([ext[2], ext[3]]) >> 3 != 0 {
+                    return None;
+                }
+                next = ext[0];
+                at += 8;
+            }
+            // Hop-by-hop, routing, destination options: 8-octet units.
+            0 | 43 | 60 => {
+                let ext = frame.get(at..at + 2)?;
+                next = ext[0];
+                at += 8 * (usize::from(ext[1]) + 1);
+            }
+            // Authentication header: 4-octet units, minus 2.
+            51 => {
+                let ext = frame.get(at..at + 2)?;
+                next = ext[0];
+                at += 4 * (usize::from(ext[1]) + 2);
+            }
+            _ => break,
+        }
+    }
+    (next == 6).then_some((src.into(), dst.into(), at))
+}
+
+fn be16(frame: &[u8], at: usize) -> Option<u16> {
+    let b = frame.get(at..at + 2)?;
+    Some(u16::from_be_bytes([b[0], b[1]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frames::{Ext, Frame, TPID_8021Q, flags};
+
+    fn policy() -> Policy {
+        Policy {
+            allow: Allowlist::from_prefixes(
+                vec!["192.0.2.0/24".parse().unwrap()],
+                vec!["2001:db8:1::/48".parse().unwrap()],
+            ),
+            ports: [25].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn judges_the_design_cases() {
+        let p = policy();
+        let dst: IpAddr = "198.51.100.25".parse().unwrap();
+        let denied = Frame::syn("203.0.113.9".parse().unwrap(), dst, 25);
+        assert_eq!(verdict(&denied.bytes(), &p), DROP);
+        assert_eq!(
+            verdict(
+                &Frame::syn("192.0.2.9".parse().unwrap(), dst, 25).bytes(),
+                &p
+            ),
+            PASS
+        );
+        assert_eq!(
+            verdict(&denied.clone().flags(flags::SYN | flags::ACK).bytes(), &p),
+            PASS
+        );
+        assert_eq!(
+            verdict(&denied.clone().vlans(&[TPID_8021Q, TPID_8021Q]).bytes(), &p),
+            DROP
+        );
+        assert_eq!(
+            verdict(&denied.clone().vlans(&[TPID_8021Q; 3]).bytes(), &p),
+            PASS
+        );
+        assert_eq!(verdict(&denied.clone().ipv4_frag(0x0001).bytes(), &p), PASS);
+        let bytes = denied.bytes();
+        assert_eq!(verdict(&bytes[..bytes.len() - 1], &p), PASS);
+        let v6 = Frame::syn(
+            "2001:db8:bad::1".parse().unwrap(),
+            "2001:db8::25".parse().unwrap(),
+            25,
+        )
+        .ipv6_ext(&[Ext::HopByHop(0), Ext::DestOpts(1)]);
+        assert_eq!(verdict(&v6.bytes(), &p), DROP);
+    }
+}

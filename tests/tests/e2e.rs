@@ -1,0 +1,299 @@
+//! mxgate end to end: two namespaces joined by a veth pair, mxgate attached
+//! on the mail server's side by the real binary, real TCP connects.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    os::unix::process::ExitStatusExt as _,
+    path::PathBuf,
+};
+
+use mxgate_tests::{
+    cli::Mxgate,
+    netns::{SERVER_IF, Wire},
+    tcp::{ALLOWED_TIMEOUT, BANNER, DENIED_TIMEOUT, Server, connect},
+    unique_name,
+};
+use serde_json::Value;
+
+const ALLOWED_V4: &str = "192.0.2.10";
+const DENIED_V4: &str = "203.0.113.66";
+const ALLOWED_V6: &str = "2001:db8:5e::10";
+const DENIED_V6: &str = "2001:db8:bad::66";
+const SERVER_V4: &str = "198.51.100.25";
+const SERVER_V6: &str = "2001:db8:25::25";
+const RANGES: &str = "# the service's published ranges\n192.0.2.0/24\n2001:db8:5e::/48\n";
+
+struct Setup {
+    wire: Wire,
+    _server: Server,
+    mx: Mxgate,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(tag: &str) -> Self {
+        let name = unique_name(tag);
+        let wire = Wire::new(
+            &name,
+            &[ALLOWED_V4, DENIED_V4, ALLOWED_V6, DENIED_V6],
+            &[SERVER_V4, SERVER_V6],
+        )
+        .expect("making the namespaces");
+        let server = Server::start(&wire.server, &[25, 2525]).expect("starting the listener");
+        let mx = Mxgate::new(&wire.server, &name);
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let setup = Self {
+            wire,
+            _server: server,
+            mx,
+            dir,
+        };
+        setup.write("ranges.txt", RANGES);
+        setup
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let path: PathBuf = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("writing a range file");
+        path.display().to_string()
+    }
+
+    fn ranges(&self) -> String {
+        self.dir.path().join("ranges.txt").display().to_string()
+    }
+
+    fn attach(&self) -> String {
+        self.mx
+            .ok(&["attach", "--iface", SERVER_IF, "--ranges", &self.ranges()])
+    }
+
+    fn target(src: &str, port: u16) -> SocketAddr {
+        let dst = if src.contains(':') {
+            SERVER_V6
+        } else {
+            SERVER_V4
+        };
+        SocketAddr::new(dst.parse().unwrap(), port)
+    }
+
+    fn assert_connects(&self, src: &str, port: u16) {
+        let source: IpAddr = src.parse().unwrap();
+        match connect(
+            &self.wire.client,
+            source,
+            Self::target(src, port),
+            ALLOWED_TIMEOUT,
+        ) {
+            Ok(banner) => assert_eq!(banner, BANNER),
+            Err(e) => panic!("{src} → port {port} should connect: {e}"),
+        }
+    }
+
+    fn assert_times_out(&self, src: &str, port: u16) {
+        let source: IpAddr = src.parse().unwrap();
+        match connect(
+            &self.wire.client,
+            source,
+            Self::target(src, port),
+            DENIED_TIMEOUT,
+        ) {
+            Ok(_) => panic!("{src} → port {port} connected, but mxgate should drop its SYN"),
+            Err(e) => assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut,
+                "{src} → port {port}: {e}"
+            ),
+        }
+    }
+
+    fn stats(&self) -> Value {
+        serde_json::from_str(&self.mx.ok(&["stats", "--json"])).expect("stats --json is JSON")
+    }
+
+    fn status(&self) -> Value {
+        serde_json::from_str(&self.mx.ok(&["status", "--json"])).expect("status --json is JSON")
+    }
+}
+
+#[test]
+fn allowed_sources_connect_and_denied_ones_time_out() {
+    let s = Setup::new("e2e-basic");
+    // Before attaching, everyone gets in.
+    s.assert_connects(DENIED_V4, 25);
+    let out = s.attach();
+    assert!(out.contains("attached to mx-mail"), "{out}");
+    s.assert_connects(ALLOWED_V4, 25);
+    s.assert_connects(ALLOWED_V6, 25);
+    s.assert_times_out(DENIED_V4, 25);
+    s.assert_times_out(DENIED_V6, 25);
+}
+
+#[test]
+fn other_ports_are_unaffected() {
+    let s = Setup::new("e2e-ports");
+    s.attach();
+    s.assert_connects(DENIED_V4, 2525);
+    s.assert_connects(DENIED_V6, 2525);
+    s.assert_times_out(DENIED_V4, 25);
+}
+
+#[test]
+fn counters_match_the_syns_sent() {
+    let s = Setup::new("e2e-count");
+    s.attach();
+    for _ in 0..3 {
+        s.assert_connects(ALLOWED_V4, 25);
+    }
+    for _ in 0..2 {
+        s.assert_times_out(DENIED_V4, 25);
+    }
+    s.assert_connects(ALLOWED_V6, 25);
+    s.assert_times_out(DENIED_V6, 25);
+    s.assert_connects(DENIED_V4, 2525);
+    let stats = s.stats();
+    assert_eq!(stats["v4"]["counts"]["allowed"], 3, "{stats}");
+    assert_eq!(stats["v4"]["counts"]["dropped"], 2, "{stats}");
+    assert_eq!(stats["v4"]["examined"], 5, "{stats}");
+    assert_eq!(stats["v6"]["counts"]["allowed"], 1, "{stats}");
+    assert_eq!(stats["v6"]["counts"]["dropped"], 1, "{stats}");
+    let top = stats["top_denied"].as_array().expect("a list");
+    assert_eq!(top[0]["source"], DENIED_V4, "{stats}");
+    assert_eq!(top[0]["count"], 2, "{stats}");
+}
+
+#[test]
+fn a_second_attach_is_a_no_op() {
+    let s = Setup::new("e2e-twice");
+    s.attach();
+    let before = s.status();
+    let out = s.attach();
+    assert!(out.contains("already attached to mx-mail"), "{out}");
+    assert!(out.contains("(unchanged)"), "{out}");
+    let after = s.status();
+    assert_eq!(before["program"]["id"], after["program"]["id"]);
+    assert_eq!(before["interfaces"], after["interfaces"]);
+    assert_eq!(after["interfaces"].as_array().map(Vec::len), Some(1));
+    s.assert_times_out(DENIED_V4, 25);
+}
+
+#[test]
+fn the_filter_stays_after_the_cli_exits() {
+    let s = Setup::new("e2e-stays");
+    s.attach();
+    // `run` adopts the filter; killing it outright must not remove it.
+    let mut run = s.mx.start(&["run", "--interval", "1"]);
+    let first = run.lines().next();
+    assert!(
+        matches!(&first, Some(Ok(line)) if line.contains("event=adopted")),
+        "{first:?}"
+    );
+    let status = run.signal(libc::SIGKILL);
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    s.assert_times_out(DENIED_V4, 25);
+    s.assert_connects(ALLOWED_V4, 25);
+}
+
+#[test]
+fn refresh_grants_and_revokes_access_live() {
+    let s = Setup::new("e2e-refresh");
+    s.attach();
+    s.assert_times_out(DENIED_V4, 25);
+    let both = s.write(
+        "both.txt",
+        "192.0.2.0/24\n203.0.113.0/24\n2001:db8:5e::/48\n",
+    );
+    let out = s.mx.ok(&["refresh", "--ranges", &both]);
+    assert!(out.contains("IPv4 +1 -0"), "{out}");
+    s.assert_connects(DENIED_V4, 25);
+    s.assert_connects(ALLOWED_V4, 25);
+    let out = s.mx.ok(&["refresh", "--ranges", &s.ranges()]);
+    assert!(out.contains("IPv4 +0 -1"), "{out}");
+    s.assert_times_out(DENIED_V4, 25);
+    s.assert_connects(ALLOWED_V4, 25);
+}
+
+#[test]
+fn a_bad_list_changes_nothing_and_exits_2() {
+    let s = Setup::new("e2e-badlist");
+    s.attach();
+    let bad = s.write("bad.txt", "203.0.113.0/24\n192.0.2.0/33\n");
+    let err = s.mx.fails(2, &["refresh", "--ranges", &bad]);
+    assert!(
+        err.contains("bad.txt:2: prefix length 33 is longer than 32"),
+        "{err}"
+    );
+    s.assert_times_out(DENIED_V4, 25);
+    s.assert_connects(ALLOWED_V4, 25);
+}
+
+#[test]
+fn a_shrinking_list_is_refused_with_3_unless_forced() {
+    let s = Setup::new("e2e-shrink");
+    s.attach();
+    let other = s.write("other.txt", "203.0.113.0/24\n");
+    let err = s.mx.fails(3, &["refresh", "--ranges", &other]);
+    assert!(err.contains("more than --max-shrink 50%"), "{err}");
+    s.assert_connects(ALLOWED_V4, 25);
+    s.mx.ok(&["refresh", "--ranges", &other, "--force"]);
+    s.assert_times_out(ALLOWED_V4, 25);
+    s.assert_connects(DENIED_V4, 25);
+}
+
+#[test]
+fn open_lets_everyone_in_and_enforce_shuts_them_out_again() {
+    let s = Setup::new("e2e-open");
+    s.attach();
+    s.mx.ok(&["open"]);
+    s.assert_connects(DENIED_V4, 25);
+    s.assert_connects(DENIED_V6, 25);
+    let stats = s.stats();
+    assert_eq!(stats["v4"]["counts"]["passed_open"], 1, "{stats}");
+    s.mx.ok(&["enforce"]);
+    s.assert_times_out(DENIED_V4, 25);
+}
+
+#[test]
+fn detach_removes_program_and_pins() {
+    let s = Setup::new("e2e-detach");
+    s.attach();
+    s.assert_times_out(DENIED_V4, 25);
+    let out = s.mx.ok(&["detach"]);
+    assert!(out.contains("detached from mx-mail"), "{out}");
+    assert!(!s.mx.pin_dir().exists(), "the pin directory is gone");
+    s.assert_connects(DENIED_V4, 25);
+    let err = s.mx.fails(1, &["status"]);
+    assert!(err.contains("no filter is installed"), "{err}");
+}
+
+#[test]
+fn run_streams_stats_lines_and_leaves_the_filter_attached() {
+    let s = Setup::new("e2e-run");
+    s.attach();
+    let mut run =
+        s.mx.start(&["run", "--interval", "1", "--log-format", "json"]);
+    let mut lines = run.lines();
+    s.assert_times_out(DENIED_V4, 25);
+    s.assert_connects(ALLOWED_V4, 25);
+    // Wait for the stats line that has counted both SYNs.
+    let line = loop {
+        let line = lines
+            .next()
+            .expect("mxgate run ended early")
+            .expect("reading mxgate run");
+        let value: Value = serde_json::from_str(&line).expect("a JSON log line");
+        if value["event"] == "stats" && value["total_v4_examined"] == 2 {
+            break value;
+        }
+    };
+    assert_eq!(line["total_v4_dropped"], 1, "{line}");
+    assert!(line["ts"].is_string() && line["level"] == "info", "{line}");
+    // SIGTERM: run exits cleanly and the filter stays.
+    let status = run.signal(libc::SIGTERM);
+    assert!(status.success(), "mxgate run exited with {status}");
+    let last: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        last.iter().any(|l| l.contains("\"event\":\"stopped\"")),
+        "{last:?}"
+    );
+    s.assert_times_out(DENIED_V4, 25);
+}

@@ -1,0 +1,265 @@
+//! The program's verdict on crafted frames, run in the kernel with
+//! BPF_PROG_TEST_RUN: DESIGN "The verdict", case by case.
+
+use std::net::IpAddr;
+
+use filter_user::{filter::OutcomeCounts, ranges::Allowlist};
+use mxgate_tests::{
+    frames::{Frame, TPID_8021AD, TPID_8021Q, flags},
+    kernel::LoadedFilter,
+    reference::{DROP, PASS, Policy},
+    unique_name,
+};
+
+const ALLOWED_V4: &str = "192.0.2.77";
+const DENIED_V4: &str = "203.0.113.66";
+const SERVER_V4: &str = "198.51.100.25";
+const ALLOWED_V6: &str = "2001:db8:5e::10";
+const DENIED_V6: &str = "2001:db8:bad::66";
+const SERVER_V6: &str = "2001:db8:25::25";
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("a test address")
+}
+
+fn policy() -> Policy {
+    Policy {
+        allow: Allowlist::from_prefixes(
+            vec!["192.0.2.0/24".parse().unwrap()],
+            vec!["2001:db8:5e::/48".parse().unwrap()],
+        ),
+        ports: [25].into(),
+        ..Policy::default()
+    }
+}
+
+fn load(tag: &str, policy: &Policy) -> LoadedFilter {
+    LoadedFilter::new(&unique_name(tag), policy).expect("loading the program into the kernel")
+}
+
+/// A SYN to port 25 from `src` in the same family's server address.
+fn syn(src: &str) -> Frame {
+    let dst = if src.contains(':') {
+        SERVER_V6
+    } else {
+        SERVER_V4
+    };
+    Frame::syn(ip(src), ip(dst), 25)
+}
+
+fn verdict(filter: &LoadedFilter, frame: &Frame) -> u32 {
+    filter.verdict(&frame.bytes()).expect("BPF_PROG_TEST_RUN")
+}
+
+#[test]
+fn denied_syn_is_dropped_and_allowed_syn_passes_with_0_1_2_vlan_tags() {
+    let f = load("vd-vlan", &policy());
+    for tags in [
+        &[][..],
+        &[TPID_8021Q],
+        &[TPID_8021AD, TPID_8021Q],
+        &[TPID_8021Q, TPID_8021Q],
+    ] {
+        for (src, want) in [
+            (DENIED_V4, DROP),
+            (ALLOWED_V4, PASS),
+            (DENIED_V6, DROP),
+            (ALLOWED_V6, PASS),
+        ] {
+            let frame = syn(src).vlans(tags);
+            assert_eq!(verdict(&f, &frame), want, "{src} with tags {tags:x?}");
+        }
+    }
+}
+
+#[test]
+fn three_vlan_tags_are_not_parsed_and_pass() {
+    let f = load("vd-vlan3", &policy());
+    let frame = syn(DENIED_V4).vlans(&[TPID_8021AD, TPID_8021Q, TPID_8021Q]);
+    assert_eq!(verdict(&f, &frame), PASS);
+}
+
+#[test]
+fn only_a_bare_syn_is_judged() {
+    let f = load("vd-flags", &policy());
+    for src in [DENIED_V4, DENIED_V6] {
+        for (bits, want, name) in [
+            (flags::SYN, DROP, "SYN"),
+            (flags::SYN | flags::ACK, PASS, "SYN-ACK"),
+            (flags::ACK, PASS, "ACK"),
+            (flags::RST, PASS, "RST"),
+            (flags::RST | flags::ACK, PASS, "RST-ACK"),
+            (flags::FIN | flags::ACK, PASS, "FIN-ACK"),
+            (flags::PSH | flags::ACK, PASS, "PSH-ACK"),
+            // SYN set and ACK clear is an opening SYN whatever else is set.
+            (flags::SYN | flags::FIN, DROP, "SYN-FIN"),
+        ] {
+            assert_eq!(
+                verdict(&f, &syn(src).flags(bits)),
+                want,
+                "{name} from {src}"
+            );
+        }
+    }
+}
+
+#[test]
+fn syns_to_other_ports_pass_until_the_port_is_protected() {
+    let mut f = load("vd-ports", &policy());
+    for port in [24, 26, 587, 2525, 443] {
+        let frame = Frame::syn(ip(DENIED_V4), ip(SERVER_V4), port);
+        assert_eq!(verdict(&f, &frame), PASS, "port {port}");
+    }
+    let mut p = policy();
+    p.ports = [25, 587].into();
+    f.set_policy(&p).unwrap();
+    assert_eq!(
+        verdict(&f, &Frame::syn(ip(DENIED_V4), ip(SERVER_V4), 587)),
+        DROP
+    );
+    assert_eq!(
+        verdict(&f, &Frame::syn(ip(DENIED_V6), ip(SERVER_V6), 587)),
+        DROP
+    );
+    assert_eq!(
+        verdict(&f, &Frame::syn(ip(DENIED_V4), ip(SERVER_V4), 2525)),
+        PASS
+    );
+}
+
+#[test]
+fn udp_to_port_25_passes() {
+    let f = load("vd-udp", &policy());
+    assert_eq!(verdict(&f, &syn(DENIED_V4).udp()), PASS);
+    assert_eq!(verdict(&f, &syn(DENIED_V6).udp()), PASS);
+}
+
+#[test]
+fn dry_run_passes_and_counts_would_drop() {
+    let mut p = policy();
+    p.dry_run = true;
+    let f = load("vd-dry", &p);
+    assert_eq!(verdict(&f, &syn(DENIED_V4)), PASS);
+    assert_eq!(verdict(&f, &syn(DENIED_V6)), PASS);
+    assert_eq!(verdict(&f, &syn(ALLOWED_V4)), PASS);
+    let c = f.counters().unwrap();
+    assert_eq!(
+        c.v4,
+        OutcomeCounts {
+            allowed: 1,
+            would_drop: 1,
+            ..Default::default()
+        }
+    );
+    assert_eq!(c.v6.would_drop, 1);
+    assert_eq!(c.v4.dropped + c.v6.dropped, 0);
+}
+
+#[test]
+fn open_passes_every_syn_and_counts_the_denied_ones() {
+    let mut p = policy();
+    p.open = true;
+    // Open wins over dry run.
+    p.dry_run = true;
+    let f = load("vd-open", &p);
+    assert_eq!(verdict(&f, &syn(DENIED_V4)), PASS);
+    assert_eq!(verdict(&f, &syn(DENIED_V6)), PASS);
+    assert_eq!(verdict(&f, &syn(ALLOWED_V6)), PASS);
+    let c = f.counters().unwrap();
+    assert_eq!(
+        (c.v4.passed_open, c.v6.passed_open, c.v6.allowed),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        c.v4.would_drop + c.v6.would_drop + c.v4.dropped + c.v6.dropped,
+        0
+    );
+}
+
+#[test]
+fn counters_count_each_examined_syn_once() {
+    let f = load("vd-count", &policy());
+    for _ in 0..3 {
+        verdict(&f, &syn(DENIED_V4));
+    }
+    for _ in 0..2 {
+        verdict(&f, &syn(ALLOWED_V4));
+    }
+    verdict(&f, &syn(DENIED_V6));
+    // Not examined: no counter moves.
+    verdict(&f, &syn(DENIED_V4).flags(flags::ACK));
+    verdict(&f, &Frame::syn(ip(DENIED_V4), ip(SERVER_V4), 80));
+    let c = f.counters().unwrap();
+    assert_eq!(
+        c.v4,
+        OutcomeCounts {
+            allowed: 2,
+            dropped: 3,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        c.v6,
+        OutcomeCounts {
+            dropped: 1,
+            ..Default::default()
+        }
+    );
+    let denied = f.filter().denied_sources().unwrap();
+    let by_source: Vec<(String, u64)> = denied
+        .iter()
+        .map(|d| (d.source.to_string(), d.count))
+        .collect();
+    assert!(
+        by_source.contains(&(DENIED_V4.to_owned(), 3)),
+        "{by_source:?}"
+    );
+    assert!(
+        by_source.contains(&(DENIED_V6.to_owned(), 1)),
+        "{by_source:?}"
+    );
+}
+
+#[test]
+fn every_truncation_of_a_denied_syn_passes() {
+    let f = load("vd-trunc", &policy());
+    for frame in [
+        syn(DENIED_V4),
+        syn(DENIED_V6),
+        syn(DENIED_V4).vlans(&[TPID_8021AD, TPID_8021Q]),
+        syn(DENIED_V4).ipv4_options(40),
+    ] {
+        let bytes = frame.bytes();
+        assert_eq!(
+            f.verdict(&bytes).unwrap(),
+            DROP,
+            "the whole frame is dropped"
+        );
+        // BPF_PROG_TEST_RUN needs at least an Ethernet header.
+        for len in 14..bytes.len() {
+            assert_eq!(
+                f.verdict(&bytes[..len]).unwrap(),
+                PASS,
+                "{len} of {} bytes of {frame:?}",
+                bytes.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn ipv4_options_are_skipped() {
+    let f = load("vd-ihl", &policy());
+    for options in (0..=40).step_by(4) {
+        assert_eq!(
+            verdict(&f, &syn(DENIED_V4).ipv4_options(options)),
+            DROP,
+            "{options} bytes"
+        );
+        assert_eq!(
+            verdict(&f, &syn(ALLOWED_V4).ipv4_options(options)),
+            PASS,
+            "{options} bytes"
+        );
+    }
+}
