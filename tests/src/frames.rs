@@ -18,6 +18,10 @@ pub mod flags {
     pub const ACK: u8 = 0x10;
 }
 
+/// Destination MAC of built frames; give the receiving interface this
+/// address so the kernel takes them as its own.
+pub const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
 /// 802.1Q tag protocol id.
 pub const TPID_8021Q: u16 = 0x8100;
 /// 802.1ad (QinQ outer) tag protocol id.
@@ -138,6 +142,8 @@ pub enum Transport {
 pub struct Frame {
     /// Destination MAC.
     pub dst_mac: [u8; 6],
+    /// TCP sequence number (a marker to find the frame again).
+    pub seq: u32,
     /// VLAN tag protocol ids, outermost first.
     pub vlans: Vec<u16>,
     /// Network layer.
@@ -164,7 +170,8 @@ impl Frame {
             _ => panic!("{src} and {dst} are of different families"),
         };
         Self {
-            dst_mac: [0x02, 0, 0, 0, 0, 0x02],
+            dst_mac: DST_MAC,
+            seq: 0x0102_0304,
             vlans: Vec::new(),
             ip,
             transport: Transport::Tcp {
@@ -188,6 +195,12 @@ impl Frame {
         match &mut self.transport {
             Transport::Tcp { sport, .. } | Transport::Udp { sport, .. } => *sport = port,
         }
+        self
+    }
+
+    /// Same frame with this TCP sequence number.
+    pub fn seq(mut self, seq: u32) -> Self {
+        self.seq = seq;
         self
     }
 
@@ -245,7 +258,7 @@ impl Frame {
                 let mut h = Vec::with_capacity(20);
                 h.extend(sport.to_be_bytes());
                 h.extend(dport.to_be_bytes());
-                h.extend(0x0102_0304u32.to_be_bytes()); // sequence
+                h.extend(self.seq.to_be_bytes());
                 h.extend(0u32.to_be_bytes()); // acknowledgement
                 h.extend([5 << 4, flags]);
                 h.extend(64240u16.to_be_bytes()); // window

@@ -19,10 +19,15 @@ pub struct LoadedFilter {
 impl LoadedFilter {
     /// Loads the program under `/sys/fs/bpf/{name}` and applies `policy`.
     pub fn new(name: &str, policy: &Policy) -> anyhow::Result<Self> {
+        Self::with_log(name, policy, KernelLog::Quiet)
+    }
+
+    /// As [`LoadedFilter::new`], with the kernel log level `log`.
+    pub fn with_log(name: &str, policy: &Policy, log: KernelLog) -> anyhow::Result<Self> {
         let pins = PinDir::new(format!("/sys/fs/bpf/{name}"));
         // Pins left by a killed earlier run with the same pid.
         let _ = pins.remove_all();
-        Filter::install(&pins, KernelLog::Quiet)?;
+        Filter::install(&pins, log)?;
         let filter = Filter::open(&pins)?;
         let mut loaded = Self { pins, filter };
         loaded.set_policy(policy)?;

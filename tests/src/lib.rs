@@ -11,7 +11,9 @@ pub mod cli;
 pub mod frames;
 #[cfg(feature = "kernel")]
 pub mod kernel;
+pub mod mutate;
 pub mod netns;
+pub mod packet;
 #[cfg(feature = "kernel")]
 pub mod reference;
 pub mod tcp;

@@ -3,9 +3,13 @@
 
 use std::net::IpAddr;
 
-use filter_user::{filter::OutcomeCounts, ranges::Allowlist};
+use filter_common::MAX_IPV6_EXT_HEADERS;
+use filter_user::{
+    filter::{KernelLog, OutcomeCounts},
+    ranges::Allowlist,
+};
 use mxgate_tests::{
-    frames::{Frame, TPID_8021AD, TPID_8021Q, flags},
+    frames::{Ext, Frame, TPID_8021AD, TPID_8021Q, flags},
     kernel::LoadedFilter,
     reference::{DROP, PASS, Policy},
     unique_name,
@@ -261,5 +265,156 @@ fn ipv4_options_are_skipped() {
             PASS,
             "{options} bytes"
         );
+    }
+}
+
+#[test]
+fn ipv6_extension_headers_are_walked_to_tcp() {
+    let f = load("vd-ext", &policy());
+    let chains: &[&[Ext]] = &[
+        &[Ext::HopByHop(0)],
+        &[Ext::Routing(2)],
+        &[Ext::DestOpts(1)],
+        &[Ext::Fragment {
+            offset: 0,
+            more: true,
+        }],
+        &[Ext::Auth(4)],
+        &[
+            Ext::HopByHop(0),
+            Ext::DestOpts(0),
+            Ext::Routing(0),
+            Ext::Fragment {
+                offset: 0,
+                more: true,
+            },
+            Ext::Auth(4),
+            Ext::DestOpts(3),
+        ],
+    ];
+    for chain in chains {
+        assert_eq!(
+            verdict(&f, &syn(DENIED_V6).ipv6_ext(chain)),
+            DROP,
+            "{chain:?}"
+        );
+        assert_eq!(
+            verdict(&f, &syn(ALLOWED_V6).ipv6_ext(chain)),
+            PASS,
+            "{chain:?}"
+        );
+    }
+}
+
+#[test]
+fn an_ipv6_chain_longer_than_the_bound_passes() {
+    let f = load("vd-extlong", &policy());
+    let at_bound = vec![Ext::DestOpts(0); MAX_IPV6_EXT_HEADERS];
+    assert_eq!(verdict(&f, &syn(DENIED_V6).ipv6_ext(&at_bound)), DROP);
+    let over = vec![Ext::DestOpts(0); MAX_IPV6_EXT_HEADERS + 1];
+    assert_eq!(verdict(&f, &syn(DENIED_V6).ipv6_ext(&over)), PASS);
+}
+
+#[test]
+fn only_first_fragments_are_judged() {
+    let f = load("vd-frag", &policy());
+    // IPv4: MF with offset 0 is a first fragment; any offset is not.
+    assert_eq!(
+        verdict(&f, &syn(DENIED_V4).ipv4_frag(0x2000)),
+        DROP,
+        "first fragment"
+    );
+    for field in [0x0001, 0x2001, 0x1fff, 0x00b9] {
+        assert_eq!(
+            verdict(&f, &syn(DENIED_V4).ipv4_frag(field)),
+            PASS,
+            "field {field:#06x}"
+        );
+    }
+    // IPv6: the same through the fragment header.
+    let first = [Ext::Fragment {
+        offset: 0,
+        more: true,
+    }];
+    assert_eq!(
+        verdict(&f, &syn(DENIED_V6).ipv6_ext(&first)),
+        DROP,
+        "first fragment"
+    );
+    for offset in [1, 185, 0x1fff] {
+        for more in [true, false] {
+            let later = [Ext::HopByHop(0), Ext::Fragment { offset, more }];
+            assert_eq!(
+                verdict(&f, &syn(DENIED_V6).ipv6_ext(&later)),
+                PASS,
+                "offset {offset}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_first_fragment_too_short_for_the_tcp_flags_passes() {
+    let f = load("vd-fragshort", &policy());
+    for frame in [
+        syn(DENIED_V4).ipv4_frag(0x2000),
+        syn(DENIED_V6).ipv6_ext(&[Ext::Fragment {
+            offset: 0,
+            more: true,
+        }]),
+    ] {
+        let bytes = frame.bytes();
+        // 8 bytes of TCP: ports and sequence number, no flags.
+        let cut = bytes.len() - 20 + 8;
+        assert_eq!(f.verdict(&bytes[..cut]).unwrap(), PASS, "{frame:?}");
+    }
+}
+
+#[test]
+fn ipv4_headers_that_make_no_sense_pass() {
+    let f = load("vd-ihl-bad", &policy());
+    let good = syn(DENIED_V4).bytes();
+    let l3 = 14;
+    // IHL below 5.
+    for ihl in 0..5u8 {
+        let mut bytes = good.clone();
+        bytes[l3] = 0x40 | ihl;
+        assert_eq!(f.verdict(&bytes).unwrap(), PASS, "IHL {ihl}");
+    }
+    // IHL 15 (60 bytes) in a frame that ends before the header does.
+    let mut bytes = good[..l3 + 40].to_vec();
+    bytes[l3] = 0x4f;
+    assert_eq!(
+        f.verdict(&bytes).unwrap(),
+        PASS,
+        "header past the frame end"
+    );
+    // Not version 4 behind an IPv4 ethertype.
+    let mut bytes = good.clone();
+    bytes[l3] = 0x65;
+    assert_eq!(
+        f.verdict(&bytes).unwrap(),
+        PASS,
+        "version 6 in an IPv4 frame"
+    );
+}
+
+#[test]
+fn the_program_stays_well_inside_kernel_5_15_verifier_limits() {
+    for log in [KernelLog::Quiet, KernelLog::EveryDenial] {
+        let f = LoadedFilter::with_log(&unique_name("vd-insns"), &policy(), log).unwrap();
+        let info = f.filter().program_info().unwrap();
+        let instructions = info.size_translated().expect("xlated size") / 8;
+        let verified = info.verified_instruction_count().expect("verified count");
+        println!("{log:?}: {instructions} instructions, {verified} processed by the verifier");
+        // 5.15 accepts 1,000,000 processed instructions per program, and
+        // 4,096 instructions for unprivileged programs; stay well inside.
+        assert!(instructions < 4096, "{log:?}: {instructions} instructions");
+        assert!(
+            verified < 100_000,
+            "{log:?}: {verified} processed instructions"
+        );
+        // Logging every denial also denies.
+        assert_eq!(f.verdict(&syn(DENIED_V4).bytes()).unwrap(), DROP);
     }
 }

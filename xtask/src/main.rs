@@ -30,6 +30,15 @@ enum Task {
     },
     /// Show the filter at work between two network namespaces.
     Demo,
+    /// Run the differential test (kernel vs reference classifier) longer.
+    Fuzz {
+        /// How many frames.
+        #[arg(long, default_value_t = 10_000_000)]
+        frames: u64,
+        /// Seed of the frame generator (decimal or 0x hex).
+        #[arg(long, default_value = "0x6d78676174650001")]
+        seed: String,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +48,7 @@ fn main() -> std::process::ExitCode {
         Task::Build => setup::run().and_then(|()| shell::build_release().map(drop)),
         Task::Test { args } => setup::run().and_then(|()| test::run_all(&args)),
         Task::Demo => setup::run().and_then(|()| demo::run()),
+        Task::Fuzz { frames, seed } => setup::run().and_then(|()| test::fuzz(frames, &seed)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

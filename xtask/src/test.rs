@@ -34,3 +34,14 @@ pub fn run_all(filter: &[String]) -> anyhow::Result<()> {
     tests.env("MXGATE_BIN", root().join("target/debug/mxgate"));
     run(tests)
 }
+
+/// The differential test with `frames` frames from `seed`, optimised.
+pub fn fuzz(frames: u64, seed: &str) -> anyhow::Result<()> {
+    require_root("fuzz")?;
+    let mut test = command_line(
+        "cargo test --release --package mxgate-tests --test differential -- --nocapture",
+    );
+    test.env("MXGATE_FUZZ_FRAMES", frames.to_string())
+        .env("MXGATE_FUZZ_SEED", seed);
+    run(test)
+}
