@@ -426,10 +426,11 @@ fn parse_entry(text: &str) -> Result<ParsedEntry, String> {
             "an SPF term with qualifier {qualifier:?} does not allow anyone"
         ));
     }
-    let entry = if let Some((low, high)) = body.split_once('-') {
-        parse_range(low, high)?
-    } else {
-        parse_cidr(body)?
+    // A prefix length makes it a CIDR ("192.0.2.0/-1" is a bad length, not
+    // a range); otherwise a '-' (never part of an address) makes a range.
+    let entry = match body.split_once('-') {
+        Some((low, high)) if !body.contains('/') => parse_range(low, high)?,
+        _ => parse_cidr(body)?,
     };
     match (family, &entry.nets) {
         (Some(Family::V4), Nets::V6(_)) => Err("ip4: term holds an IPv6 address".into()),
@@ -481,12 +482,26 @@ fn parse_cidr(text: &str) -> Result<ParsedEntry, String> {
     }
     let net = IpNet::new(addr, len).map_err(|e| e.to_string())?;
     let trunc = net.trunc();
-    let warning = (trunc != net).then(|| format!("host bits set, using {trunc}"));
+    let warning = if trunc != net {
+        Some(format!("host bits set, using {trunc}"))
+    } else if is_ipv4_mapped(&trunc) {
+        Some("an IPv4-mapped IPv6 address never matches an IPv4 sender; write the IPv4 form".into())
+    } else {
+        None
+    };
     let nets = match trunc {
         IpNet::V4(n) => Nets::V4(vec![n]),
         IpNet::V6(n) => Nets::V6(vec![n]),
     };
     Ok(ParsedEntry { nets, warning })
+}
+
+/// Inside ::ffff:0:0/96, which IPv4 senders never use on the wire.
+fn is_ipv4_mapped(net: &IpNet) -> bool {
+    match net {
+        IpNet::V6(n) => n.prefix_len() >= 96 && n.network().to_ipv4_mapped().is_some(),
+        IpNet::V4(_) => false,
+    }
 }
 
 fn parse_range(low: &str, high: &str) -> Result<ParsedEntry, String> {
@@ -611,6 +626,17 @@ mod tests {
         assert_eq!(v6(&list), ["2001:db8::/48"]);
         let warnings: Vec<_> = list.warnings.iter().map(|w| w.text.as_str()).collect();
         assert_eq!(warnings, ["-ip4:203.0.113.10", "include:_spf.example.com"]);
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_kept_with_a_warning() {
+        let list = parse("::ffff:192.0.2.1\n").unwrap();
+        assert_eq!(v6(&list), ["::ffff:192.0.2.1/128"]);
+        assert!(
+            list.warnings[0].message.contains("IPv4-mapped"),
+            "{:?}",
+            list.warnings
+        );
     }
 
     #[test]

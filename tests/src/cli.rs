@@ -30,12 +30,12 @@ pub fn binary() -> PathBuf {
     path
 }
 
-/// `mxgate` run in one namespace with one pin directory, which is removed
-/// (with everything attached) on drop.
+/// `mxgate` run in one namespace (through nsenter) with one pin directory,
+/// which is removed (with everything attached) on drop.
 #[derive(Debug)]
 pub struct Mxgate {
     binary: PathBuf,
-    netns: PathBuf,
+    netns: Option<PathBuf>,
     pin_dir: PathBuf,
 }
 
@@ -45,11 +45,21 @@ impl Mxgate {
         Self::with_binary(binary(), netns, name)
     }
 
+    /// mxgate in the test's own namespace, for commands that need no
+    /// interface (refresh, check, stats), pinning under `/sys/fs/bpf/{name}`.
+    pub fn without_netns(name: &str) -> Self {
+        Self::make(binary(), None, name)
+    }
+
     /// The mxgate at `path`, for `netns`, pinning under `/sys/fs/bpf/{name}`.
     pub fn with_binary(path: PathBuf, netns: &Netns, name: &str) -> Self {
+        Self::make(path, Some(netns.path()), name)
+    }
+
+    fn make(binary: PathBuf, netns: Option<PathBuf>, name: &str) -> Self {
         let me = Self {
-            binary: path,
-            netns: netns.path(),
+            binary,
+            netns,
             pin_dir: PathBuf::from("/sys/fs/bpf").join(name),
         };
         // Pins left by a killed earlier run with the same pid.
@@ -64,12 +74,16 @@ impl Mxgate {
 
     /// The command `mxgate --pin-dir DIR ARGS`, in the namespace.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.netns.display()))
-            .arg(&self.binary)
-            .arg("--pin-dir")
-            .arg(&self.pin_dir)
-            .args(args);
+        let mut cmd = match &self.netns {
+            Some(netns) => {
+                let mut cmd = Command::new("nsenter");
+                cmd.arg(format!("--net={}", netns.display()))
+                    .arg(&self.binary);
+                cmd
+            }
+            None => Command::new(&self.binary),
+        };
+        cmd.arg("--pin-dir").arg(&self.pin_dir).args(args);
         cmd
     }
 

@@ -160,6 +160,7 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<()> {
             "ok": true,
             "entries": { "v4": list.entries_v4, "v6": list.entries_v6 },
             "prefixes": { "v4": list.allowlist.v4.len(), "v6": list.allowlist.v6.len() },
+            "allowlist": { "v4": list.allowlist.v4, "v6": list.allowlist.v6 },
             "warnings": list.warnings,
         });
         println!("{}", serde_json::to_string_pretty(&summary)?);
