@@ -8,7 +8,7 @@
 #![no_std]
 
 /// Version of the map layout below; stored in [`Config::layout`].
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Name of the XDP program in the object file (and in `bpftool prog`).
 pub const PROGRAM_NAME: &str = "mxgate";
@@ -76,6 +76,11 @@ pub struct Config {
     /// [`LAYOUT_VERSION`] of the user space that created the maps; 0 means the
     /// maps were created but never initialised.
     pub layout: u32,
+    /// Bumped by user space at every change of the allowlist, so `mxgate
+    /// run` can tell a refresh happened without reading the tries.
+    pub list_generation: u32,
+    /// Bumped at every change of flags, ports or protected destinations.
+    pub settings_generation: u32,
 }
 
 /// Address family of an examined SYN; selects a block of counters.

@@ -136,7 +136,13 @@ fn examine(ctx: &XdpContext) -> Option<Outcome> {
         remember_denied(&source);
         // Compiled out by the verifier unless loaded with AYA_LOG_LEVEL at
         // debug: one line per dropped SYN would flood the log under attack.
-        debug!(ctx, "denied SYN from {:i} to port {}", source, port);
+        match family {
+            Family::V4 => {
+                let v4 = [source[12], source[13], source[14], source[15]];
+                debug!(ctx, "denied SYN from {:i} to port {}", v4, port);
+            }
+            Family::V6 => debug!(ctx, "denied SYN from {:i} to port {}", source, port),
+        }
     }
     Some(outcome)
 }

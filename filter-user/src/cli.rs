@@ -149,6 +149,27 @@ pub struct RunArgs {
     /// How many denied sources a stats line names.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub top: usize,
+    /// Kernel log lines (aya-log) at this level or above are forwarded.
+    /// Per-denial lines are debug, and exist only with attach --log-denials.
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+    /// Also write the metrics each interval to this file, in
+    /// node_exporter's textfile format (written whole, then renamed).
+    #[arg(long, value_name = "PATH")]
+    pub prom_file: Option<PathBuf>,
+}
+
+/// Least severe kernel log level forwarded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// Informational messages and above.
+    Info,
+    /// Everything, one line per denied SYN included (rate-limited).
+    Debug,
 }
 
 /// Log line format.
@@ -163,12 +184,26 @@ pub enum LogFormat {
 /// `mxgate stats`.
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// Print JSON.
-    #[arg(long)]
+    /// Print JSON (same as --format json).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = StatsFormat::Text)]
+    pub format: StatsFormat,
     /// How many denied sources to list.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
+}
+
+/// How `stats` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StatsFormat {
+    /// A table for people.
+    Text,
+    /// JSON.
+    Json,
+    /// Prometheus text exposition.
+    Prometheus,
 }
 
 /// `mxgate status`.

@@ -136,8 +136,8 @@ impl Filter {
             .context("loading mxgate's eBPF object")?;
         let mut config: Array<MapData, Config> = open_map(pins, map_names::CONFIG)?;
         let initial = Config {
-            flags: 0,
             layout: LAYOUT_VERSION,
+            ..Config::default()
         };
         config
             .set(0, &initial, 0)
@@ -253,6 +253,9 @@ impl Filter {
             ignore_missing(self.allow_v6.remove(&key))
                 .with_context(|| format!("removing {net} from ALLOW_V6"))?;
         }
+        if !diff.is_empty() {
+            self.write_config(|c| c.list_generation = c.list_generation.wrapping_add(1))?;
+        }
         Ok(())
     }
 
@@ -341,21 +344,30 @@ impl Filter {
             .with_context(|| format!("unprotecting destination {addr}"))?;
         }
         self.update_flags(FLAG_DRY_RUN, wanted.dry_run)?;
+        // Ports and destinations live outside CONFIG: mark the change too.
+        self.write_config(|_| {})?;
         Ok(true)
     }
 
     fn update_flags(&mut self, flag: u32, on: bool) -> anyhow::Result<()> {
-        let mut config = self.config()?;
-        let flags = if on {
-            config.flags | flag
-        } else {
-            config.flags & !flag
-        };
-        if flags != config.flags {
-            config.flags = flags;
-            self.config.set(0, &config, 0).context("writing CONFIG")?;
+        let flags = self.config()?.flags;
+        let wanted = if on { flags | flag } else { flags & !flag };
+        if wanted != flags {
+            self.write_config(|c| c.flags = wanted)?;
         }
         Ok(())
+    }
+
+    /// Changes CONFIG with `change`, bumping its settings generation unless
+    /// only the list generation moved.
+    fn write_config(&mut self, change: impl FnOnce(&mut Config)) -> anyhow::Result<()> {
+        let mut config = self.config()?;
+        let before = config;
+        change(&mut config);
+        if config.list_generation == before.list_generation {
+            config.settings_generation = config.settings_generation.wrapping_add(1);
+        }
+        self.config.set(0, &config, 0).context("writing CONFIG")
     }
 
     /// Counter totals, summed over CPUs.

@@ -14,6 +14,7 @@ pub mod error;
 pub mod filter;
 pub mod links;
 pub mod logline;
+pub mod netlink;
 pub mod pins;
 pub mod ranges;
 pub mod report;

@@ -7,7 +7,14 @@ use anyhow::Context as _;
 use aya::programs::{ProgramError, XdpMode, links::FdLink};
 use serde::Serialize;
 
-use crate::{cli::Mode, error::InvalidInput, filter::Filter, pins::PinDir, sys};
+use crate::{
+    cli::Mode,
+    error::{InvalidInput, Refused},
+    filter::Filter,
+    netlink::{self, XdpAttachment},
+    pins::PinDir,
+    sys,
+};
 
 /// An interface the filter is attached to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -20,9 +27,10 @@ pub struct Attachment {
     pub link_id: u32,
     /// The attached program's id.
     pub program_id: u32,
-    /// "native" or "skb" when this call attached it; `None` when it was
-    /// already attached (the kernel does not report a link's mode).
-    pub mode: Option<&'static str>,
+    /// "native" or "skb", as the kernel reports it.
+    pub mode: &'static str,
+    /// True when this call attached it; false when it was already attached.
+    pub new: bool,
 }
 
 /// Attaches the filter to `iface`, or reports the existing attachment when
@@ -32,6 +40,8 @@ pub fn attach(filter: &mut Filter, iface: &str, mode: Mode) -> anyhow::Result<At
         .ok_or_else(|| InvalidInput(format!("there is no interface named {iface:?}")))?;
     let program_id = filter.program_info()?.id();
     let pin = filter.pins().link(iface);
+    let current = netlink::xdp_attachment(ifindex)
+        .with_context(|| format!("asking the kernel which XDP program {iface} runs"))?;
     if pin.exists() {
         match sys::pinned_xdp_link(&pin) {
             Ok(link) if link.ifindex == ifindex && link.program_id == program_id => {
@@ -40,7 +50,8 @@ pub fn attach(filter: &mut Filter, iface: &str, mode: Mode) -> anyhow::Result<At
                     ifindex,
                     link_id: link.link_id,
                     program_id,
-                    mode: None,
+                    mode: current.map_or("unknown", |c| c.mode),
+                    new: false,
                 });
             }
             // The interface was deleted (and maybe re-created) since: the
@@ -48,6 +59,9 @@ pub fn attach(filter: &mut Filter, iface: &str, mode: Mode) -> anyhow::Result<At
             _ => fs::remove_file(&pin)
                 .with_context(|| format!("removing stale link pin {}", pin.display()))?,
         }
+    }
+    if let Some(other) = current {
+        return Err(Refused(describe_other(iface, other)).into());
     }
 
     let tries: &[(XdpMode, &'static str)] = match mode {
@@ -73,7 +87,8 @@ pub fn attach(filter: &mut Filter, iface: &str, mode: Mode) -> anyhow::Result<At
                     ifindex,
                     link_id: info.link_id,
                     program_id,
-                    mode: Some(name),
+                    mode: name,
+                    new: true,
                 });
             }
             Err(e) => last_error = Some(e),
@@ -84,6 +99,21 @@ pub fn attach(filter: &mut Filter, iface: &str, mode: Mode) -> anyhow::Result<At
         |e| explain_attach_error(iface, e),
     );
     Err(err)
+}
+
+/// Names the XDP program another tool attached to `iface`.
+fn describe_other(iface: &str, other: XdpAttachment) -> String {
+    let name = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == other.program_id)
+        .and_then(|p| p.name_as_str().map(str::to_owned))
+        .filter(|n| !n.is_empty())
+        .map_or_else(String::new, |n| format!(" \"{n}\""));
+    format!(
+        "{iface} already runs XDP program {}{name} in {} mode; mxgate does not replace another \
+         program (remove it first, e.g. `ip link set dev {iface} xdp off`, if you mean to)",
+        other.program_id, other.mode
+    )
 }
 
 fn explain_attach_error(iface: &str, err: ProgramError) -> anyhow::Error {
@@ -123,6 +153,10 @@ pub struct LinkStatus {
     pub link_id: u32,
     /// The program's id.
     pub program_id: u32,
+    /// The mode the kernel reports for the interface, if it runs this link's program.
+    pub mode: Option<&'static str>,
+    /// When the link was pinned (attached), RFC 3339.
+    pub attached_at: Option<String>,
 }
 
 /// Every pinned link.
@@ -135,11 +169,22 @@ pub fn links(pins: &PinDir) -> anyhow::Result<Vec<LinkStatus>> {
         let pin = pins.link(&iface);
         let info =
             sys::pinned_xdp_link(&pin).with_context(|| format!("reading {}", pin.display()))?;
+        let ifindex = (info.ifindex != 0).then_some(info.ifindex);
+        let mode = ifindex
+            .and_then(|i| netlink::xdp_attachment(i).ok().flatten())
+            .filter(|a| a.program_id == info.program_id)
+            .map(|a| a.mode);
+        let attached_at = fs::metadata(&pin)
+            .and_then(|m| m.modified())
+            .ok()
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string());
         out.push(LinkStatus {
             iface,
-            ifindex: (info.ifindex != 0).then_some(info.ifindex),
+            ifindex,
             link_id: info.link_id,
             program_id: info.program_id,
+            mode,
+            attached_at,
         });
     }
     Ok(out)

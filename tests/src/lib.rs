@@ -14,8 +14,10 @@ pub mod kernel;
 pub mod mutate;
 pub mod netns;
 pub mod packet;
+pub mod postfix;
 #[cfg(feature = "kernel")]
 pub mod reference;
+pub mod scenario;
 pub mod tcp;
 
 /// A name unique to this test and process, for namespaces and pin dirs.

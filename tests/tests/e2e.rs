@@ -1,119 +1,13 @@
 //! mxgate end to end: two namespaces joined by a veth pair, mxgate attached
 //! on the mail server's side by the real binary, real TCP connects.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    os::unix::process::ExitStatusExt as _,
-    path::PathBuf,
-};
+use std::{net::IpAddr, os::unix::process::ExitStatusExt as _};
 
 use mxgate_tests::{
-    cli::Mxgate,
-    netns::{SERVER_IF, Wire},
-    tcp::{ALLOWED_TIMEOUT, BANNER, DENIED_TIMEOUT, Server, connect},
-    unique_name,
+    scenario::{ALLOWED_V4, ALLOWED_V6, DENIED_V4, DENIED_V6, Setup},
+    tcp::{DENIED_TIMEOUT, connect},
 };
 use serde_json::Value;
-
-const ALLOWED_V4: &str = "192.0.2.10";
-const DENIED_V4: &str = "203.0.113.66";
-const ALLOWED_V6: &str = "2001:db8:5e::10";
-const DENIED_V6: &str = "2001:db8:bad::66";
-const SERVER_V4: &str = "198.51.100.25";
-const SERVER_V6: &str = "2001:db8:25::25";
-const RANGES: &str = "# the service's published ranges\n192.0.2.0/24\n2001:db8:5e::/48\n";
-
-struct Setup {
-    wire: Wire,
-    _server: Server,
-    mx: Mxgate,
-    dir: tempfile::TempDir,
-}
-
-impl Setup {
-    fn new(tag: &str) -> Self {
-        let name = unique_name(tag);
-        let wire = Wire::new(
-            &name,
-            &[ALLOWED_V4, DENIED_V4, ALLOWED_V6, DENIED_V6],
-            &[SERVER_V4, SERVER_V6],
-        )
-        .expect("making the namespaces");
-        let server = Server::start(&wire.server, &[25, 2525]).expect("starting the listener");
-        let mx = Mxgate::new(&wire.server, &name);
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let setup = Self {
-            wire,
-            _server: server,
-            mx,
-            dir,
-        };
-        setup.write("ranges.txt", RANGES);
-        setup
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path: PathBuf = self.dir.path().join(name);
-        std::fs::write(&path, text).expect("writing a range file");
-        path.display().to_string()
-    }
-
-    fn ranges(&self) -> String {
-        self.dir.path().join("ranges.txt").display().to_string()
-    }
-
-    fn attach(&self) -> String {
-        self.mx
-            .ok(&["attach", "--iface", SERVER_IF, "--ranges", &self.ranges()])
-    }
-
-    fn target(src: &str, port: u16) -> SocketAddr {
-        let dst = if src.contains(':') {
-            SERVER_V6
-        } else {
-            SERVER_V4
-        };
-        SocketAddr::new(dst.parse().unwrap(), port)
-    }
-
-    fn assert_connects(&self, src: &str, port: u16) {
-        let source: IpAddr = src.parse().unwrap();
-        match connect(
-            &self.wire.client,
-            source,
-            Self::target(src, port),
-            ALLOWED_TIMEOUT,
-        ) {
-            Ok(banner) => assert_eq!(banner, BANNER),
-            Err(e) => panic!("{src} → port {port} should connect: {e}"),
-        }
-    }
-
-    fn assert_times_out(&self, src: &str, port: u16) {
-        let source: IpAddr = src.parse().unwrap();
-        match connect(
-            &self.wire.client,
-            source,
-            Self::target(src, port),
-            DENIED_TIMEOUT,
-        ) {
-            Ok(_) => panic!("{src} → port {port} connected, but mxgate should drop its SYN"),
-            Err(e) => assert_eq!(
-                e.kind(),
-                std::io::ErrorKind::TimedOut,
-                "{src} → port {port}: {e}"
-            ),
-        }
-    }
-
-    fn stats(&self) -> Value {
-        serde_json::from_str(&self.mx.ok(&["stats", "--json"])).expect("stats --json is JSON")
-    }
-
-    fn status(&self) -> Value {
-        serde_json::from_str(&self.mx.ok(&["status", "--json"])).expect("status --json is JSON")
-    }
-}
 
 #[test]
 fn allowed_sources_connect_and_denied_ones_time_out() {

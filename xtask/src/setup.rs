@@ -12,8 +12,9 @@ use crate::shell::{self, command, output, root};
 const LLVM_MAJOR: &str = "22";
 /// bpf-linker release built against [`LLVM_MAJOR`].
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// Debian packages: LLVM and what bpf-linker links against, and the tools
-/// the kernel tests and the demo run (ip, nsenter).
+/// Debian packages: LLVM and what bpf-linker links against; the tools the
+/// kernel tests and the demo run (ip, nsenter); the real MTA test's Postfix
+/// and swaks (with IPv6 support).
 const DEBIAN_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libclang-22-dev",
@@ -21,7 +22,13 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "libzstd-dev",
     "iproute2",
     "util-linux",
+    "postfix",
+    "swaks",
+    "libio-socket-inet6-perl",
 ];
+/// Postfix installed as a test tool only: no system instance is configured
+/// or started (each test runs its own, in its own namespace).
+const POSTFIX_PRESEED: &str = "postfix postfix/main_mailer_type select No configuration\n";
 const BPFFS: &str = "/sys/fs/bpf";
 /// The eBPF crate's pin, relative to the workspace root.
 const EBPF_TOOLCHAIN: &str = "filter-ebpf/rust-toolchain.toml";
@@ -142,6 +149,18 @@ fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
         cmd.env("DEBIAN_FRONTEND", "noninteractive");
         cmd
     };
+    if missing.contains(&"postfix") {
+        let mut preseed = command("debconf-set-selections", &[]);
+        preseed.stdin(std::process::Stdio::piped());
+        let mut child = preseed.spawn().context("running debconf-set-selections")?;
+        if let Some(stdin) = child.stdin.as_mut() {
+            std::io::Write::write_all(stdin, POSTFIX_PRESEED.as_bytes())?;
+        }
+        drop(child.stdin.take());
+        if !child.wait()?.success() {
+            bail!("debconf-set-selections failed");
+        }
+    }
     let mut args = vec!["install", "-y", "--no-install-recommends"];
     args.extend(&missing);
     // A fresh machine's package lists may predate the packages: refresh

@@ -45,3 +45,12 @@ pub fn fuzz(frames: u64, seed: &str) -> anyhow::Result<()> {
         .env("MXGATE_FUZZ_SEED", seed);
     run(test)
 }
+
+/// Writes dist/man and dist/completions, or with `check` fails if they are
+/// out of date with the CLI definitions.
+pub fn dist(check: bool) -> anyhow::Result<()> {
+    let check = if check { "--check " } else { "" };
+    run(command_line(&format!(
+        "cargo run --quiet --package filter-user --example dist -- {check}dist"
+    )))
+}

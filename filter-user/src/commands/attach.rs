@@ -32,8 +32,8 @@ pub struct AttachReport {
     pub settings: Settings,
     /// True when the open switch is on (attach leaves it as it is).
     pub open: bool,
-    /// Each interface, and whether this call attached it.
-    pub interfaces: Vec<(Attachment, bool)>,
+    /// Each interface (`new` when this call attached it).
+    pub interfaces: Vec<Attachment>,
 }
 
 /// Installs the filter if needed, applies `list` and `options`, and
@@ -114,11 +114,10 @@ fn attach_installed(
     let mut interfaces = Vec::new();
     for iface in ifaces {
         let attachment = links::attach(&mut filter, iface, mode)?;
-        let new = attachment.mode.is_some();
-        if new {
+        if attachment.new {
             attached_now.push(iface.clone());
         }
-        interfaces.push((attachment, new));
+        interfaces.push(attachment);
     }
     Ok(AttachReport {
         installed: false,
@@ -159,15 +158,17 @@ pub fn command(pins: &PinDir, args: &AttachArgs) -> anyhow::Result<()> {
         }
     );
     println!("{}", describe_settings(&report.settings, report.open));
-    for (a, new) in &report.interfaces {
-        match (new, a.mode) {
-            (true, Some(mode)) => {
-                println!("attached to {} ({mode} mode, link {})", a.iface, a.link_id)
-            }
-            _ => println!(
-                "already attached to {} (link {}); left as it is",
-                a.iface, a.link_id
-            ),
+    for a in &report.interfaces {
+        if a.new {
+            println!(
+                "attached to {} ({} mode, link {})",
+                a.iface, a.mode, a.link_id
+            );
+        } else {
+            println!(
+                "already attached to {} ({} mode, link {}); left as it is",
+                a.iface, a.mode, a.link_id
+            );
         }
     }
     Ok(())

@@ -2,16 +2,16 @@
 
 use std::time::SystemTime;
 
-use filter_common::FLAG_OPEN;
+use filter_common::{FLAG_DRY_RUN, FLAG_OPEN};
 use serde_json::json;
 
 use super::attach::describe_settings;
 use crate::{
-    cli::{LookupArgs, StatsArgs, StatusArgs},
+    cli::{LookupArgs, StatsArgs, StatsFormat, StatusArgs},
     filter::Filter,
     links,
     pins::PinDir,
-    report::{self, Reading},
+    report::{self, FilterState, Reading},
     sys,
 };
 
@@ -37,20 +37,42 @@ fn monotonic_coarse_ns() -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
+/// The open/dry-run switches and allowlist size, for metrics.
+pub fn filter_state(filter: &Filter) -> anyhow::Result<FilterState> {
+    let flags = filter.config()?.flags;
+    let allowlist = filter.allowlist()?;
+    Ok(FilterState {
+        open: flags & FLAG_OPEN != 0,
+        dry_run: flags & FLAG_DRY_RUN != 0,
+        prefixes_v4: allowlist.v4.len(),
+        prefixes_v6: allowlist.v6.len(),
+    })
+}
+
 /// `mxgate stats`.
 pub fn stats(pins: &PinDir, args: &StatsArgs) -> anyhow::Result<()> {
     let filter = Filter::open(pins)?;
     let reading = take_reading(&filter)?;
-    if args.json {
-        let c = &reading.counters;
-        let value = json!({
-            "v4": { "examined": c.v4.examined(), "counts": c.v4 },
-            "v6": { "examined": c.v6.examined(), "counts": c.v6 },
-            "top_denied": reading.top_sources(None, args.top),
-        });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+    let format = if args.json {
+        StatsFormat::Json
     } else {
-        print!("{}", report::stats_text(&reading, args.top));
+        args.format
+    };
+    match format {
+        StatsFormat::Json => {
+            let c = &reading.counters;
+            let value = json!({
+                "v4": { "examined": c.v4.examined(), "counts": c.v4 },
+                "v6": { "examined": c.v6.examined(), "counts": c.v6 },
+                "top_denied": reading.top_sources(None, args.top),
+            });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        StatsFormat::Prometheus => {
+            let state = filter_state(&filter)?;
+            print!("{}", report::prometheus(&reading, &state, args.top));
+        }
+        StatsFormat::Text => print!("{}", report::stats_text(&reading, args.top)),
     }
     Ok(())
 }
@@ -84,6 +106,8 @@ pub fn status(pins: &PinDir, args: &StatusArgs) -> anyhow::Result<()> {
                 "current_name": l.ifindex.and_then(sys::ifname),
                 "link_id": l.link_id,
                 "program_id": l.program_id,
+                "mode": l.mode,
+                "attached_at": l.attached_at,
             })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -109,8 +133,12 @@ pub fn status(pins: &PinDir, args: &StatusArgs) -> anyhow::Result<()> {
     for link in &links {
         match link.ifindex {
             Some(index) => println!(
-                "attached to {} (ifindex {index}, link {})",
-                link.iface, link.link_id
+                "attached to {} ({} mode, ifindex {index}, link {}, program {}, since {})",
+                link.iface,
+                link.mode.unwrap_or("unknown"),
+                link.link_id,
+                link.program_id,
+                link.attached_at.as_deref().unwrap_or("?")
             ),
             None => println!(
                 "was attached to {}, which no longer exists (link {}); `mxgate detach --iface {}` removes it",

@@ -3,6 +3,7 @@
 //! stays attached when it exits.
 
 use std::{
+    path::Path,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -14,14 +15,20 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
-use super::{attach::attach_filter, inspect::take_reading, read_nonempty_list};
+use filter_common::{Config, FLAG_DRY_RUN, FLAG_OPEN};
+
+use super::{
+    attach::{attach_filter, describe_settings},
+    inspect::{filter_state, take_reading},
+    read_nonempty_list,
+};
 use crate::{
-    cli::RunArgs,
+    cli::{LogLevel, RunArgs},
     filter::Filter,
     links,
     logline::{LogLine, LogSink},
     pins::PinDir,
-    report::{Reading, stats_line},
+    report::{FilterState, Reading, prometheus, stats_line},
 };
 
 /// Most kernel log lines forwarded per second; the rest are counted and
@@ -52,14 +59,14 @@ pub fn command(pins: &PinDir, args: &RunArgs) -> anyhow::Result<()> {
                 .field("v4_prefixes", report.list.v4_after)
                 .field("v6_prefixes", report.list.v6_after),
         );
-        for (a, new) in &report.interfaces {
+        for a in &report.interfaces {
             events.push(
                 LogLine::info("attached")
                     .field("iface", a.iface.clone())
-                    .field("mode", a.mode.unwrap_or("unchanged"))
+                    .field("mode", a.mode)
                     .field("link", a.link_id)
                     .field("program", a.program_id)
-                    .field("already", !new),
+                    .field("already", !a.new),
             );
         }
     }
@@ -90,7 +97,7 @@ async fn stream(
 ) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("catching SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("catching SIGTERM")?;
-    let forwarder = Forwarder::new(Arc::clone(sink));
+    let forwarder = Forwarder::new(Arc::clone(sink), max_level(args.log_level));
     let program_id = filter.program_info()?.id();
     let logger = EbpfLogger::init_from_id_with_logger(program_id, forwarder.clone())
         .context("reading the kernel's log buffer")?;
@@ -99,19 +106,42 @@ async fn stream(
     let mut logger = unsafe { AsyncFd::register_with_interest(logger, Interest::READABLE) }
         .context("watching the kernel's log buffer")?;
 
+    let mut watcher = Watcher::new(filter)?;
+    if let Some(path) = &args.prom_file
+        && let Err(e) = write_prom_file(path, &previous, &watcher.state, args.top)
+    {
+        sink.emit(&LogLine::new("error", "error").field("message", format!("{e:#}")));
+    }
     let period = Duration::from_secs(args.interval);
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut stats_tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // Changes made by other mxgate commands show within a second.
+    let second = Duration::from_secs(1);
+    let mut watch_tick = tokio::time::interval_at(tokio::time::Instant::now() + second, second);
+    watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
-            _ = ticker.tick() => {
+            _ = stats_tick.tick() => {
                 let now = take_reading(filter)?;
+                // The file first: once the line is out, the file matches it.
+                // A metrics file that cannot be written must not stop the
+                // filter's log: say so and go on.
+                if let Some(path) = &args.prom_file
+                    && let Err(e) = write_prom_file(path, &now, &watcher.state, args.top)
+                {
+                    sink.emit(&LogLine::new("error", "error").field("message", format!("{e:#}")));
+                }
                 sink.emit(&stats_line(&previous, &now, args.top));
                 previous = now;
                 forwarder.report_suppressed();
+            }
+            _ = watch_tick.tick() => {
                 if !pins.is_installed() {
                     sink.emit(&LogLine::info("detached")
                         .field("message", "the filter was removed (mxgate detach); stopping"));
                     return Ok(());
+                }
+                for event in watcher.changes(filter)? {
+                    sink.emit(&event);
                 }
             }
             ready = logger.readable_mut() => {
@@ -129,11 +159,93 @@ async fn stream(
     Ok(())
 }
 
+/// Turns changes of CONFIG made by other commands into event lines.
+struct Watcher {
+    config: Config,
+    state: FilterState,
+}
+
+impl Watcher {
+    fn new(filter: &Filter) -> anyhow::Result<Self> {
+        Ok(Self {
+            config: filter.config()?,
+            state: filter_state(filter)?,
+        })
+    }
+
+    /// Events since the last call: opened, enforced, refreshed, settings.
+    fn changes(&mut self, filter: &Filter) -> anyhow::Result<Vec<LogLine>> {
+        let now = filter.config()?;
+        let before = std::mem::replace(&mut self.config, now);
+        let mut events = Vec::new();
+        if now.list_generation != before.list_generation {
+            self.state = filter_state(filter)?;
+            events.push(
+                LogLine::info("refreshed")
+                    .field("v4_prefixes", self.state.prefixes_v4)
+                    .field("v6_prefixes", self.state.prefixes_v6),
+            );
+        }
+        if now.settings_generation != before.settings_generation {
+            let open = now.flags & FLAG_OPEN != 0;
+            if open != (before.flags & FLAG_OPEN != 0) {
+                events.push(if open {
+                    LogLine::new("warn", "opened")
+                        .field("message", "every SYN passes until `mxgate enforce`")
+                } else {
+                    LogLine::info("enforced").field(
+                        "message",
+                        "SYNs from outside the allowlist are dropped again",
+                    )
+                });
+            } else {
+                let settings = filter.settings()?;
+                events.push(
+                    LogLine::info("settings").field("message", describe_settings(&settings, open)),
+                );
+            }
+            self.state.open = open;
+            self.state.dry_run = now.flags & FLAG_DRY_RUN != 0;
+        }
+        Ok(events)
+    }
+}
+
+/// Writes the metrics to `path` whole: a temporary file in the same
+/// directory, then a rename, so a reader never sees half a file.
+fn write_prom_file(
+    path: &Path,
+    reading: &Reading,
+    state: &FilterState,
+    top: usize,
+) -> anyhow::Result<()> {
+    let file_name = path
+        .file_name()
+        .with_context(|| format!("--prom-file {} names no file", path.display()))?;
+    let mut temporary = file_name.to_owned();
+    temporary.push(".tmp");
+    let temporary = path.with_file_name(temporary);
+    std::fs::write(&temporary, prometheus(reading, state, top))
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))
+}
+
+fn max_level(level: LogLevel) -> log::LevelFilter {
+    match level {
+        LogLevel::Error => log::LevelFilter::Error,
+        LogLevel::Warn => log::LevelFilter::Warn,
+        LogLevel::Info => log::LevelFilter::Info,
+        LogLevel::Debug => log::LevelFilter::Debug,
+    }
+}
+
 /// Forwards aya-log records from the kernel as `kernel` log lines, at most
 /// [`KERNEL_LINES_PER_SECOND`].
 #[derive(Clone)]
 struct Forwarder {
     sink: Arc<LogSink>,
+    max_level: log::LevelFilter,
     budget: Arc<Mutex<Budget>>,
 }
 
@@ -144,9 +256,10 @@ struct Budget {
 }
 
 impl Forwarder {
-    fn new(sink: Arc<LogSink>) -> Self {
+    fn new(sink: Arc<LogSink>, max_level: log::LevelFilter) -> Self {
         Self {
             sink,
+            max_level,
             budget: Arc::new(Mutex::new(Budget {
                 window: Instant::now(),
                 used: 0,
@@ -175,11 +288,14 @@ impl Forwarder {
 }
 
 impl log::Log for Forwarder {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= self.max_level
     }
 
     fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
         {
             let mut budget = self.budget();
             if budget.window.elapsed() >= Duration::from_secs(1) {

@@ -1,0 +1,127 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_mxgate_global_optspecs
+    string join \n pin-dir= h/help V/version
+end
+
+function __fish_mxgate_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_mxgate_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_mxgate_using_subcommand
+    set -l cmd (__fish_mxgate_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c mxgate -n "__fish_mxgate_needs_command" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_needs_command" -s h -l help -d 'Print help'
+complete -c mxgate -n "__fish_mxgate_needs_command" -s V -l version -d 'Print version'
+complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "attach" -d 'Attach the filter to interfaces with an allowlist; it stays after exit'
+complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "refresh" -d 'Replace the live allowlist with a new list (safe to run from cron)'
+complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "run" -d 'Attach (or adopt the attached filter) and log stats until stopped'
+complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "stats" -d 'Print the counters and the top denied sources'
+complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "status" -d 'Print what is attached where, the mode and the allowlist size'
+complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "check" -d 'Validate and summarise a list without touching the kernel'
+complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "lookup" -d 'Say whether the live allowlist allows an address, and by which prefix'
+complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "open" -d 'Emergency switch: let every SYN through (still counted)'
+complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "enforce" -d 'Switch back from open: drop SYNs from outside the allowlist again'
+complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "detach" -d 'Detach the filter and remove its pins'
+complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l iface -d 'Interfaces to attach to' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l ranges -d 'Range lists: file paths, or `-` for standard input; all are merged' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l allow -d 'Extra allowed entries (CIDR, address or range), merged with the lists' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l port -d 'Protected TCP destination ports' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l protect-dst -d 'Filter only SYNs to these local addresses (partial domains)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l mode -d 'XDP attach mode' -r -f -a "auto\t'Native (driver) mode if the driver supports it, generic otherwise'
+native\t'Native (driver) mode only'
+skb\t'Generic (skb) mode'"
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l dry-run -d 'Count denied SYNs as "would drop" and let them through'
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l log-denials -d 'Log one kernel line per denied SYN (read by `mxgate run`); takes effect when the program is first loaded. Floods the log under attack'
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -s V -l version -d 'Print version'
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l ranges -d 'Range lists: file paths, or `-` for standard input; all are merged' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l allow -d 'Extra allowed entries (CIDR, address or range), merged with the lists' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l max-shrink -d 'Refuse a list that takes access from more than this percent of the live entries' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l force -d 'Apply even when --max-shrink refuses'
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l diff -d 'Print the change and apply nothing'
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l json -d 'Print the result as JSON'
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -s h -l help -d 'Print help'
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -s V -l version -d 'Print version'
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l iface -d 'Interfaces to attach to; without it, run adopts the attached filter' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l ranges -d 'Range lists for the attach (see attach)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l allow -d 'Extra allowed entries (CIDR, address or range), merged with the lists' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l port -d 'Protected TCP destination ports' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l protect-dst -d 'Filter only SYNs to these local addresses (partial domains)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l mode -d 'XDP attach mode' -r -f -a "auto\t'Native (driver) mode if the driver supports it, generic otherwise'
+native\t'Native (driver) mode only'
+skb\t'Generic (skb) mode'"
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l interval -d 'Seconds between stats lines' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l log-format -d 'Log line format' -r -f -a "text\t'logfmt: `key=value` pairs'
+json\t'One JSON object per line'"
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l top -d 'How many denied sources a stats line names' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l log-level -d 'Kernel log lines (aya-log) at this level or above are forwarded. Per-denial lines are debug, and exist only with attach --log-denials' -r -f -a "error\t'Errors only'
+warn\t'Warnings and errors'
+info\t'Informational messages and above'
+debug\t'Everything, one line per denied SYN included (rate-limited)'"
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l prom-file -d 'Also write the metrics each interval to this file, in node_exporter\'s textfile format (written whole, then renamed)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l dry-run -d 'Count denied SYNs as "would drop" and let them through'
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l log-denials -d 'Log one kernel line per denied SYN (read by `mxgate run`); takes effect when the program is first loaded. Floods the log under attack'
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -s V -l version -d 'Print version'
+complete -c mxgate -n "__fish_mxgate_using_subcommand stats" -l format -d 'Output format' -r -f -a "text\t'A table for people'
+json\t'JSON'
+prometheus\t'Prometheus text exposition'"
+complete -c mxgate -n "__fish_mxgate_using_subcommand stats" -l top -d 'How many denied sources to list' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand stats" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand stats" -l json -d 'Print JSON (same as --format json)'
+complete -c mxgate -n "__fish_mxgate_using_subcommand stats" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mxgate -n "__fish_mxgate_using_subcommand stats" -s V -l version -d 'Print version'
+complete -c mxgate -n "__fish_mxgate_using_subcommand status" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand status" -l json -d 'Print JSON'
+complete -c mxgate -n "__fish_mxgate_using_subcommand status" -s h -l help -d 'Print help'
+complete -c mxgate -n "__fish_mxgate_using_subcommand status" -s V -l version -d 'Print version'
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l ranges -d 'Range lists: file paths, or `-` for standard input; all are merged' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l allow -d 'Extra allowed entries (CIDR, address or range), merged with the lists' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l json -d 'Print JSON'
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -s h -l help -d 'Print help'
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -s V -l version -d 'Print version'
+complete -c mxgate -n "__fish_mxgate_using_subcommand lookup" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand lookup" -l json -d 'Print JSON'
+complete -c mxgate -n "__fish_mxgate_using_subcommand lookup" -s h -l help -d 'Print help'
+complete -c mxgate -n "__fish_mxgate_using_subcommand lookup" -s V -l version -d 'Print version'
+complete -c mxgate -n "__fish_mxgate_using_subcommand open" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand open" -s h -l help -d 'Print help'
+complete -c mxgate -n "__fish_mxgate_using_subcommand open" -s V -l version -d 'Print version'
+complete -c mxgate -n "__fish_mxgate_using_subcommand enforce" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand enforce" -s h -l help -d 'Print help'
+complete -c mxgate -n "__fish_mxgate_using_subcommand enforce" -s V -l version -d 'Print version'
+complete -c mxgate -n "__fish_mxgate_using_subcommand detach" -l iface -d 'Detach from these interfaces only; the filter stays installed' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand detach" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand detach" -s h -l help -d 'Print help'
+complete -c mxgate -n "__fish_mxgate_using_subcommand detach" -s V -l version -d 'Print version'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "attach" -d 'Attach the filter to interfaces with an allowlist; it stays after exit'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "refresh" -d 'Replace the live allowlist with a new list (safe to run from cron)'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "run" -d 'Attach (or adopt the attached filter) and log stats until stopped'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "stats" -d 'Print the counters and the top denied sources'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "status" -d 'Print what is attached where, the mode and the allowlist size'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "check" -d 'Validate and summarise a list without touching the kernel'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "lookup" -d 'Say whether the live allowlist allows an address, and by which prefix'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "open" -d 'Emergency switch: let every SYN through (still counted)'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "enforce" -d 'Switch back from open: drop SYNs from outside the allowlist again'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "detach" -d 'Detach the filter and remove its pins'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
