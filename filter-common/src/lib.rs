@@ -8,7 +8,7 @@
 #![no_std]
 
 /// Version of the map layout below; stored in [`Config::layout`].
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Name of the XDP program in the object file (and in `bpftool prog`).
 pub const PROGRAM_NAME: &str = "mxgate";
@@ -29,7 +29,8 @@ pub mod map_names {
     pub const CONFIG: &str = "CONFIG";
     /// Per-CPU array of `u64` counters, indexed by [`crate::counter_index`].
     pub const COUNTERS: &str = "COUNTERS";
-    /// Per-CPU LRU hash of denied sources: [`crate::SourceKey`] → [`crate::DeniedSource`].
+    /// Per-CPU table of recently denied sources, [`crate::DENIED_SLOTS`]
+    /// [`crate::DeniedSlot`]s indexed by [`crate::denied_slot`].
     pub const DENIED: &str = "DENIED";
     /// aya-log's ring buffer, created by aya-log-ebpf.
     pub const AYA_LOGS: &str = "AYA_LOGS";
@@ -45,8 +46,8 @@ pub mod map_names {
 pub const MAX_PREFIXES: u32 = 1 << 18;
 /// Capacity of each protected-destination set.
 pub const MAX_PROTECTED_DST: u32 = 256;
-/// Number of sources the denied-source LRU map keeps.
-pub const MAX_DENIED_SOURCES: u32 = 4096;
+/// Slots of the denied-source table (a power of two).
+pub const DENIED_SLOTS: u32 = 4096;
 /// The PORTS array covers every TCP port.
 pub const PORT_COUNT: u32 = 1 << 16;
 /// Port protected when none is given: SMTP.
@@ -131,8 +132,26 @@ pub const fn counter_index(family: Family, outcome: Outcome) -> u32 {
 pub type Ipv4Key = [u8; 4];
 /// Key data of the IPv6 allowlist trie: the address in network byte order.
 pub type Ipv6Key = [u8; 16];
-/// Key of the DENIED map: an IPv6 address, IPv4 sources as `::ffff:a.b.c.d`.
+/// A source in the DENIED table: an IPv6 address, IPv4 sources as
+/// `::ffff:a.b.c.d`.
 pub type SourceKey = [u8; 16];
+
+/// The DENIED slot of `source`: a multiplicative hash of its four 32-bit
+/// words. The table is direct-mapped, like a CPU cache: a source whose slot
+/// is taken replaces the one there. That keeps the cost of a denied SYN to
+/// an array write even when every SYN of a flood has a new source, at the
+/// price of losing a quiet source's count to a colliding busy one.
+#[inline(always)]
+pub const fn denied_slot(source: &SourceKey) -> u32 {
+    let mut folded = 0u32;
+    let mut i = 0;
+    while i < 16 {
+        let word = u32::from_ne_bytes([source[i], source[i + 1], source[i + 2], source[i + 3]]);
+        folded = (folded ^ word).wrapping_mul(0x9e37_79b1);
+        i += 4;
+    }
+    folded >> (32 - DENIED_SLOTS.trailing_zeros())
+}
 
 /// `::ffff:a.b.c.d`, the DENIED key of an IPv4 source.
 #[inline(always)]
@@ -142,11 +161,13 @@ pub const fn v4_mapped(addr: Ipv4Key) -> SourceKey {
     ]
 }
 
-/// Per-CPU value of the DENIED map.
+/// A slot of the DENIED table (per CPU).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DeniedSource {
-    /// Denied SYNs from this source seen by this CPU.
+pub struct DeniedSlot {
+    /// The source; all zero while the slot is unused.
+    pub source: SourceKey,
+    /// Denied SYNs from it seen by this CPU since it took the slot.
     pub count: u64,
     /// `CLOCK_MONOTONIC_COARSE` time of the last one, in nanoseconds.
     pub last_seen_ns: u64,
@@ -157,7 +178,7 @@ mod pod {
     // SAFETY: both are repr(C), made only of integers, without padding.
     unsafe impl aya::Pod for super::Config {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for super::DeniedSource {}
+    unsafe impl aya::Pod for super::DeniedSlot {}
 }
 
 #[cfg(test)]
@@ -176,6 +197,19 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn denied_slots_are_in_range_and_spread() {
+        let mut used = [false; DENIED_SLOTS as usize];
+        for i in 0..2048u32 {
+            let slot = denied_slot(&v4_mapped(i.to_be_bytes()));
+            assert!(slot < DENIED_SLOTS);
+            used[slot as usize] = true;
+        }
+        // 2,048 sequential sources should fill most of 4,096 slots' share.
+        let filled = used.iter().filter(|u| **u).count();
+        assert!(filled > 1200, "{filled} slots used by 2048 sources");
     }
 
     #[test]

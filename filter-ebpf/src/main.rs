@@ -15,14 +15,14 @@ use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, xdp_action},
     helpers::bpf_ktime_get_coarse_ns,
     macros::{map, xdp},
-    maps::{Array, HashMap, LpmTrie, LruPerCpuHashMap, PerCpuArray, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::XdpContext,
 };
 use aya_log_ebpf::debug;
 use filter_common::{
-    COUNTER_COUNT, Config, DeniedSource, FLAG_DRY_RUN, FLAG_OPEN, FLAG_PROTECT_DST, Family,
-    Ipv4Key, Ipv6Key, MAX_DENIED_SOURCES, MAX_IPV6_EXT_HEADERS, MAX_PREFIXES, MAX_PROTECTED_DST,
-    MAX_VLAN_TAGS, Outcome, PORT_COUNT, SourceKey, counter_index, v4_mapped,
+    COUNTER_COUNT, Config, DENIED_SLOTS, DeniedSlot, FLAG_DRY_RUN, FLAG_OPEN, FLAG_PROTECT_DST,
+    Family, Ipv4Key, Ipv6Key, MAX_IPV6_EXT_HEADERS, MAX_PREFIXES, MAX_PROTECTED_DST, MAX_VLAN_TAGS,
+    Outcome, PORT_COUNT, SourceKey, counter_index, denied_slot, v4_mapped,
 };
 
 #[map(name = "ALLOW_V4")]
@@ -40,8 +40,7 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 #[map(name = "DENIED")]
-static DENIED: LruPerCpuHashMap<SourceKey, DeniedSource> =
-    LruPerCpuHashMap::with_max_entries(MAX_DENIED_SOURCES, 0);
+static DENIED: PerCpuArray<DeniedSlot> = PerCpuArray::with_max_entries(DENIED_SLOTS, 0);
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -244,26 +243,20 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Option<(Addrs, usize)> {
 /// Adds one to the denied count of `source` on this CPU.
 #[inline(always)]
 fn remember_denied(source: &SourceKey) {
+    let Some(slot) = DENIED.get_ptr_mut(denied_slot(source)) else {
+        return;
+    };
     // SAFETY: the coarse clock helper has no preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    match DENIED.get_ptr_mut(source) {
-        Some(entry) => {
-            // SAFETY: a per-CPU value, only touched by this CPU.
-            unsafe {
-                (*entry).count += 1;
-                (*entry).last_seen_ns = now;
-            }
-        }
-        None => {
-            let first = DeniedSource {
-                count: 1,
-                last_seen_ns: now,
-            };
-            // A full map evicts its least recently used entry; an insert
-            // error only loses this statistic, never the verdict.
-            let _ = DENIED.insert(source, &first, 0);
-        }
+    // SAFETY: a per-CPU slot, only touched by this CPU.
+    let slot = unsafe { &mut *slot };
+    if slot.source != *source {
+        // Direct-mapped: a new source takes the slot over.
+        slot.source = *source;
+        slot.count = 0;
     }
+    slot.count += 1;
+    slot.last_seen_ns = now;
 }
 
 /// The `N` bytes of the frame at offset `off`, or `None` if the frame ends

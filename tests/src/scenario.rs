@@ -141,3 +141,80 @@ impl Setup {
         serde_json::from_str(&self.mx.ok(&["status", "--json"])).expect("status --json is JSON")
     }
 }
+
+/// What [`flip_under_load`] saw.
+#[derive(Debug)]
+pub struct FlipResult {
+    /// Refreshes done.
+    pub refreshes: usize,
+    /// Connects from the staying senders during them.
+    pub connects: u64,
+    /// The connects that failed, with why.
+    pub failures: Vec<String>,
+}
+
+/// Refreshes `refreshes` times between two lists while the staying senders
+/// ([`ALLOWED_V4`], [`ALLOWED_V6`]) connect without pause. Their covering
+/// prefix differs between the lists (a /24 or /48 in one, a /25 or /49 in
+/// the other), so a refresh that deleted before inserting would refuse
+/// them for a moment. The moving senders ([`DENIED_V4`], [`DENIED_V6`]) are
+/// in one list only; each move is checked with `mxgate lookup`, and now
+/// and then on the wire. Panics if a move does not take effect.
+pub fn flip_under_load(s: &Setup, refreshes: usize) -> FlipResult {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let a = s.write(
+        "flip-a.txt",
+        "192.0.2.0/24\n2001:db8:5e::/48\n203.0.113.0/24\n2001:db8:bad::/48\n",
+    );
+    let b = s.write(
+        "flip-b.txt",
+        "192.0.2.0/25\n192.0.2.128/26\n2001:db8:5e::/49\n2001:db8:5e:8000::/50\n",
+    );
+    let stop = AtomicBool::new(false);
+    let (connects, failures) = std::thread::scope(|scope| {
+        let load = scope.spawn(|| {
+            let (mut connects, mut failures) = (0u64, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                for src in [ALLOWED_V4, ALLOWED_V6] {
+                    connects += 1;
+                    // Shorter than the SYN retransmission timeout: a single
+                    // dropped SYN fails the connect.
+                    let source: IpAddr = src.parse().expect("an address");
+                    if let Err(e) = connect(
+                        &s.wire.client,
+                        source,
+                        Setup::target(src, 25),
+                        DENIED_TIMEOUT,
+                    ) {
+                        failures.push(format!("{src}: {e}"));
+                    }
+                }
+            }
+            (connects, failures)
+        });
+        for i in 0..refreshes {
+            let (list, movers_in) = if i % 2 == 0 { (&b, false) } else { (&a, true) };
+            s.mx.ok(&["refresh", "--ranges", list, "--max-shrink", "100"]);
+            for mover in [DENIED_V4, DENIED_V6] {
+                let answer: Value = serde_json::from_str(&s.mx.ok(&["lookup", mover, "--json"]))
+                    .expect("lookup --json is JSON");
+                assert_eq!(
+                    answer["allowed"], movers_in,
+                    "refresh {i}: {mover}: {answer}"
+                );
+            }
+            if i % 40 == 1 {
+                s.assert_connects(DENIED_V4, 25);
+            } else if i % 40 == 20 {
+                s.assert_times_out(DENIED_V6, 25);
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        load.join().expect("the load thread")
+    });
+    FlipResult {
+        refreshes,
+        connects,
+        failures,
+    }
+}

@@ -1,11 +1,10 @@
 //! mxgate end to end: two namespaces joined by a veth pair, mxgate attached
 //! on the mail server's side by the real binary, real TCP connects.
 
-use std::{net::IpAddr, os::unix::process::ExitStatusExt as _};
+use std::os::unix::process::ExitStatusExt as _;
 
-use mxgate_tests::{
-    scenario::{ALLOWED_V4, ALLOWED_V6, DENIED_V4, DENIED_V6, Setup},
-    tcp::{DENIED_TIMEOUT, connect},
+use mxgate_tests::scenario::{
+    ALLOWED_V4, ALLOWED_V6, DENIED_V4, DENIED_V6, Setup, flip_under_load,
 };
 use serde_json::Value;
 
@@ -193,76 +192,23 @@ fn run_streams_stats_lines_and_leaves_the_filter_attached() {
 }
 
 /// Refreshes back and forth between two lists while the staying senders
-/// keep connecting. Their covering prefix changes each time (a /24 in one
-/// list, a /25 in the other), so only insert-before-delete keeps them in.
+/// keep connecting; their covering prefix changes each time, so only
+/// insert-before-delete keeps them in.
 #[test]
 fn staying_senders_never_meet_a_gap_while_the_list_flips() {
-    const REFRESHES: usize = 200;
     let s = Setup::new("e2e-gap");
     s.attach();
-    let a = s.write(
-        "a.txt",
-        "192.0.2.0/24\n2001:db8:5e::/48\n203.0.113.0/24\n2001:db8:bad::/48\n",
-    );
-    let b = s.write(
-        "b.txt",
-        "192.0.2.0/25\n192.0.2.128/26\n2001:db8:5e::/49\n2001:db8:5e:8000::/50\n",
-    );
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (attempts, failures) = std::thread::scope(|scope| {
-        let load = scope.spawn(|| {
-            let (mut attempts, mut failures) = (0u64, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                for src in [ALLOWED_V4, ALLOWED_V6] {
-                    attempts += 1;
-                    // Shorter than the SYN retransmission timeout: a single
-                    // dropped SYN fails the connect.
-                    let source: IpAddr = src.parse().unwrap();
-                    if let Err(e) = connect(
-                        &s.wire.client,
-                        source,
-                        Setup::target(src, 25),
-                        DENIED_TIMEOUT,
-                    ) {
-                        failures.push(format!("{src}: {e}"));
-                    }
-                }
-            }
-            (attempts, failures)
-        });
-        for i in 0..REFRESHES {
-            let (list, movers_in) = if i % 2 == 0 { (&b, false) } else { (&a, true) };
-            s.mx.ok(&["refresh", "--ranges", list, "--max-shrink", "100"]);
-            for mover in [DENIED_V4, DENIED_V6] {
-                let answer: Value =
-                    serde_json::from_str(&s.mx.ok(&["lookup", mover, "--json"])).unwrap();
-                assert_eq!(
-                    answer["allowed"], movers_in,
-                    "refresh {i}: {mover}: {answer}"
-                );
-            }
-            // Now and then, the move on the wire as well.
-            if i % 40 == 1 {
-                s.assert_connects(DENIED_V4, 25);
-            } else if i % 40 == 20 {
-                s.assert_times_out(DENIED_V6, 25);
-            }
-        }
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        load.join().expect("the load thread")
-    });
-    println!(
-        "{REFRESHES} refreshes, {attempts} connects from staying senders, {} failed",
-        failures.len()
-    );
+    let result = flip_under_load(&s, 200);
+    println!("{result:?}");
     assert!(
-        failures.is_empty(),
+        result.failures.is_empty(),
         "staying senders were refused:\n{}",
-        failures.join("\n")
+        result.failures.join("\n")
     );
     assert!(
-        attempts >= REFRESHES as u64,
-        "only {attempts} connects during the refreshes"
+        result.connects >= 200,
+        "only {} connects during the refreshes",
+        result.connects
     );
     let stats = s.stats();
     let denied: Vec<&str> = stats["top_denied"]

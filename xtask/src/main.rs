@@ -30,6 +30,8 @@ enum Task {
     },
     /// Show the filter at work between two network namespaces.
     Demo,
+    /// Measure per-packet, SYN-flood and refresh costs; write BENCHMARKS.md.
+    Bench,
     /// Generate dist/man and dist/completions from the CLI definitions.
     Dist,
     /// Run the differential test (kernel vs reference classifier) longer.
@@ -50,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Task::Build => setup::run().and_then(|()| shell::build_release().map(drop)),
         Task::Test { args } => setup::run().and_then(|()| test::run_all(&args)),
         Task::Demo => setup::run().and_then(|()| demo::run()),
+        Task::Bench => setup::run().and_then(|()| test::bench()),
         Task::Dist => setup::run().and_then(|()| test::dist(false)),
         Task::Fuzz { frames, seed } => setup::run().and_then(|()| test::fuzz(frames, &seed)),
     };

@@ -54,3 +54,14 @@ pub fn dist(check: bool) -> anyhow::Result<()> {
         "cargo run --quiet --package filter-user --example dist -- {check}dist"
     )))
 }
+
+/// The benchmarks, optimised; their tables go into BENCHMARKS.md.
+pub fn bench() -> anyhow::Result<()> {
+    require_root("bench")?;
+    let binary = crate::shell::build_release()?;
+    let mut bench = command_line(
+        "cargo run --release --quiet --package mxgate-tests --features bench --bin bench -- BENCHMARKS.md",
+    );
+    bench.env("MXGATE_BIN", binary);
+    run(bench)
+}
