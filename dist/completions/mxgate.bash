@@ -107,7 +107,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__attach)
-            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --pin-dir --help --version"
+            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --https-ca --max-download --cache-dir --use-cache-on-failure --pin-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -137,6 +137,34 @@ _mxgate() {
                     COMPREPLY=($(compgen -W "auto native skb" -- "${cur}"))
                     return 0
                     ;;
+                --dns-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dns-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fetch-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --spf-lookup-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --https-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-download)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --pin-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -149,7 +177,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__check)
-            opts="-h -V --ranges --allow --json --pin-dir --help --version"
+            opts="-h -V --ranges --allow --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --https-ca --max-download --cache-dir --use-cache-on-failure --json --pin-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -160,6 +188,34 @@ _mxgate() {
                     return 0
                     ;;
                 --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dns-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dns-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fetch-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --spf-lookup-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --https-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-download)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -419,7 +475,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__refresh)
-            opts="-h -V --ranges --allow --max-shrink --force --diff --json --pin-dir --help --version"
+            opts="-h -V --ranges --allow --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --https-ca --max-download --cache-dir --use-cache-on-failure --max-shrink --force --diff --json --pin-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -430,6 +486,34 @@ _mxgate() {
                     return 0
                     ;;
                 --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dns-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dns-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fetch-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --spf-lookup-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --https-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-download)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -449,7 +533,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__run)
-            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --interval --log-format --top --log-level --prom-file --pin-dir --help --version"
+            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --https-ca --max-download --cache-dir --use-cache-on-failure --interval --log-format --top --log-level --prom-file --pin-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -477,6 +561,34 @@ _mxgate() {
                     ;;
                 --mode)
                     COMPREPLY=($(compgen -W "auto native skb" -- "${cur}"))
+                    return 0
+                    ;;
+                --dns-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dns-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fetch-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --spf-lookup-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --https-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-download)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --interval)

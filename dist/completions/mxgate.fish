@@ -39,35 +39,58 @@ complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "enforce" -d 'Switch b
 complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "detach" -d 'Detach the filter and remove its pins'
 complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l iface -d 'Interfaces to attach to' -r
-complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l ranges -d 'Range lists: file paths, or `-` for standard input; all are merged' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l ranges -d 'Range sources, all merged: file paths, `-` (standard input), `spf:DOMAIN`, `https://URL`, `m365:INSTANCE`' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l allow -d 'Extra allowed entries (CIDR, address or range), merged with the lists' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l port -d 'Protected TCP destination ports' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l protect-dst -d 'Filter only SYNs to these local addresses (partial domains)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l mode -d 'XDP attach mode' -r -f -a "auto\t'Native (driver) mode if the driver supports it, generic otherwise'
 native\t'Native (driver) mode only'
 skb\t'Generic (skb) mode'"
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l dns-server -d 'DNS servers for `spf:` sources, ADDR or ADDR:PORT [default: those of /etc/resolv.conf]' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l dns-timeout -d 'Seconds each DNS query may take' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l fetch-timeout -d 'Seconds fetching one source may take, from first query to last byte' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l spf-lookup-limit -d 'Most DNS-querying terms an SPF chain may use (RFC 7208: 10)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l https-ca -d 'Trust the CA certificates in this PEM file instead of the built-in roots, for `https://` and `m365:` sources' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l max-download -d 'Largest download accepted, in bytes' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l cache-dir -d 'Where the last good copy of each remote source is kept' -r -F
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l dry-run -d 'Count denied SYNs as "would drop" and let them through'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l log-denials -d 'Log one kernel line per denied SYN (read by `mxgate run`); takes effect when the program is first loaded. Floods the log under attack'
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -s V -l version -d 'Print version'
-complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l ranges -d 'Range lists: file paths, or `-` for standard input; all are merged' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l ranges -d 'Range sources, all merged: file paths, `-` (standard input), `spf:DOMAIN`, `https://URL`, `m365:INSTANCE`' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l allow -d 'Extra allowed entries (CIDR, address or range), merged with the lists' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l dns-server -d 'DNS servers for `spf:` sources, ADDR or ADDR:PORT [default: those of /etc/resolv.conf]' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l dns-timeout -d 'Seconds each DNS query may take' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l fetch-timeout -d 'Seconds fetching one source may take, from first query to last byte' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l spf-lookup-limit -d 'Most DNS-querying terms an SPF chain may use (RFC 7208: 10)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l https-ca -d 'Trust the CA certificates in this PEM file instead of the built-in roots, for `https://` and `m365:` sources' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l max-download -d 'Largest download accepted, in bytes' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l cache-dir -d 'Where the last good copy of each remote source is kept' -r -F
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l max-shrink -d 'Refuse a list that takes access from more than this percent of the live entries' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l force -d 'Apply even when --max-shrink refuses'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l diff -d 'Print the change and apply nothing'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l json -d 'Print the result as JSON'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -s h -l help -d 'Print help'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -s V -l version -d 'Print version'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l iface -d 'Interfaces to attach to; without it, run adopts the attached filter' -r
-complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l ranges -d 'Range lists for the attach (see attach)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l ranges -d 'Range sources for the attach (see attach)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l allow -d 'Extra allowed entries (CIDR, address or range), merged with the lists' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l port -d 'Protected TCP destination ports' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l protect-dst -d 'Filter only SYNs to these local addresses (partial domains)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l mode -d 'XDP attach mode' -r -f -a "auto\t'Native (driver) mode if the driver supports it, generic otherwise'
 native\t'Native (driver) mode only'
 skb\t'Generic (skb) mode'"
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l dns-server -d 'DNS servers for `spf:` sources, ADDR or ADDR:PORT [default: those of /etc/resolv.conf]' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l dns-timeout -d 'Seconds each DNS query may take' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l fetch-timeout -d 'Seconds fetching one source may take, from first query to last byte' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l spf-lookup-limit -d 'Most DNS-querying terms an SPF chain may use (RFC 7208: 10)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l https-ca -d 'Trust the CA certificates in this PEM file instead of the built-in roots, for `https://` and `m365:` sources' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l max-download -d 'Largest download accepted, in bytes' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l cache-dir -d 'Where the last good copy of each remote source is kept' -r -F
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l interval -d 'Seconds between stats lines' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l log-format -d 'Log line format' -r -f -a "text\t'logfmt: `key=value` pairs'
 json\t'One JSON object per line'"
@@ -80,6 +103,7 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l prom-file -d 'Also
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l dry-run -d 'Count denied SYNs as "would drop" and let them through'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l log-denials -d 'Log one kernel line per denied SYN (read by `mxgate run`); takes effect when the program is first loaded. Floods the log under attack'
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -s V -l version -d 'Print version'
 complete -c mxgate -n "__fish_mxgate_using_subcommand stats" -l format -d 'Output format' -r -f -a "text\t'A table for people'
@@ -94,9 +118,17 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand status" -l pin-dir -d 'Whe
 complete -c mxgate -n "__fish_mxgate_using_subcommand status" -l json -d 'Print JSON'
 complete -c mxgate -n "__fish_mxgate_using_subcommand status" -s h -l help -d 'Print help'
 complete -c mxgate -n "__fish_mxgate_using_subcommand status" -s V -l version -d 'Print version'
-complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l ranges -d 'Range lists: file paths, or `-` for standard input; all are merged' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l ranges -d 'Range sources, all merged: file paths, `-` (standard input), `spf:DOMAIN`, `https://URL`, `m365:INSTANCE`' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l allow -d 'Extra allowed entries (CIDR, address or range), merged with the lists' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l dns-server -d 'DNS servers for `spf:` sources, ADDR or ADDR:PORT [default: those of /etc/resolv.conf]' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l dns-timeout -d 'Seconds each DNS query may take' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l fetch-timeout -d 'Seconds fetching one source may take, from first query to last byte' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l spf-lookup-limit -d 'Most DNS-querying terms an SPF chain may use (RFC 7208: 10)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l https-ca -d 'Trust the CA certificates in this PEM file instead of the built-in roots, for `https://` and `m365:` sources' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l max-download -d 'Largest download accepted, in bytes' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l cache-dir -d 'Where the last good copy of each remote source is kept' -r -F
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l json -d 'Print JSON'
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -s h -l help -d 'Print help'
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -s V -l version -d 'Print version'

@@ -1,10 +1,14 @@
 //! The command line, as DESIGN.md "Command line" fixes it.
 
-use std::{net::IpAddr, path::PathBuf};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::pins::DEFAULT_PIN_DIR;
+use crate::{https::HttpsOptions, pins::DEFAULT_PIN_DIR, sources::SourceOptions, spf::SpfOptions};
 
 /// Keeps spammers from going around your mail-security service: drops TCP
 /// SYNs to port 25 from every source outside the service's IP ranges, in XDP.
@@ -51,12 +55,16 @@ pub struct AttachArgs {
     /// Interfaces to attach to.
     #[arg(long, required = true, num_args = 1.., value_name = "IF")]
     pub iface: Vec<String>,
-    /// Range lists: file paths, or `-` for standard input; all are merged.
+    /// Range sources, all merged: file paths, `-` (standard input),
+    /// `spf:DOMAIN`, `https://URL`, `m365:INSTANCE`.
     #[arg(long, required = true, num_args = 1.., value_name = "SRC")]
     pub ranges: Vec<String>,
     /// Filter settings.
     #[command(flatten)]
     pub options: FilterOptions,
+    /// How remote sources are fetched.
+    #[command(flatten)]
+    pub sources: SourceArgs,
 }
 
 /// Settings shared by `attach` and `run`.
@@ -98,12 +106,81 @@ pub enum Mode {
 /// A range list and extra entries.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Range lists: file paths, or `-` for standard input; all are merged.
+    /// Range sources, all merged: file paths, `-` (standard input),
+    /// `spf:DOMAIN`, `https://URL`, `m365:INSTANCE`.
     #[arg(long, required = true, num_args = 1.., value_name = "SRC")]
     pub ranges: Vec<String>,
     /// Extra allowed entries (CIDR, address or range), merged with the lists.
     #[arg(long, num_args = 1.., value_name = "CIDR")]
     pub allow: Vec<String>,
+    /// How remote sources are fetched.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+/// How remote range sources (`spf:`, `https://`, `m365:`) are fetched.
+#[derive(Clone, Debug, Args)]
+pub struct SourceArgs {
+    /// DNS servers for `spf:` sources, ADDR or ADDR:PORT [default: those
+    /// of /etc/resolv.conf].
+    #[arg(long, num_args = 1.., value_name = "ADDR", value_parser = parse_dns_server)]
+    pub dns_server: Vec<SocketAddr>,
+    /// Seconds each DNS query may take.
+    #[arg(long, value_name = "SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub dns_timeout: u64,
+    /// Seconds fetching one source may take, from first query to last byte.
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub fetch_timeout: u64,
+    /// Most DNS-querying terms an SPF chain may use (RFC 7208: 10).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub spf_lookup_limit: u32,
+    /// Trust the CA certificates in this PEM file instead of the built-in
+    /// roots, for `https://` and `m365:` sources.
+    #[arg(long, value_name = "FILE")]
+    pub https_ca: Option<PathBuf>,
+    /// Largest download accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 10 << 20)]
+    pub max_download: u64,
+    /// Where the last good copy of each remote source is kept.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/mxgate/cache")]
+    pub cache_dir: PathBuf,
+    /// When a remote source fails, use its last good copy instead of
+    /// failing (a warning says so).
+    #[arg(long)]
+    pub use_cache_on_failure: bool,
+}
+
+impl SourceArgs {
+    /// The fetch options these arguments describe.
+    pub fn options(&self) -> SourceOptions {
+        let timeout = Duration::from_secs(self.fetch_timeout);
+        SourceOptions {
+            spf: SpfOptions {
+                servers: self.dns_server.clone(),
+                query_timeout: Duration::from_secs(self.dns_timeout),
+                deadline: timeout,
+                lookup_limit: self.spf_lookup_limit,
+            },
+            https: HttpsOptions {
+                timeout,
+                max_bytes: self.max_download,
+                ca_file: self.https_ca.clone(),
+            },
+            cache_dir: Some(self.cache_dir.clone()),
+            use_cache_on_failure: self.use_cache_on_failure,
+        }
+    }
+}
+
+fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    text.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{text:?} is not an address or address:port"))
 }
 
 /// `mxgate refresh`.
@@ -133,12 +210,15 @@ pub struct RunArgs {
     /// Interfaces to attach to; without it, run adopts the attached filter.
     #[arg(long, num_args = 1.., value_name = "IF", requires = "ranges")]
     pub iface: Vec<String>,
-    /// Range lists for the attach (see attach).
+    /// Range sources for the attach (see attach).
     #[arg(long, num_args = 1.., value_name = "SRC", requires = "iface")]
     pub ranges: Vec<String>,
     /// Filter settings, as for attach.
     #[command(flatten)]
     pub options: FilterOptions,
+    /// How remote sources are fetched.
+    #[command(flatten)]
+    pub sources: SourceArgs,
     /// Seconds between stats lines.
     #[arg(long, value_name = "SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -358,6 +438,34 @@ mod tests {
         assert_eq!(cli.pin_dir, PathBuf::from("/sys/fs/bpf/other"));
         let cli = parse(&["--pin-dir", "/sys/fs/bpf/x", "open"]).unwrap();
         assert_eq!(cli.pin_dir, PathBuf::from("/sys/fs/bpf/x"));
+    }
+
+    #[test]
+    fn source_options() {
+        let cli = parse(&[
+            "refresh",
+            "--ranges",
+            "spf:_spf.example.com",
+            "--dns-server",
+            "127.0.0.1:5353",
+            "::1",
+            "--use-cache-on-failure",
+        ])
+        .unwrap();
+        let Command::Refresh(r) = cli.command else {
+            panic!("not refresh")
+        };
+        let options = r.list.sources.options();
+        assert_eq!(
+            options.spf.servers,
+            [
+                "127.0.0.1:5353".parse().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+        assert_eq!(options.spf.lookup_limit, 10);
+        assert!(options.use_cache_on_failure);
+        assert!(parse(&["refresh", "--ranges", "a", "--dns-server", "resolver"]).is_err());
     }
 
     #[test]

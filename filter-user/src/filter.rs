@@ -10,15 +10,13 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     EbpfLoader,
-    maps::{
-        Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, lpm_trie::Key,
-    },
+    maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, lpm_trie::Key},
     programs::{ProgramInfo, Xdp},
 };
 use aya_obj::programs::XdpAttachType;
 use filter_common::{
-    Config, DeniedSource, FLAG_DRY_RUN, FLAG_OPEN, FLAG_PROTECT_DST, Family, Ipv4Key, Ipv6Key,
-    LAYOUT_VERSION, Outcome, PROGRAM_NAME, SourceKey, counter_index, map_names,
+    Config, DENIED_SLOTS, DeniedSlot, FLAG_DRY_RUN, FLAG_OPEN, FLAG_PROTECT_DST, Family, Ipv4Key,
+    Ipv6Key, LAYOUT_VERSION, Outcome, PROGRAM_NAME, SourceKey, counter_index, map_names,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -111,7 +109,7 @@ pub struct Filter {
     protect_v6: HashMap<MapData, Ipv6Key, u8>,
     config: Array<MapData, Config>,
     counters: PerCpuArray<MapData, u64>,
-    denied: PerCpuHashMap<MapData, SourceKey, DeniedSource>,
+    denied: PerCpuArray<MapData, DeniedSlot>,
 }
 
 impl Filter {
@@ -385,28 +383,33 @@ impl Filter {
         Ok(totals)
     }
 
-    /// Every source in the denied-source map, summed over CPUs.
+    /// Every source in the denied-source table, summed over CPUs.
     pub fn denied_sources(&self) -> anyhow::Result<Vec<DeniedEntry>> {
-        let mut entries = Vec::new();
-        for item in self.denied.iter() {
-            let (key, per_cpu) = match item {
-                Ok(item) => item,
-                // An entry evicted between listing and reading is just gone.
-                Err(MapError::KeyNotFound) => continue,
-                Err(e) => return Err(e).context("reading DENIED"),
-            };
-            let ip = Ipv6Addr::from(key);
-            let source = match ip.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6(ip),
-            };
-            entries.push(DeniedEntry {
-                source,
-                count: per_cpu.iter().map(|v| v.count).sum(),
-                last_seen_ns: per_cpu.iter().map(|v| v.last_seen_ns).max().unwrap_or(0),
-            });
+        let mut by_source: std::collections::HashMap<SourceKey, (u64, u64)> =
+            std::collections::HashMap::new();
+        for slot in 0..DENIED_SLOTS {
+            let per_cpu = self.denied.get(&slot, 0).context("reading DENIED")?;
+            for entry in per_cpu.iter().filter(|e| e.count > 0) {
+                let seen = by_source.entry(entry.source).or_default();
+                seen.0 += entry.count;
+                seen.1 = seen.1.max(entry.last_seen_ns);
+            }
         }
-        Ok(entries)
+        Ok(by_source
+            .into_iter()
+            .map(|(key, (count, last_seen_ns))| {
+                let ip = Ipv6Addr::from(key);
+                let source = match ip.to_ipv4_mapped() {
+                    Some(v4) => IpAddr::V4(v4),
+                    None => IpAddr::V6(ip),
+                };
+                DeniedEntry {
+                    source,
+                    count,
+                    last_seen_ns,
+                }
+            })
+            .collect())
     }
 }
 

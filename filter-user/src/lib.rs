@@ -1,7 +1,8 @@
 //! mxgate's loader library: everything the `mxgate` binary does, as a
 //! library the tests and xtask can call.
 //!
-//! Data flows one way: range sources → [`ranges`] (parsed, merged list) →
+//! Data flows one way: range sources ([`sources`], with [`spf`] and
+//! [`https`]) → [`ranges`] (parsed, merged list) →
 //! [`diff`] (against the live maps) → [`filter`] (the pinned maps); and
 //! [`filter`] counters → [`report`] → [`logline`]. [`pins`] owns the bpffs
 //! layout, [`links`] the per-interface attachments, [`commands`] the CLI's
@@ -12,13 +13,21 @@ pub mod commands;
 pub mod diff;
 pub mod error;
 pub mod filter;
+pub mod https;
 pub mod links;
 pub mod logline;
 pub mod netlink;
 pub mod pins;
 pub mod ranges;
 pub mod report;
+pub mod sources;
+pub mod spf;
 pub mod sys;
 
 /// The compiled XDP program (filter-ebpf), embedded at build time.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mxgate"));
+
+/// The benchmarks' baseline programs: `xdp_pass`, `xdp_drop`, `xdp_tx`.
+#[cfg(feature = "bench")]
+pub static BASELINES_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/baselines"));

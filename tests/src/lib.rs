@@ -17,6 +17,8 @@ pub mod packet;
 pub mod postfix;
 #[cfg(feature = "kernel")]
 pub mod reference;
+#[cfg(feature = "kernel")]
+pub mod remote;
 pub mod scenario;
 pub mod tcp;
 

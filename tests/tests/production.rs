@@ -382,6 +382,10 @@ fn the_systemd_unit_runs_mxgate_and_the_filter_survives_a_crash_and_a_restart() 
     let options = env["MXGATE_OPTIONS"]
         .replace("--interval 60", "--interval 1 --log-format json")
         .replace(
+            "--use-cache-on-failure",
+            "--use-cache-on-failure --cache-dir /nonexistent/mxgate-test",
+        )
+        .replace(
             "/var/lib/prometheus/node-exporter/mxgate.prom",
             &prom.display().to_string(),
         );

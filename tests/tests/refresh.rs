@@ -13,7 +13,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use filter_user::ranges::{Allowlist, read_list};
+use filter_user::{
+    ranges::Allowlist,
+    sources::{SourceOptions, read_list},
+};
 use ipnet::Ipv4Net;
 use mxgate_tests::{
     cli::Mxgate, kernel::LoadedFilter, mutate::Rng, reference::Policy, unique_name,
@@ -38,7 +41,7 @@ fn write_list(dir: &Path, name: &str, nets: impl IntoIterator<Item = Ipv4Net>) -
 }
 
 fn parsed(path: &str) -> Allowlist {
-    read_list(&[path.to_owned()], &[])
+    read_list(&[path.to_owned()], &[], &SourceOptions::default())
         .expect("a valid list")
         .allowlist
 }

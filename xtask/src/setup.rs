@@ -14,7 +14,8 @@ const LLVM_MAJOR: &str = "22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages: LLVM and what bpf-linker links against; the tools the
 /// kernel tests and the demo run (ip, nsenter); the real MTA test's Postfix
-/// and swaks (with IPv6 support).
+/// and swaks (with IPv6 support); the benchmarks' nftables, ethtool and
+/// /usr/bin/time; dnsmasq, the DNS server of the spf: source tests.
 const DEBIAN_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libclang-22-dev",
@@ -25,6 +26,10 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "postfix",
     "swaks",
     "libio-socket-inet6-perl",
+    "nftables",
+    "ethtool",
+    "time",
+    "dnsmasq-base",
 ];
 /// Postfix installed as a test tool only: no system instance is configured
 /// or started (each test runs its own, in its own namespace).

@@ -132,7 +132,7 @@ fn attach_installed(
 
 /// `mxgate attach`.
 pub fn command(pins: &PinDir, args: &AttachArgs) -> anyhow::Result<()> {
-    let list = read_nonempty_list(&args.ranges, &args.options.allow)?;
+    let list = read_nonempty_list(&args.ranges, &args.options.allow, &args.sources.options())?;
     let report = attach_filter(pins, &args.iface, &list, &args.options)?;
     if report.installed {
         println!(

@@ -16,7 +16,8 @@ use crate::{
     error::InvalidInput,
     filter::{Filter, NotInstalled},
     pins::{Lock, PinDir},
-    ranges::{self, ParsedList},
+    ranges::ParsedList,
+    sources::{self, SourceOptions},
 };
 
 /// Runs the command `cli` names.
@@ -38,8 +39,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Reads the lists, prints their warnings to stderr, and refuses an empty
 /// result: an empty allowlist would deny everyone.
-fn read_nonempty_list(sources: &[String], allow: &[String]) -> anyhow::Result<ParsedList> {
-    let list = ranges::read_list(sources, allow)?;
+fn read_nonempty_list(
+    sources: &[String],
+    allow: &[String],
+    options: &SourceOptions,
+) -> anyhow::Result<ParsedList> {
+    let list = sources::read_list(sources, allow, options)?;
     for warning in &list.warnings {
         eprintln!("mxgate: warning: {warning}");
     }

@@ -12,6 +12,7 @@ use crate::{
     filter::Filter,
     pins::PinDir,
     ranges::Allowlist,
+    sources::SourceOptions,
 };
 
 /// The shrink guard's settings.
@@ -96,7 +97,11 @@ pub fn apply_list(
 
 /// `mxgate refresh`.
 pub fn command(pins: &PinDir, args: &RefreshArgs) -> anyhow::Result<()> {
-    let list = read_nonempty_list(&args.list.ranges, &args.list.allow)?;
+    let list = read_nonempty_list(
+        &args.list.ranges,
+        &args.list.allow,
+        &args.list.sources.options(),
+    )?;
     let (_lock, mut filter) = open_locked(pins)?;
     let guard = Guard {
         max_shrink: args.max_shrink,
@@ -154,7 +159,12 @@ pub fn command(pins: &PinDir, args: &RefreshArgs) -> anyhow::Result<()> {
 
 /// `mxgate check`: validates and summarises a list; no kernel needed.
 pub fn check(args: &CheckArgs) -> anyhow::Result<()> {
-    let list = read_nonempty_list(&args.list.ranges, &args.list.allow)?;
+    // check only reads: it keeps no copies of what it fetched.
+    let options = SourceOptions {
+        cache_dir: None,
+        ..args.list.sources.options()
+    };
+    let list = read_nonempty_list(&args.list.ranges, &args.list.allow, &options)?;
     if args.json {
         let summary = json!({
             "ok": true,

@@ -48,7 +48,7 @@ pub fn command(pins: &PinDir, args: &RunArgs) -> anyhow::Result<()> {
                 .field("interfaces", ifaces.join(",")),
         );
     } else {
-        let list = read_nonempty_list(&args.ranges, &args.options.allow)?;
+        let list = read_nonempty_list(&args.ranges, &args.options.allow, &args.sources.options())?;
         let report = attach_filter(pins, &args.iface, &list, &args.options)?;
         let d = &report.list.diff;
         events.push(
