@@ -36,3 +36,12 @@ pub fn thousands(n: usize) -> String {
     }
     out
 }
+
+/// "1 prefix", "10,000 prefixes".
+pub fn prefixes(n: usize) -> String {
+    if n == 1 {
+        "1 prefix".into()
+    } else {
+        format!("{} prefixes", thousands(n))
+    }
+}
