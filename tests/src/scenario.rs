@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::{
     cli::Mxgate,
+    frames::Frame,
     netns::{SERVER_IF, Wire},
     tcp::{ALLOWED_TIMEOUT, BANNER, DENIED_TIMEOUT, Server, connect},
     unique_name,
@@ -30,6 +31,21 @@ pub const SERVER_V4: &str = "198.51.100.25";
 pub const SERVER_V6: &str = "2001:db8:25::25";
 /// The range file every test starts with.
 pub const RANGES: &str = "# the service's published ranges\n192.0.2.0/24\n2001:db8:5e::/48\n";
+
+/// `text` as an address (a test's own constant).
+pub fn ip(text: &str) -> IpAddr {
+    text.parse().expect("a test address")
+}
+
+/// A bare SYN from `src` to port 25 of the mail server, in `src`'s family.
+pub fn syn(src: &str) -> Frame {
+    let dst = if src.contains(':') {
+        SERVER_V6
+    } else {
+        SERVER_V4
+    };
+    Frame::syn(ip(src), ip(dst), 25)
+}
 
 /// One test's namespaces, listener, mxgate and range file.
 pub struct Setup {

@@ -1,8 +1,6 @@
 //! The program's verdict on crafted frames, run in the kernel with
 //! BPF_PROG_TEST_RUN: DESIGN "The verdict", case by case.
 
-use std::net::IpAddr;
-
 use filter_common::MAX_IPV6_EXT_HEADERS;
 use filter_user::{
     filter::{KernelLog, OutcomeCounts},
@@ -12,19 +10,9 @@ use mxgate_tests::{
     frames::{Ext, Frame, TPID_8021AD, TPID_8021Q, flags},
     kernel::LoadedFilter,
     reference::{DROP, PASS, Policy},
+    scenario::{ALLOWED_V4, ALLOWED_V6, DENIED_V4, DENIED_V6, SERVER_V4, SERVER_V6, ip, syn},
     unique_name,
 };
-
-const ALLOWED_V4: &str = "192.0.2.77";
-const DENIED_V4: &str = "203.0.113.66";
-const SERVER_V4: &str = "198.51.100.25";
-const ALLOWED_V6: &str = "2001:db8:5e::10";
-const DENIED_V6: &str = "2001:db8:bad::66";
-const SERVER_V6: &str = "2001:db8:25::25";
-
-fn ip(text: &str) -> IpAddr {
-    text.parse().expect("a test address")
-}
 
 fn policy() -> Policy {
     Policy {
@@ -39,16 +27,6 @@ fn policy() -> Policy {
 
 fn load(tag: &str, policy: &Policy) -> LoadedFilter {
     LoadedFilter::new(&unique_name(tag), policy).expect("loading the program into the kernel")
-}
-
-/// A SYN to port 25 from `src` in the same family's server address.
-fn syn(src: &str) -> Frame {
-    let dst = if src.contains(':') {
-        SERVER_V6
-    } else {
-        SERVER_V4
-    };
-    Frame::syn(ip(src), ip(dst), 25)
 }
 
 fn verdict(filter: &LoadedFilter, frame: &Frame) -> u32 {

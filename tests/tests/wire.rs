@@ -2,7 +2,7 @@
 //! namespace, captured behind the filter on the mail server's interface.
 //! A frame the filter drops never reaches the capture.
 
-use std::{net::IpAddr, time::Duration};
+use std::time::Duration;
 
 use filter_user::ranges::Allowlist;
 use mxgate_tests::{
@@ -11,30 +11,13 @@ use mxgate_tests::{
     netns::{CLIENT_IF, SERVER_IF, Wire},
     packet::RawSocket,
     reference::{self, DROP, Policy},
+    scenario::{ALLOWED_V4, DENIED_V4, DENIED_V6, SERVER_V4, SERVER_V6, ip, syn},
     unique_name,
 };
 
-const ALLOWED_V4: &str = "192.0.2.10";
-const DENIED_V4: &str = "203.0.113.66";
-const DENIED_V6: &str = "2001:db8:bad::66";
-const SERVER_V4: &str = "198.51.100.25";
-const SERVER_V6: &str = "2001:db8:25::25";
 /// Sequence numbers mark the frames: MARK + index, the sentinel SENTINEL.
 const MARK: u32 = 0x4d58_0000;
 const SENTINEL: u32 = 0x4d58_ffff;
-
-fn ip(text: &str) -> IpAddr {
-    text.parse().expect("a test address")
-}
-
-fn syn(src: &str) -> Frame {
-    let dst = if src.contains(':') {
-        SERVER_V6
-    } else {
-        SERVER_V4
-    };
-    Frame::syn(ip(src), ip(dst), 25)
-}
 
 /// Each frame class, and whether the filter drops it.
 fn classes() -> Vec<(&'static str, Vec<u8>, bool)> {

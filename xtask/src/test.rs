@@ -14,6 +14,10 @@ pub fn run_all(filter: &[String]) -> anyhow::Result<()> {
     run(command_line(
         "cargo clippy --workspace --exclude filter-ebpf --all-targets -- -D warnings",
     ))?;
+    // The benchmark binary needs its feature to be built, and linted.
+    run(command_line(
+        "cargo clippy --package mxgate-tests --features bench --all-targets -- -D warnings",
+    ))?;
     // The XDP program only builds for the BPF target, with the pinned
     // nightly, in a target dir of its own (another compiler than the rest).
     let mut ebpf = command_line(&format!(

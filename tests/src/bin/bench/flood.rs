@@ -24,17 +24,16 @@ use mxgate_tests::{
     cli::Mxgate,
     frames::{DST_MAC, Frame},
     netns::{CLIENT_IF, Netns, SERVER_IF, Wire},
+    scenario::{ALLOWED_V4, ALLOWED_V6, SERVER_V4, SERVER_V6},
     tcp::{DENIED_TIMEOUT, Server, connect},
     unique_name,
 };
 
 use crate::{
-    per_packet::{ALLOWED_V4, ALLOWED_V6, allowlist},
+    per_packet::allowlist,
     table::{median, prefixes, table, thousands},
 };
 
-const SERVER_V4: &str = "198.51.100.25";
-const SERVER_V6: &str = "2001:db8:25::25";
 /// Frames sent per measurement, in calls of [`PER_CALL`] from rotating sources.
 const FRAMES: u32 = 3_000_000;
 const PER_CALL: u32 = 250_000;

@@ -2,7 +2,7 @@
 //! through mxgate with allowlists of several sizes, next to a program that
 //! only passes (the floor) and one that only drops.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::Context as _;
 use aya::{Ebpf, TestRun as _, TestRunOptions, programs::Xdp};
@@ -13,6 +13,7 @@ use mxgate_tests::{
     kernel::LoadedFilter,
     mutate::Rng,
     reference::Policy,
+    scenario::{ALLOWED_V4, ALLOWED_V6, DENIED_V4, DENIED_V6, SERVER_V4, SERVER_V6, ip},
     unique_name,
 };
 
@@ -21,12 +22,6 @@ use crate::table::{median, table, thousands};
 const REPEAT: u32 = 1_000_000;
 const RUNS: usize = 5;
 pub const SIZES: [usize; 5] = [10, 100, 1_000, 10_000, 100_000];
-pub const ALLOWED_V4: &str = "192.0.2.10";
-pub const DENIED_V4: &str = "203.0.113.66";
-pub const ALLOWED_V6: &str = "2001:db8:5e::10";
-pub const DENIED_V6: &str = "2001:db8:bad::66";
-const SERVER_V4: &str = "198.51.100.25";
-const SERVER_V6: &str = "2001:db8:25::25";
 
 /// `n` prefixes per family: the allowed senders' own, and `n - 1` random
 /// ones that neither overlap it nor cover a denied sender.
@@ -69,10 +64,6 @@ pub fn allowlist(n: usize, seed: u64) -> Allowlist {
     v4.push(own4);
     v6.push(own6);
     Allowlist::from_prefixes(v4, v6)
-}
-
-fn ip(text: &str) -> IpAddr {
-    text.parse().expect("a benchmark address")
 }
 
 fn classes() -> Vec<(&'static str, Vec<u8>)> {
