@@ -41,7 +41,6 @@ pub fn command(pins: &PinDir, args: &RunArgs) -> anyhow::Result<()> {
     let mut events = Vec::new();
     if args.iface.is_empty() {
         let ifaces: Vec<String> = links::links(pins)?.into_iter().map(|l| l.iface).collect();
-        Filter::open(pins)?;
         events.push(
             LogLine::info("adopted")
                 .field("pin_dir", pins.root().display().to_string())
@@ -70,6 +69,7 @@ pub fn command(pins: &PinDir, args: &RunArgs) -> anyhow::Result<()> {
             );
         }
     }
+    // Adopting a filter that is not installed fails here, before any line.
     let filter = Filter::open(pins)?;
     // The first interval counts from here: whoever reads these lines and
     // then sends traffic sees all of it in the stats lines.
