@@ -117,6 +117,16 @@ impl Outcome {
         Outcome::WouldDrop,
         Outcome::PassedOpen,
     ];
+
+    /// The outcome's name in stats, logs, metrics and JSON.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Dropped => "dropped",
+            Outcome::WouldDrop => "would_drop",
+            Outcome::PassedOpen => "passed_open",
+        }
+    }
 }
 
 /// Number of entries in the COUNTERS array.

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
-use crate::ranges::Allowlist;
+use crate::allowlist::Allowlist;
 
 /// Prefixes to insert and to delete in one family.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

@@ -2,12 +2,13 @@
 //! library the tests and xtask can call.
 //!
 //! Data flows one way: range sources ([`sources`], with [`spf`] and
-//! [`https`]) → [`ranges`] (parsed, merged list) →
+//! [`https`]) → [`ranges`] (parsed into an [`allowlist::Allowlist`]) →
 //! [`diff`] (against the live maps) → [`filter`] (the pinned maps); and
 //! [`filter`] counters → [`report`] → [`logline`]. [`pins`] owns the bpffs
 //! layout, [`links`] the per-interface attachments, [`commands`] the CLI's
 //! subcommands as [`cli`] defines them.
 
+pub mod allowlist;
 pub mod cli;
 pub mod commands;
 pub mod diff;

@@ -16,6 +16,8 @@ use std::{
 use ipnet::{IpNet, Ipv4Net, Ipv4Subnets, Ipv6Net, Ipv6Subnets};
 use serde::Serialize;
 
+use crate::allowlist::Allowlist;
+
 /// Longest line accepted; SPF records and address lists stay far below it.
 pub const MAX_LINE_LEN: usize = 4096;
 
@@ -87,86 +89,6 @@ pub struct Warning {
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}: {:?}", self.at, self.message, self.text)
-    }
-}
-
-/// The merged allowlist: sorted, without overlaps or duplicates, adjacent
-/// prefixes joined. This is exactly what the kernel tries hold.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Allowlist {
-    /// IPv4 prefixes.
-    pub v4: Vec<Ipv4Net>,
-    /// IPv6 prefixes.
-    pub v6: Vec<Ipv6Net>,
-}
-
-impl Allowlist {
-    /// Builds a merged allowlist from any prefixes.
-    pub fn from_prefixes(v4: Vec<Ipv4Net>, v6: Vec<Ipv6Net>) -> Self {
-        Self {
-            v4: Ipv4Net::aggregate(&v4),
-            v6: Ipv6Net::aggregate(&v6),
-        }
-    }
-
-    /// Number of prefixes in both families.
-    pub fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
-    }
-
-    /// True when neither family has a prefix.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The prefix that allows `addr`, if any. The merged list has no
-    /// overlaps, so at most one prefix contains an address.
-    pub fn lookup(&self, addr: IpAddr) -> Option<IpNet> {
-        match addr {
-            IpAddr::V4(a) => covering(&self.v4, &Ipv4Net::from(a)).map(IpNet::V4),
-            IpAddr::V6(a) => covering(&self.v6, &Ipv6Net::from(a)).map(IpNet::V6),
-        }
-    }
-
-    /// True when every address of `net` is allowed.
-    pub fn covers(&self, net: &IpNet) -> bool {
-        match net {
-            IpNet::V4(n) => covering(&self.v4, n).is_some(),
-            IpNet::V6(n) => covering(&self.v6, n).is_some(),
-        }
-    }
-}
-
-/// The prefix of a merged, sorted list that contains `net`. In a merged list
-/// any block covered by the union is inside a single prefix, so one binary
-/// search suffices.
-fn covering<N: Prefix>(sorted: &[N], net: &N) -> Option<N> {
-    let after = sorted.partition_point(|p| p.network_key() <= net.network_key());
-    let candidate = *sorted.get(after.checked_sub(1)?)?;
-    candidate.contains_net(net).then_some(candidate)
-}
-
-/// What [`covering`] needs of Ipv4Net and Ipv6Net.
-trait Prefix: Copy {
-    fn network_key(&self) -> u128;
-    fn contains_net(&self, other: &Self) -> bool;
-}
-
-impl Prefix for Ipv4Net {
-    fn network_key(&self) -> u128 {
-        u128::from(u32::from(self.network()))
-    }
-    fn contains_net(&self, other: &Self) -> bool {
-        self.contains(other)
-    }
-}
-
-impl Prefix for Ipv6Net {
-    fn network_key(&self) -> u128 {
-        u128::from(self.network())
-    }
-    fn contains_net(&self, other: &Self) -> bool {
-        self.contains(other)
     }
 }
 
@@ -683,21 +605,5 @@ mod tests {
             .starts_with("--allow:2:")
             .then_some(())
             .expect("error names --allow and its position");
-    }
-
-    #[test]
-    fn lookup_and_covers_use_the_merged_list() {
-        let list = parse("192.0.2.0/24\n2001:db8::/32\n").unwrap().allowlist;
-        assert_eq!(
-            list.lookup("192.0.2.9".parse().unwrap()),
-            Some("192.0.2.0/24".parse().unwrap())
-        );
-        assert_eq!(list.lookup("192.0.3.9".parse().unwrap()), None);
-        assert_eq!(
-            list.lookup("2001:db8:1::1".parse().unwrap()),
-            Some("2001:db8::/32".parse().unwrap())
-        );
-        assert!(list.covers(&"192.0.2.128/25".parse().unwrap()));
-        assert!(!list.covers(&"192.0.2.0/23".parse().unwrap()));
     }
 }

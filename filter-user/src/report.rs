@@ -8,6 +8,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use filter_common::Outcome;
 use serde::Serialize;
 use serde_json::json;
 
@@ -87,13 +88,12 @@ impl Reading {
 /// between readings shows as the new value).
 pub fn delta(later: &Counters, earlier: &Counters) -> Counters {
     fn family(l: &OutcomeCounts, e: &OutcomeCounts) -> OutcomeCounts {
-        let d = |l: u64, e: u64| if l >= e { l - e } else { l };
-        OutcomeCounts {
-            allowed: d(l.allowed, e.allowed),
-            dropped: d(l.dropped, e.dropped),
-            would_drop: d(l.would_drop, e.would_drop),
-            passed_open: d(l.passed_open, e.passed_open),
+        let mut d = OutcomeCounts::default();
+        for outcome in Outcome::ALL {
+            let (l, e) = (l.get(outcome), e.get(outcome));
+            d.set(outcome, if l >= e { l - e } else { l });
         }
+        d
     }
     Counters {
         v4: family(&later.v4, &earlier.v4),
@@ -131,11 +131,10 @@ pub fn stats_line(earlier: &Reading, later: &Reading, top: usize) -> LogLine {
 }
 
 fn add_counts(line: LogLine, prefix: &str, c: &OutcomeCounts) -> LogLine {
-    line.field(&format!("{prefix}_examined"), c.examined())
-        .field(&format!("{prefix}_allowed"), c.allowed)
-        .field(&format!("{prefix}_dropped"), c.dropped)
-        .field(&format!("{prefix}_would_drop"), c.would_drop)
-        .field(&format!("{prefix}_passed_open"), c.passed_open)
+    c.iter().fold(
+        line.field(&format!("{prefix}_examined"), c.examined()),
+        |line, (outcome, count)| line.field(&format!("{prefix}_{}", outcome.label()), count),
+    )
 }
 
 /// The filter's state beside its counters, for metrics.
@@ -162,15 +161,11 @@ pub fn prometheus(reading: &Reading, state: &FilterState, top: usize) -> String 
         ("ipv4", &reading.counters.v4),
         ("ipv6", &reading.counters.v6),
     ] {
-        for (outcome, value) in [
-            ("allowed", c.allowed),
-            ("dropped", c.dropped),
-            ("would_drop", c.would_drop),
-            ("passed_open", c.passed_open),
-        ] {
+        for (outcome, value) in c.iter() {
             let _ = writeln!(
                 out,
-                "mxgate_syns_total{{family=\"{family}\",outcome=\"{outcome}\"}} {value}"
+                "mxgate_syns_total{{family=\"{family}\",outcome=\"{}\"}} {value}",
+                outcome.label()
             );
         }
     }
@@ -222,25 +217,20 @@ pub fn prometheus(reading: &Reading, state: &FilterState, top: usize) -> String 
 
 /// The `stats` command's text: counters per family and the top sources.
 pub fn stats_text(reading: &Reading, top: usize) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<5} {:>12} {:>12} {:>12} {:>12} {:>12}",
-        "", "examined", "allowed", "dropped", "would-drop", "passed-open"
-    );
+    let mut out = format!("{:<5} {:>12}", "", "examined");
+    for outcome in Outcome::ALL {
+        let _ = write!(out, " {:>12}", outcome.label().replace('_', "-"));
+    }
+    out.push('\n');
     for (name, c) in [
         ("IPv4", &reading.counters.v4),
         ("IPv6", &reading.counters.v6),
     ] {
-        let _ = writeln!(
-            out,
-            "{name:<5} {:>12} {:>12} {:>12} {:>12} {:>12}",
-            c.examined(),
-            c.allowed,
-            c.dropped,
-            c.would_drop,
-            c.passed_open
-        );
+        let _ = write!(out, "{name:<5} {:>12}", c.examined());
+        for (_, count) in c.iter() {
+            let _ = write!(out, " {count:>12}");
+        }
+        out.push('\n');
     }
     let sources = reading.top_sources(None, top);
     if sources.is_empty() {
@@ -267,9 +257,10 @@ mod tests {
     fn reading(counts: &[(&str, u64, u64)], dropped_v4: u64, at_s: u64) -> Reading {
         Reading {
             counters: Counters {
-                v4: OutcomeCounts {
-                    dropped: dropped_v4,
-                    ..Default::default()
+                v4: {
+                    let mut c = OutcomeCounts::default();
+                    c.set(Outcome::Dropped, dropped_v4);
+                    c
                 },
                 v6: OutcomeCounts::default(),
             },
@@ -339,8 +330,8 @@ mod tests {
     fn delta_subtracts_and_survives_a_reset() {
         let a = reading(&[], 10, 0).counters;
         let b = reading(&[], 15, 1).counters;
-        assert_eq!(delta(&b, &a).v4.dropped, 5);
-        assert_eq!(delta(&a, &b).v4.dropped, 10);
+        assert_eq!(delta(&b, &a).v4.get(Outcome::Dropped), 5);
+        assert_eq!(delta(&a, &b).v4.get(Outcome::Dropped), 10);
     }
 
     #[test]

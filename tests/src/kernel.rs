@@ -43,7 +43,8 @@ impl LoadedFilter {
             protect_dst: policy.protect_dst.clone(),
             dry_run: policy.dry_run,
         })?;
-        self.filter.set_open(policy.open)
+        self.filter.set_open(policy.open)?;
+        Ok(())
     }
 
     /// The program's return code for `frame`.

@@ -8,7 +8,7 @@ use std::{
 };
 
 use filter_common::{MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, Outcome};
-use filter_user::ranges::Allowlist;
+use filter_user::allowlist::Allowlist;
 
 /// What the filter is configured to do.
 #[derive(Clone, Debug, Default)]

@@ -7,7 +7,7 @@
 use std::{net::IpAddr, time::Instant};
 
 use filter_common::Outcome;
-use filter_user::{filter::Counters, ranges::Allowlist};
+use filter_user::{allowlist::Allowlist, filter::Counters};
 use mxgate_tests::{
     kernel::LoadedFilter,
     mutate::{Addresses, Rng, frame},
@@ -97,12 +97,7 @@ fn count(expected: &mut Counters, family_v6: bool, outcome: Outcome) {
     } else {
         &mut expected.v4
     };
-    match outcome {
-        Outcome::Allowed => c.allowed += 1,
-        Outcome::Dropped => c.dropped += 1,
-        Outcome::WouldDrop => c.would_drop += 1,
-        Outcome::PassedOpen => c.passed_open += 1,
-    }
+    c.set(outcome, c.get(outcome) + 1);
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::{
 };
 
 use filter_user::{
-    ranges::Allowlist,
+    allowlist::Allowlist,
     sources::{SourceOptions, read_list},
 };
 use ipnet::Ipv4Net;

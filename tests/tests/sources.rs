@@ -2,7 +2,7 @@
 //! (dnsmasq), lists over HTTPS (a test CA), Microsoft 365's endpoints JSON.
 //! Every failure leaves the live allowlist as it was.
 
-use filter_user::ranges::Allowlist;
+use filter_user::allowlist::Allowlist;
 use mxgate_tests::{
     cli::Mxgate,
     kernel::LoadedFilter,

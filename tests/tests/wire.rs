@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use filter_user::ranges::Allowlist;
+use filter_user::allowlist::Allowlist;
 use mxgate_tests::{
     cli::Mxgate,
     frames::{DST_MAC, Ext, Frame, TPID_8021AD, TPID_8021Q, flags},

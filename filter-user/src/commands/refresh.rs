@@ -6,12 +6,12 @@ use serde_json::json;
 
 use super::{open_locked, read_nonempty_list};
 use crate::{
+    allowlist::Allowlist,
     cli::{CheckArgs, RefreshArgs},
     diff::Diff,
     error::Refused,
     filter::Filter,
     pins::PinDir,
-    ranges::Allowlist,
     sources::SourceOptions,
 };
 

@@ -19,7 +19,7 @@ use aya::{
     Ebpf, TestRun as _, TestRunAttrs, TestRunOptions,
     programs::{Xdp, XdpMode, links::FdLink},
 };
-use filter_user::ranges::Allowlist;
+use filter_user::allowlist::Allowlist;
 use mxgate_tests::{
     cli::Mxgate,
     frames::{DST_MAC, Frame},

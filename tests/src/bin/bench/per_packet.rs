@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::Context as _;
 use aya::{Ebpf, TestRun as _, TestRunOptions, programs::Xdp};
-use filter_user::ranges::Allowlist;
+use filter_user::allowlist::Allowlist;
 use ipnet::{Ipv4Net, Ipv6Net};
 use mxgate_tests::{
     frames::{Frame, TPID_8021Q, flags},

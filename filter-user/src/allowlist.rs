@@ -1,0 +1,166 @@
+//! The allowlist as a set of prefixes: merged, sorted, one family per
+//! vector. This is what range lists parse into, what refresh diffs, and
+//! exactly what the kernel's tries hold.
+
+use std::{fmt, net::IpAddr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+/// The merged allowlist: sorted, without overlaps or duplicates, adjacent
+/// prefixes joined.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Allowlist {
+    /// IPv4 prefixes.
+    pub v4: Vec<Ipv4Net>,
+    /// IPv6 prefixes.
+    pub v6: Vec<Ipv6Net>,
+}
+
+impl Allowlist {
+    /// Builds a merged allowlist from any prefixes.
+    pub fn from_prefixes(v4: Vec<Ipv4Net>, v6: Vec<Ipv6Net>) -> Self {
+        Self {
+            v4: Ipv4Net::aggregate(&v4),
+            v6: Ipv6Net::aggregate(&v6),
+        }
+    }
+
+    /// Number of prefixes in both families.
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    /// True when neither family has a prefix.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The prefix that allows `addr`, if any. The merged list has no
+    /// overlaps, so at most one prefix contains an address.
+    pub fn lookup(&self, addr: IpAddr) -> Option<IpNet> {
+        match addr {
+            IpAddr::V4(a) => covering(&self.v4, &Ipv4Net::from(a)).map(IpNet::V4),
+            IpAddr::V6(a) => covering(&self.v6, &Ipv6Net::from(a)).map(IpNet::V6),
+        }
+    }
+
+    /// True when every address of `net` is allowed.
+    pub fn covers(&self, net: &IpNet) -> bool {
+        match net {
+            IpNet::V4(n) => covering(&self.v4, n).is_some(),
+            IpNet::V6(n) => covering(&self.v6, n).is_some(),
+        }
+    }
+}
+
+/// The prefix of a merged, sorted list that contains `net`. In a merged list
+/// any block covered by the union is inside a single prefix, so one binary
+/// search suffices.
+fn covering<N: Prefix>(sorted: &[N], net: &N) -> Option<N> {
+    let after = sorted.partition_point(|p| p.network_key() <= net.network_key());
+    let candidate = *sorted.get(after.checked_sub(1)?)?;
+    candidate.contains_net(net).then_some(candidate)
+}
+
+/// What the allowlist's code needs of [`Ipv4Net`] and [`Ipv6Net`], so one
+/// generic function serves both families.
+pub trait Prefix: Copy + Ord + fmt::Display + fmt::Debug {
+    /// The network address in network byte order, as the tries key it.
+    type Octets: Copy + fmt::Debug;
+    /// "IPv4" or "IPv6", for messages.
+    const FAMILY: &'static str;
+
+    /// The network address's bytes.
+    fn octets(&self) -> Self::Octets;
+    /// The prefix length.
+    fn length(&self) -> u8;
+    /// The prefix `octets`/`len`, or `None` if `len` is too long.
+    fn from_octets(octets: Self::Octets, len: u8) -> Option<Self>;
+    /// The network address as a number, for ordering.
+    fn network_key(&self) -> u128;
+    /// True when `other` lies inside `self`.
+    fn contains_net(&self, other: &Self) -> bool;
+}
+
+impl Prefix for Ipv4Net {
+    type Octets = [u8; 4];
+    const FAMILY: &'static str = "IPv4";
+
+    fn octets(&self) -> [u8; 4] {
+        self.network().octets()
+    }
+    fn length(&self) -> u8 {
+        self.prefix_len()
+    }
+    fn from_octets(octets: [u8; 4], len: u8) -> Option<Self> {
+        Ipv4Net::new(octets.into(), len).ok()
+    }
+    fn network_key(&self) -> u128 {
+        u128::from(u32::from(self.network()))
+    }
+    fn contains_net(&self, other: &Self) -> bool {
+        self.contains(other)
+    }
+}
+
+impl Prefix for Ipv6Net {
+    type Octets = [u8; 16];
+    const FAMILY: &'static str = "IPv6";
+
+    fn octets(&self) -> [u8; 16] {
+        self.network().octets()
+    }
+    fn length(&self) -> u8 {
+        self.prefix_len()
+    }
+    fn from_octets(octets: [u8; 16], len: u8) -> Option<Self> {
+        Ipv6Net::new(octets.into(), len).ok()
+    }
+    fn network_key(&self) -> u128 {
+        u128::from(self.network())
+    }
+    fn contains_net(&self, other: &Self) -> bool {
+        self.contains(other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(entries: &[&str]) -> Allowlist {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for e in entries {
+            match e.parse::<IpNet>().unwrap() {
+                IpNet::V4(n) => v4.push(n),
+                IpNet::V6(n) => v6.push(n),
+            }
+        }
+        Allowlist::from_prefixes(v4, v6)
+    }
+
+    #[test]
+    fn lookup_and_covers_use_the_merged_list() {
+        let list = list(&["192.0.2.0/24", "2001:db8::/32"]);
+        assert_eq!(
+            list.lookup("192.0.2.9".parse().unwrap()),
+            Some("192.0.2.0/24".parse().unwrap())
+        );
+        assert_eq!(list.lookup("192.0.3.9".parse().unwrap()), None);
+        assert_eq!(
+            list.lookup("2001:db8:1::1".parse().unwrap()),
+            Some("2001:db8::/32".parse().unwrap())
+        );
+        assert!(list.covers(&"192.0.2.128/25".parse().unwrap()));
+        assert!(!list.covers(&"192.0.2.0/23".parse().unwrap()));
+    }
+
+    #[test]
+    fn octets_round_trip() {
+        let v4: Ipv4Net = "192.0.2.0/24".parse().unwrap();
+        assert_eq!(Ipv4Net::from_octets(v4.octets(), v4.length()), Some(v4));
+        let v6: Ipv6Net = "2001:db8::/32".parse().unwrap();
+        assert_eq!(Ipv6Net::from_octets(v6.octets(), v6.length()), Some(v6));
+        assert_eq!(Ipv4Net::from_octets([0; 4], 33), None);
+    }
+}
