@@ -1,4 +1,7 @@
-//! The command line, as DESIGN.md "Command line" fixes it.
+//! The command line: clap's definitions (close to what the user typed) and
+//! their translation into the library's own types ([`Cli::invocation`]).
+//! This is the only module that knows clap; every default comes from the
+//! library's constant for it.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -7,8 +10,22 @@ use std::{
 };
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use filter_common::DEFAULT_PORT;
 
-use crate::{https::HttpsOptions, pins::DEFAULT_PIN_DIR, sources::SourceOptions, spf::SpfOptions};
+use crate::{
+    commands::{
+        AttachOptions, AttachRequest, CheckRequest, DetachRequest, Invocation, LookupRequest,
+        RefreshRequest, RunRequest, StatsFormat, StatsRequest,
+    },
+    diff::Guard,
+    filter::{KernelLog, Settings},
+    https::{self, HttpsOptions},
+    links::AttachMode,
+    logline,
+    pins::DEFAULT_PIN_DIR,
+    sources::{self, ListSpec, Source, SourceOptions},
+    spf::{self, SpfOptions},
+};
 
 /// Keeps spammers from going around your mail-security service: drops TCP
 /// SYNs to port 25 from every source outside the service's IP ranges, in XDP.
@@ -57,8 +74,8 @@ pub struct AttachArgs {
     pub iface: Vec<String>,
     /// Range sources, all merged: file paths, `-` (standard input),
     /// `spf:DOMAIN`, `https://URL`, `m365:INSTANCE`.
-    #[arg(long, required = true, num_args = 1.., value_name = "SRC")]
-    pub ranges: Vec<String>,
+    #[arg(long, required = true, num_args = 1.., value_name = "SRC", value_parser = parse_source)]
+    pub ranges: Vec<Source>,
     /// Filter settings.
     #[command(flatten)]
     pub options: FilterOptions,
@@ -74,7 +91,7 @@ pub struct FilterOptions {
     #[arg(long, num_args = 1.., value_name = "CIDR")]
     pub allow: Vec<String>,
     /// Protected TCP destination ports.
-    #[arg(long, num_args = 1.., value_name = "N", default_value = "25",
+    #[arg(long, num_args = 1.., value_name = "N", default_values_t = [DEFAULT_PORT],
           value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Vec<u16>,
     /// Filter only SYNs to these local addresses (partial domains).
@@ -108,8 +125,8 @@ pub enum Mode {
 pub struct ListArgs {
     /// Range sources, all merged: file paths, `-` (standard input),
     /// `spf:DOMAIN`, `https://URL`, `m365:INSTANCE`.
-    #[arg(long, required = true, num_args = 1.., value_name = "SRC")]
-    pub ranges: Vec<String>,
+    #[arg(long, required = true, num_args = 1.., value_name = "SRC", value_parser = parse_source)]
+    pub ranges: Vec<Source>,
     /// Extra allowed entries (CIDR, address or range), merged with the lists.
     #[arg(long, num_args = 1.., value_name = "CIDR")]
     pub allow: Vec<String>,
@@ -126,25 +143,25 @@ pub struct SourceArgs {
     #[arg(long, num_args = 1.., value_name = "ADDR", value_parser = parse_dns_server)]
     pub dns_server: Vec<SocketAddr>,
     /// Seconds each DNS query may take.
-    #[arg(long, value_name = "SECS", default_value_t = 5,
+    #[arg(long, value_name = "SECS", default_value_t = spf::DEFAULT_QUERY_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     pub dns_timeout: u64,
     /// Seconds fetching one source may take, from first query to last byte.
-    #[arg(long, value_name = "SECS", default_value_t = 60,
+    #[arg(long, value_name = "SECS", default_value_t = sources::DEFAULT_FETCH_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     pub fetch_timeout: u64,
     /// Most DNS-querying terms an SPF chain may use (RFC 7208: 10).
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = spf::DEFAULT_LOOKUP_LIMIT)]
     pub spf_lookup_limit: u32,
     /// Trust the CA certificates in this PEM file instead of the built-in
     /// roots, for `https://` and `m365:` sources.
     #[arg(long, value_name = "FILE")]
     pub https_ca: Option<PathBuf>,
     /// Largest download accepted, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 10 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = https::DEFAULT_MAX_DOWNLOAD)]
     pub max_download: u64,
     /// Where the last good copy of each remote source is kept.
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/mxgate/cache")]
+    #[arg(long, value_name = "DIR", default_value = sources::DEFAULT_CACHE_DIR)]
     pub cache_dir: PathBuf,
     /// When a remote source fails, use its last good copy instead of
     /// failing (a warning says so).
@@ -174,6 +191,10 @@ impl SourceArgs {
     }
 }
 
+fn parse_source(text: &str) -> Result<Source, String> {
+    text.parse()
+}
+
 fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(addr);
@@ -191,7 +212,8 @@ pub struct RefreshArgs {
     pub list: ListArgs,
     /// Refuse a list that takes access from more than this percent of the
     /// live entries.
-    #[arg(long, value_name = "PCT", default_value_t = 50.0, value_parser = parse_percent)]
+    #[arg(long, value_name = "PCT", default_value_t = Guard::DEFAULT.max_shrink,
+          value_parser = parse_percent)]
     pub max_shrink: f64,
     /// Apply even when --max-shrink refuses.
     #[arg(long)]
@@ -211,8 +233,8 @@ pub struct RunArgs {
     #[arg(long, num_args = 1.., value_name = "IF", requires = "ranges")]
     pub iface: Vec<String>,
     /// Range sources for the attach (see attach).
-    #[arg(long, num_args = 1.., value_name = "SRC", requires = "iface")]
-    pub ranges: Vec<String>,
+    #[arg(long, num_args = 1.., value_name = "SRC", requires = "iface", value_parser = parse_source)]
+    pub ranges: Vec<Source>,
     /// Filter settings, as for attach.
     #[command(flatten)]
     pub options: FilterOptions,
@@ -268,8 +290,8 @@ pub struct StatsArgs {
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = StatsFormat::Text)]
-    pub format: StatsFormat,
+    #[arg(long, value_enum, default_value_t = CliStatsFormat::Text)]
+    pub format: CliStatsFormat,
     /// How many denied sources to list.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
@@ -277,7 +299,7 @@ pub struct StatsArgs {
 
 /// How `stats` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum StatsFormat {
+pub enum CliStatsFormat {
     /// A table for people.
     Text,
     /// JSON.
@@ -321,6 +343,144 @@ pub struct DetachArgs {
     /// Detach from these interfaces only; the filter stays installed.
     #[arg(long, num_args = 1.., value_name = "IF")]
     pub iface: Vec<String>,
+}
+
+impl Cli {
+    /// What the command line asks for, in the library's terms.
+    pub fn invocation(&self) -> Invocation {
+        match &self.command {
+            Command::Attach(a) => {
+                Invocation::Attach(attach_request(&a.iface, &a.ranges, &a.options, &a.sources))
+            }
+            Command::Refresh(r) => Invocation::Refresh(RefreshRequest {
+                list: r.list.spec(),
+                guard: Guard {
+                    max_shrink: r.max_shrink,
+                    force: r.force,
+                },
+                preview: r.diff,
+                json: r.json,
+            }),
+            Command::Run(r) => Invocation::Run(RunRequest {
+                attach: (!r.iface.is_empty())
+                    .then(|| attach_request(&r.iface, &r.ranges, &r.options, &r.sources)),
+                interval: Duration::from_secs(r.interval),
+                log_format: r.log_format.into(),
+                top: r.top,
+                kernel_log: r.log_level.into(),
+                prom_file: r.prom_file.clone(),
+            }),
+            Command::Stats(s) => Invocation::Stats(StatsRequest {
+                format: if s.json {
+                    StatsFormat::Json
+                } else {
+                    s.format.into()
+                },
+                top: s.top,
+            }),
+            Command::Status(s) => Invocation::Status { json: s.json },
+            Command::Check(c) => Invocation::Check(CheckRequest {
+                // check only reads: it keeps no copies of what it fetched.
+                list: ListSpec {
+                    options: SourceOptions {
+                        cache_dir: None,
+                        ..c.list.sources.options()
+                    },
+                    ..c.list.spec()
+                },
+                json: c.json,
+            }),
+            Command::Lookup(l) => Invocation::Lookup(LookupRequest {
+                addr: l.addr,
+                json: l.json,
+            }),
+            Command::Open => Invocation::Open,
+            Command::Enforce => Invocation::Enforce,
+            Command::Detach(d) => Invocation::Detach(DetachRequest {
+                ifaces: d.iface.clone(),
+            }),
+        }
+    }
+}
+
+impl ListArgs {
+    fn spec(&self) -> ListSpec {
+        ListSpec {
+            sources: self.ranges.clone(),
+            allow: self.allow.clone(),
+            options: self.sources.options(),
+        }
+    }
+}
+
+fn attach_request(
+    ifaces: &[String],
+    ranges: &[Source],
+    options: &FilterOptions,
+    sources: &SourceArgs,
+) -> AttachRequest {
+    AttachRequest {
+        ifaces: ifaces.to_vec(),
+        list: ListSpec {
+            sources: ranges.to_vec(),
+            allow: options.allow.clone(),
+            options: sources.options(),
+        },
+        options: AttachOptions {
+            settings: Settings {
+                ports: options.port.iter().copied().collect(),
+                protect_dst: options.protect_dst.iter().copied().collect(),
+                dry_run: options.dry_run,
+            },
+            mode: options.mode.into(),
+            log: if options.log_denials {
+                KernelLog::EveryDenial
+            } else {
+                KernelLog::Quiet
+            },
+            guard: Guard::DEFAULT,
+        },
+    }
+}
+
+impl From<Mode> for AttachMode {
+    fn from(mode: Mode) -> Self {
+        match mode {
+            Mode::Auto => AttachMode::Auto,
+            Mode::Native => AttachMode::Native,
+            Mode::Skb => AttachMode::Skb,
+        }
+    }
+}
+
+impl From<LogFormat> for logline::LogFormat {
+    fn from(format: LogFormat) -> Self {
+        match format {
+            LogFormat::Text => logline::LogFormat::Text,
+            LogFormat::Json => logline::LogFormat::Json,
+        }
+    }
+}
+
+impl From<LogLevel> for log::LevelFilter {
+    fn from(level: LogLevel) -> Self {
+        match level {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+        }
+    }
+}
+
+impl From<CliStatsFormat> for StatsFormat {
+    fn from(format: CliStatsFormat) -> Self {
+        match format {
+            CliStatsFormat::Text => StatsFormat::Text,
+            CliStatsFormat::Json => StatsFormat::Json,
+            CliStatsFormat::Prometheus => StatsFormat::Prometheus,
+        }
+    }
 }
 
 fn parse_percent(text: &str) -> Result<f64, String> {
@@ -370,7 +530,7 @@ mod tests {
             panic!("not attach")
         };
         assert_eq!(a.iface, ["eth0", "eth1"]);
-        assert_eq!(a.ranges, ["a.txt", "-"]);
+        assert_eq!(a.ranges, [Source::File("a.txt".into()), Source::Stdin]);
         assert_eq!(a.options.port, [25, 587]);
         assert_eq!(a.options.allow, ["192.0.2.1"]);
         assert!(a.options.dry_run);
@@ -466,6 +626,54 @@ mod tests {
         assert_eq!(options.spf.lookup_limit, 10);
         assert!(options.use_cache_on_failure);
         assert!(parse(&["refresh", "--ranges", "a", "--dns-server", "resolver"]).is_err());
+    }
+
+    #[test]
+    fn sources_are_checked_at_the_edge() {
+        for bad in ["htps://x", "http://x", "m365:bogus", "spf:", "spf:a..b", ""] {
+            let e = parse(&["refresh", "--ranges", bad]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?} must be a usage error: {e}");
+        }
+    }
+
+    #[test]
+    fn no_flags_give_the_library_defaults() {
+        let cli = parse(&["attach", "--iface", "eth0", "--ranges", "a"]).unwrap();
+        let Invocation::Attach(a) = cli.invocation() else {
+            panic!("not attach")
+        };
+        assert_eq!(a.list.options, SourceOptions::default());
+        assert_eq!(a.options.guard, Guard::DEFAULT);
+        assert_eq!(a.options.mode, AttachMode::default());
+        assert_eq!(a.options.log, KernelLog::default());
+        assert_eq!(
+            a.options.settings,
+            Settings {
+                ports: [DEFAULT_PORT].into(),
+                ..Settings::default()
+            }
+        );
+        let cli = parse(&["refresh", "--ranges", "a"]).unwrap();
+        let Invocation::Refresh(r) = cli.invocation() else {
+            panic!("not refresh")
+        };
+        assert_eq!(r.list.options, SourceOptions::default());
+        assert_eq!(r.guard, Guard::DEFAULT);
+        let cli = parse(&["run"]).unwrap();
+        let Invocation::Run(r) = cli.invocation() else {
+            panic!("not run")
+        };
+        assert_eq!(r.log_format, logline::LogFormat::default());
+        let cli = parse(&["check", "--ranges", "a"]).unwrap();
+        let Invocation::Check(c) = cli.invocation() else {
+            panic!("not check")
+        };
+        assert_eq!(c.list.options.cache_dir, None, "check keeps no copies");
+        let cli = parse(&["stats"]).unwrap();
+        let Invocation::Stats(s) = cli.invocation() else {
+            panic!("not stats")
+        };
+        assert_eq!(s.format, StatsFormat::default());
     }
 
     #[test]

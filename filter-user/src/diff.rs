@@ -7,6 +7,24 @@ use serde::Serialize;
 
 use crate::allowlist::Allowlist;
 
+/// The shrink guard: how much of the live allowlist a new list may take
+/// access from before a change is refused.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Guard {
+    /// Largest percent of live entries a change may take access from.
+    pub max_shrink: f64,
+    /// Apply even when the guard refuses.
+    pub force: bool,
+}
+
+impl Guard {
+    /// 50 %, not forced.
+    pub const DEFAULT: Guard = Guard {
+        max_shrink: 50.0,
+        force: false,
+    };
+}
+
 /// Prefixes to insert and to delete in one family.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct FamilyDiff<N> {
@@ -66,6 +84,18 @@ impl Diff {
     /// Prefixes removed, both families.
     pub fn removed(&self) -> usize {
         self.v4.removed.len() + self.v6.removed.len()
+    }
+
+    /// The change as `+ PREFIX` and `- PREFIX` lines: additions first, IPv4
+    /// before IPv6 within each.
+    pub fn lines(&self) -> impl Iterator<Item = String> + '_ {
+        fn signed<N: std::fmt::Display>(sign: char, nets: &[N]) -> impl Iterator<Item = String> {
+            nets.iter().map(move |net| format!("{sign} {net}"))
+        }
+        signed('+', &self.v4.added)
+            .chain(signed('+', &self.v6.added))
+            .chain(signed('-', &self.v4.removed))
+            .chain(signed('-', &self.v6.removed))
     }
 
     /// Prefixes kept, both families.

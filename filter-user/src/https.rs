@@ -11,8 +11,11 @@ use ureq::{
     tls::{Certificate, RootCerts, TlsConfig},
 };
 
+/// Largest download accepted unless `--max-download` says otherwise.
+pub const DEFAULT_MAX_DOWNLOAD: u64 = 10 << 20;
+
 /// Limits and trust for HTTPS sources.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpsOptions {
     /// Timeout of a whole request, connect to last byte.
     pub timeout: Duration,
@@ -20,6 +23,16 @@ pub struct HttpsOptions {
     pub max_bytes: u64,
     /// PEM CA certificates to trust instead of the built-in roots.
     pub ca_file: Option<PathBuf>,
+}
+
+impl Default for HttpsOptions {
+    fn default() -> Self {
+        Self {
+            timeout: crate::sources::DEFAULT_FETCH_TIMEOUT,
+            max_bytes: DEFAULT_MAX_DOWNLOAD,
+            ca_file: None,
+        }
+    }
 }
 
 /// The Microsoft 365 instances the endpoints web service knows.

@@ -8,13 +8,24 @@ use aya::programs::{ProgramError, XdpMode, links::FdLink};
 use serde::Serialize;
 
 use crate::{
-    cli::Mode,
     error::{InvalidInput, Refused},
     filter::Filter,
     netlink::{self, XdpAttachment},
     pins::PinDir,
     sys,
 };
+
+/// How the program is attached to an interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Native (driver) mode if the driver supports it, generic otherwise.
+    #[default]
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (skb) mode.
+    Skb,
+}
 
 /// An interface the filter is attached to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -35,7 +46,7 @@ pub struct Attachment {
 
 /// Attaches the filter to `iface`, or reports the existing attachment when
 /// the filter is already attached there.
-pub fn attach(filter: &mut Filter, iface: &str, mode: Mode) -> anyhow::Result<Attachment> {
+pub fn attach(filter: &mut Filter, iface: &str, mode: AttachMode) -> anyhow::Result<Attachment> {
     let ifindex = sys::ifindex(iface)
         .ok_or_else(|| InvalidInput(format!("there is no interface named {iface:?}")))?;
     let program_id = filter.program_info()?.id();
@@ -65,9 +76,9 @@ pub fn attach(filter: &mut Filter, iface: &str, mode: Mode) -> anyhow::Result<At
     }
 
     let tries: &[(XdpMode, &'static str)] = match mode {
-        Mode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "skb")],
-        Mode::Native => &[(XdpMode::Driver, "native")],
-        Mode::Skb => &[(XdpMode::Skb, "skb")],
+        AttachMode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "skb")],
+        AttachMode::Native => &[(XdpMode::Driver, "native")],
+        AttachMode::Skb => &[(XdpMode::Skb, "skb")],
     };
     let mut last_error = None;
     for (xdp_mode, name) in tries {

@@ -5,7 +5,15 @@ use std::{io::Write as _, sync::Mutex, time::SystemTime};
 
 use serde_json::{Map, Value};
 
-use crate::cli::LogFormat;
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// logfmt: `key=value` pairs.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// One log line being built.
 #[derive(Clone, Debug)]

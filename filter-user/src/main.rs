@@ -2,11 +2,12 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use filter_user::{cli::Cli, commands, error};
+use filter_user::{cli::Cli, commands, error, pins::PinDir};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match commands::run(cli) {
+    let pins = PinDir::new(&cli.pin_dir);
+    match commands::run(&pins, &cli.invocation()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("mxgate: error: {err:#}");

@@ -160,8 +160,9 @@ pub struct Lock {
 fn is_bpffs(path: &Path) -> anyhow::Result<bool> {
     let c_path = CString::new(path.as_os_str().as_bytes())
         .with_context(|| format!("{} contains a NUL byte", path.display()))?;
-    // SAFETY: statfs writes into the zeroed struct we pass.
+    // SAFETY: statfs is plain old data; all zeroes is a valid value.
     let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statfs writes into the struct we pass; the path is NUL-terminated.
     if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
         let err = io::Error::last_os_error();
         if err.kind() == io::ErrorKind::NotFound {

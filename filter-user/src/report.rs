@@ -338,7 +338,8 @@ mod tests {
     fn stats_line_has_deltas_totals_and_top() {
         let before = reading(&[("192.0.2.1", 1, 5)], 1, 10);
         let after = reading(&[("192.0.2.1", 4, 19), ("2001:db8::1", 1, 19)], 4, 20);
-        let line = stats_line(&before, &after, 5).render(crate::cli::LogFormat::Text, after.wall);
+        let line =
+            stats_line(&before, &after, 5).render(crate::logline::LogFormat::Text, after.wall);
         assert!(line.contains("event=stats interval_s=10.0 "), "{line}");
         assert!(line.contains(" v4_dropped=3 "), "{line}");
         assert!(line.contains(" total_v4_dropped=4 "), "{line}");

@@ -1,5 +1,6 @@
-//! Range sources: where each `--ranges SRC` comes from, fetched into
-//! range-list text for [`crate::ranges`] to parse.
+//! Range sources: where each `--ranges SRC` comes from ([`Source`], parsed
+//! at the command line's edge), fetched into range-list text for
+//! [`crate::ranges`] to parse.
 //!
 //! - a file path, or `-` for standard input;
 //! - `spf:DOMAIN`: the addresses the domain's SPF record authorises;
@@ -13,20 +14,135 @@
 //! `--use-cache-on-failure` falls back to it.
 
 use std::{
+    fmt,
     io::Read as _,
     os::unix::fs::DirBuilderExt as _,
     path::{Path, PathBuf},
+    str::FromStr,
     time::{Duration, SystemTime},
 };
 
 use crate::{
-    https::{self, HttpsOptions},
+    https::{self, HttpsOptions, M365_INSTANCES},
     ranges::{ListBuilder, ListError, ParsedList},
     spf::{self, SpfOptions},
 };
 
+/// How long fetching one source may take unless `--fetch-timeout` says.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Where the last good copy of each remote source is kept unless
+/// `--cache-dir` says otherwise.
+pub const DEFAULT_CACHE_DIR: &str = "/var/lib/mxgate/cache";
+
+/// Where a range list comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `-`: standard input.
+    Stdin,
+    /// A file.
+    File(PathBuf),
+    /// `spf:DOMAIN`: the domain's SPF policy.
+    Spf(String),
+    /// `https://…`: a plain-text list.
+    Https(String),
+    /// `m365:INSTANCE` or `m365:https://…`: Microsoft 365's endpoints.
+    M365(String),
+}
+
+impl Source {
+    /// True for the sources fetched over the network (and cached).
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Source::Spf(_) | Source::Https(_) | Source::M365(_))
+    }
+}
+
+/// Parses a `--ranges` value. Anything with a `scheme://` is a URL and must
+/// be `https://`; `spf:` and `m365:` need their argument; the rest is a
+/// file path (write `./spf:x` for a file called `spf:x`).
+impl FromStr for Source {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err(
+                "an empty source; give a file path, -, spf:DOMAIN, https://URL or m365:INSTANCE"
+                    .into(),
+            );
+        }
+        if text == "-" {
+            return Ok(Source::Stdin);
+        }
+        if let Some(domain) = text.strip_prefix("spf:") {
+            return check_domain(domain).map(|()| Source::Spf(domain.to_owned()));
+        }
+        if let Some(target) = text.strip_prefix("m365:") {
+            if target.contains("://") {
+                check_https(target)?;
+            } else if !M365_INSTANCES.contains(&target.to_ascii_lowercase().as_str()) {
+                return Err(format!(
+                    "m365:{target}: not a Microsoft 365 instance ({}) or an https:// mirror",
+                    M365_INSTANCES.join(", ")
+                ));
+            }
+            return Ok(Source::M365(target.to_owned()));
+        }
+        if text.contains("://") {
+            check_https(text)?;
+            return Ok(Source::Https(text.to_owned()));
+        }
+        Ok(Source::File(PathBuf::from(text)))
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Stdin => f.write_str("-"),
+            Source::File(path) => write!(f, "{}", path.display()),
+            Source::Spf(domain) => write!(f, "spf:{domain}"),
+            Source::Https(url) => f.write_str(url),
+            Source::M365(target) => write!(f, "m365:{target}"),
+        }
+    }
+}
+
+fn check_https(url: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!("{url:?} is not a URL"));
+    };
+    if !scheme.eq_ignore_ascii_case("https") {
+        return Err(format!(
+            "{url}: only https:// URLs are fetched (TLS verified), not {scheme}://"
+        ));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(format!("{url}: the URL names no host"));
+    }
+    Ok(())
+}
+
+fn check_domain(domain: &str) -> Result<(), String> {
+    let name = domain.strip_suffix('.').unwrap_or(domain);
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if valid {
+        Ok(())
+    } else if domain.is_empty() {
+        Err("spf: needs a domain (spf:DOMAIN)".into())
+    } else {
+        Err(format!("spf:{domain}: {domain:?} is not a domain name"))
+    }
+}
+
 /// How to fetch remote sources and where to keep their last good copies.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceOptions {
     /// DNS, for `spf:` sources.
     pub spf: SpfOptions,
@@ -41,20 +157,35 @@ pub struct SourceOptions {
 impl Default for SourceOptions {
     fn default() -> Self {
         Self {
-            spf: SpfOptions {
-                servers: Vec::new(),
-                query_timeout: Duration::from_secs(5),
-                deadline: Duration::from_secs(60),
-                lookup_limit: 10,
-            },
-            https: HttpsOptions {
-                timeout: Duration::from_secs(30),
-                max_bytes: 10 << 20,
-                ca_file: None,
-            },
-            cache_dir: None,
+            spf: SpfOptions::default(),
+            https: HttpsOptions::default(),
+            cache_dir: Some(PathBuf::from(DEFAULT_CACHE_DIR)),
             use_cache_on_failure: false,
         }
+    }
+}
+
+/// A whole list to read: its sources, the `--allow` entries, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListSpec {
+    /// Range sources, merged.
+    pub sources: Vec<Source>,
+    /// Extra entries, merged.
+    pub allow: Vec<String>,
+    /// How remote sources are fetched.
+    pub options: SourceOptions,
+}
+
+impl ListSpec {
+    /// Reads every source and the `--allow` entries into one merged list.
+    pub fn read(&self) -> anyhow::Result<ParsedList> {
+        read_list(&self.sources, &self.allow, &self.options)
+    }
+
+    /// The sources as given, for messages.
+    pub fn describe(&self) -> String {
+        let names: Vec<String> = self.sources.iter().map(ToString::to_string).collect();
+        names.join(", ")
     }
 }
 
@@ -70,57 +201,57 @@ pub struct SourceFailed {
 
 /// Reads every source and the `--allow` entries into one merged list.
 pub fn read_list(
-    sources: &[String],
+    sources: &[Source],
     allow: &[String],
     options: &SourceOptions,
 ) -> anyhow::Result<ParsedList> {
     let mut builder = ListBuilder::new();
     let mut stdin_used = false;
     for source in sources {
-        if source == "-" {
-            if std::mem::replace(&mut stdin_used, true) {
-                return Err(ListError::StdinTwice.into());
+        match source {
+            Source::Stdin => {
+                if std::mem::replace(&mut stdin_used, true) {
+                    return Err(ListError::StdinTwice.into());
+                }
+                let mut bytes = Vec::new();
+                std::io::stdin()
+                    .lock()
+                    .read_to_end(&mut bytes)
+                    .map_err(|error| ListError::Read {
+                        source_name: "-".into(),
+                        error,
+                    })?;
+                builder.add_text("-", &bytes)?;
             }
-            let mut bytes = Vec::new();
-            std::io::stdin()
-                .lock()
-                .read_to_end(&mut bytes)
-                .map_err(|error| ListError::Read {
-                    source_name: "-".into(),
+            Source::File(path) => {
+                let name = path.display().to_string();
+                let bytes = std::fs::read(path).map_err(|error| ListError::Read {
+                    source_name: name.clone(),
                     error,
                 })?;
-            builder.add_text("-", &bytes)?;
-        } else if is_remote(source) {
-            builder.extend(remote(source, options)?);
-        } else {
-            let bytes = std::fs::read(source).map_err(|error| ListError::Read {
-                source_name: source.clone(),
-                error,
-            })?;
-            builder.add_text(source, &bytes)?;
+                builder.add_text(&name, &bytes)?;
+            }
+            remote_source => builder.extend(remote(remote_source, options)?),
         }
     }
     builder.add_allow_options(allow)?;
     Ok(builder.finish()?)
 }
 
-fn is_remote(source: &str) -> bool {
-    source.starts_with("spf:") || source.starts_with("https://") || source.starts_with("m365:")
-}
-
 /// Fetches and parses one remote source; on failure, its cached copy if
 /// allowed and present.
-fn remote(source: &str, options: &SourceOptions) -> anyhow::Result<ListBuilder> {
+fn remote(source: &Source, options: &SourceOptions) -> anyhow::Result<ListBuilder> {
+    let name = source.to_string();
     let fresh = fetch(source, options).and_then(|text| {
         let mut part = ListBuilder::new();
-        part.add_text(source, text.as_bytes())
+        part.add_text(&name, text.as_bytes())
             .map_err(|e| e.to_string())?;
         Ok((part, text))
     });
     match fresh {
         Ok((part, text)) => {
             if let Some(dir) = &options.cache_dir
-                && let Err(e) = save(dir, source, &text)
+                && let Err(e) = save(dir, &name, &text)
             {
                 eprintln!("mxgate: warning: could not keep a copy of {source}: {e}");
             }
@@ -131,10 +262,10 @@ fn remote(source: &str, options: &SourceOptions) -> anyhow::Result<ListBuilder> 
                 .use_cache_on_failure
                 .then_some(options.cache_dir.as_deref())
                 .flatten()
-                .and_then(|dir| load(dir, source));
+                .and_then(|dir| load(dir, &name));
             let Some((text, saved)) = cached else {
                 return Err(SourceFailed {
-                    source_name: source.to_owned(),
+                    source_name: name,
                     reason,
                 }
                 .into());
@@ -144,21 +275,22 @@ fn remote(source: &str, options: &SourceOptions) -> anyhow::Result<ListBuilder> 
                 humantime::format_rfc3339_seconds(saved)
             );
             let mut part = ListBuilder::new();
-            part.add_text(&format!("{source} (cached)"), text.as_bytes())?;
+            part.add_text(&format!("{name} (cached)"), text.as_bytes())?;
             Ok(part)
         }
     }
 }
 
 /// The range-list text of a remote source.
-fn fetch(source: &str, options: &SourceOptions) -> Result<String, String> {
-    if let Some(domain) = source.strip_prefix("spf:") {
-        spf::fetch(domain, &options.spf)
-    } else if let Some(target) = source.strip_prefix("m365:") {
-        https::fetch_m365(target, &options.https)
-    } else {
-        let body = https::fetch(source, &options.https)?;
-        String::from_utf8(body).map_err(|_| "the body is not UTF-8 text".to_owned())
+fn fetch(source: &Source, options: &SourceOptions) -> Result<String, String> {
+    match source {
+        Source::Spf(domain) => spf::fetch(domain, &options.spf),
+        Source::M365(target) => https::fetch_m365(target, &options.https),
+        Source::Https(url) => {
+            let body = https::fetch(url, &options.https)?;
+            String::from_utf8(body).map_err(|_| "the body is not UTF-8 text".to_owned())
+        }
+        Source::Stdin | Source::File(_) => Err(format!("{source} is not a remote source")),
     }
 }
 
@@ -229,9 +361,55 @@ mod tests {
     }
 
     #[test]
+    fn sources_parse_by_kind() {
+        let parse = |t: &str| t.parse::<Source>();
+        assert_eq!(parse("-"), Ok(Source::Stdin));
+        assert_eq!(parse("/etc/r.txt"), Ok(Source::File("/etc/r.txt".into())));
+        assert_eq!(parse("./spf:x"), Ok(Source::File("./spf:x".into())));
+        assert_eq!(
+            parse("spf:_spf.google.com"),
+            Ok(Source::Spf("_spf.google.com".into()))
+        );
+        assert_eq!(
+            parse("https://x.test/l.txt"),
+            Ok(Source::Https("https://x.test/l.txt".into()))
+        );
+        assert_eq!(
+            parse("m365:Worldwide"),
+            Ok(Source::M365("Worldwide".into()))
+        );
+        assert_eq!(
+            parse("m365:https://mirror.test/e.json"),
+            Ok(Source::M365("https://mirror.test/e.json".into()))
+        );
+        for text in [
+            "spf:_spf.google.com",
+            "https://x.test/l",
+            "m365:china",
+            "-",
+            "a.txt",
+        ] {
+            assert_eq!(parse(text).unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn bad_sources_say_why() {
+        let error = |t: &str| t.parse::<Source>().unwrap_err();
+        assert!(error("").contains("empty source"));
+        assert!(error("spf:").contains("spf: needs a domain"));
+        assert!(error("spf:bad..name").contains("not a domain name"));
+        assert!(error("http://x.test/l").contains("only https://"));
+        assert!(error("htps://x.test/l").contains("only https://"));
+        assert!(error("https:///l").contains("names no host"));
+        assert!(error("m365:bogus").contains("not a Microsoft 365 instance"));
+        assert!(error("m365:http://x.test").contains("only https://"));
+    }
+
+    #[test]
     fn a_missing_file_is_named() {
         let e = read_list(
-            &["/nonexistent/ranges.txt".into()],
+            &[Source::File("/nonexistent/ranges.txt".into())],
             &[],
             &SourceOptions::default(),
         )
@@ -248,7 +426,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("mxgate-src-test-{}.txt", std::process::id()));
         std::fs::write(&path, "192.0.2.0/25\n").unwrap();
         let list = read_list(
-            &[path.display().to_string()],
+            &[Source::File(path.clone())],
             &["192.0.2.128/25".into()],
             &SourceOptions::default(),
         )

@@ -21,7 +21,7 @@ use hickory_resolver::{
 };
 
 /// How to reach DNS, and the limits of one walk.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SpfOptions {
     /// Servers to ask; empty means those of /etc/resolv.conf.
     pub servers: Vec<SocketAddr>,
@@ -31,6 +31,22 @@ pub struct SpfOptions {
     pub deadline: Duration,
     /// Most DNS-querying terms (include, a, mx, ptr, exists, redirect).
     pub lookup_limit: u32,
+}
+
+/// Time each DNS query may take unless `--dns-timeout` says otherwise.
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// RFC 7208 4.6.4: at most 10 DNS-querying terms.
+pub const DEFAULT_LOOKUP_LIMIT: u32 = 10;
+
+impl Default for SpfOptions {
+    fn default() -> Self {
+        Self {
+            servers: Vec::new(),
+            query_timeout: DEFAULT_QUERY_TIMEOUT,
+            deadline: crate::sources::DEFAULT_FETCH_TIMEOUT,
+            lookup_limit: DEFAULT_LOOKUP_LIMIT,
+        }
+    }
 }
 
 /// Walks the SPF record of `domain` and returns range-list text: one

@@ -15,7 +15,7 @@ use std::{
 
 use filter_user::{
     allowlist::Allowlist,
-    sources::{SourceOptions, read_list},
+    sources::{Source, SourceOptions, read_list},
 };
 use ipnet::Ipv4Net;
 use mxgate_tests::{
@@ -41,7 +41,7 @@ fn write_list(dir: &Path, name: &str, nets: impl IntoIterator<Item = Ipv4Net>) -
 }
 
 fn parsed(path: &str) -> Allowlist {
-    read_list(&[path.to_owned()], &[], &SourceOptions::default())
+    read_list(&[Source::File(path.into())], &[], &SourceOptions::default())
         .expect("a valid list")
         .allowlist
 }

@@ -4,18 +4,31 @@
 use filter_common::FLAG_OPEN;
 
 use super::{
-    read_nonempty_list,
-    refresh::{Guard, RefreshOutcome, apply_list},
+    AttachRequest, read_nonempty_list,
+    refresh::{RefreshOutcome, apply_list},
 };
 use crate::{
-    cli::{AttachArgs, FilterOptions, Mode},
+    diff::Guard,
     error::InvalidInput,
     filter::{Filter, KernelLog, Settings},
-    links::{self, Attachment},
+    links::{self, AttachMode, Attachment},
     pins::PinDir,
     ranges::ParsedList,
     sys,
 };
+
+/// Everything about an attach but the interfaces and the list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttachOptions {
+    /// Ports, protected destinations, dry run.
+    pub settings: Settings,
+    /// How to attach to a new interface.
+    pub mode: AttachMode,
+    /// The kernel log level, fixed when the program is first loaded.
+    pub log: KernelLog,
+    /// The shrink guard for the list change.
+    pub guard: Guard,
+}
 
 /// What an attach did.
 #[derive(Clone, Debug)]
@@ -43,41 +56,22 @@ pub fn attach_filter(
     pins: &PinDir,
     ifaces: &[String],
     list: &ParsedList,
-    options: &FilterOptions,
+    options: &AttachOptions,
 ) -> anyhow::Result<AttachReport> {
     for iface in ifaces {
         if sys::ifindex(iface).is_none() {
             return Err(InvalidInput(format!("there is no interface named {iface:?}")).into());
         }
     }
-    let settings = Settings {
-        ports: options.port.iter().copied().collect(),
-        protect_dst: options.protect_dst.iter().copied().collect(),
-        dry_run: options.dry_run,
-    };
     pins.prepare()?;
     let _lock = pins.lock()?;
     let installed = !pins.is_installed();
-    if installed {
-        let log = if options.log_denials {
-            KernelLog::EveryDenial
-        } else {
-            KernelLog::Quiet
-        };
-        if let Err(e) = Filter::install(pins, log) {
-            let _ = pins.remove_all();
-            return Err(e);
-        }
+    if installed && let Err(e) = Filter::install(pins, options.log) {
+        let _ = pins.remove_all();
+        return Err(e);
     }
     let mut attached_now = Vec::new();
-    let result = attach_installed(
-        pins,
-        ifaces,
-        list,
-        options.mode,
-        settings,
-        &mut attached_now,
-    );
+    let result = attach_installed(pins, ifaces, list, options, &mut attached_now);
     match result {
         Ok(report) => Ok(AttachReport {
             installed,
@@ -102,18 +96,17 @@ fn attach_installed(
     pins: &PinDir,
     ifaces: &[String],
     list: &ParsedList,
-    mode: Mode,
-    settings: Settings,
+    options: &AttachOptions,
     attached_now: &mut Vec<String>,
 ) -> anyhow::Result<AttachReport> {
     let mut filter = Filter::open(pins)?;
     // The allowlist is filled before the program is attached anywhere new,
     // so no allowed sender ever meets an empty list.
-    let outcome = apply_list(&mut filter, &list.allowlist, Guard::DEFAULT, false)?;
-    let settings_changed = filter.apply_settings(&settings)?;
+    let outcome = apply_list(&mut filter, &list.allowlist, options.guard, false)?;
+    let settings_changed = filter.apply_settings(&options.settings)?;
     let mut interfaces = Vec::new();
     for iface in ifaces {
-        let attachment = links::attach(&mut filter, iface, mode)?;
+        let attachment = links::attach(&mut filter, iface, options.mode)?;
         if attachment.new {
             attached_now.push(iface.clone());
         }
@@ -124,23 +117,23 @@ fn attach_installed(
         program_id: filter.program_info()?.id(),
         list: outcome,
         settings_changed,
-        settings,
+        settings: options.settings.clone(),
         open: filter.config()?.flags & FLAG_OPEN != 0,
         interfaces,
     })
 }
 
 /// `mxgate attach`.
-pub fn command(pins: &PinDir, args: &AttachArgs) -> anyhow::Result<()> {
-    let list = read_nonempty_list(&args.ranges, &args.options.allow, &args.sources.options())?;
-    let report = attach_filter(pins, &args.iface, &list, &args.options)?;
+pub fn command(pins: &PinDir, request: &AttachRequest) -> anyhow::Result<()> {
+    let list = read_nonempty_list(&request.list)?;
+    let report = attach_filter(pins, &request.ifaces, &list, &request.options)?;
     if report.installed {
         println!(
             "loaded the filter into the kernel (program {}), pinned in {}",
             report.program_id,
             pins.root().display()
         );
-    } else if args.options.log_denials {
+    } else if request.options.log == KernelLog::EveryDenial {
         println!(
             "note: --log-denials takes effect when the program is loaded; \
              it was already loaded (detach and attach again to change it)"

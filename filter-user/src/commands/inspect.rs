@@ -5,15 +5,26 @@ use std::time::SystemTime;
 use filter_common::{FLAG_DRY_RUN, FLAG_OPEN};
 use serde_json::json;
 
-use super::attach::describe_settings;
+use super::{LookupRequest, StatsRequest, attach::describe_settings};
 use crate::{
-    cli::{LookupArgs, StatsArgs, StatsFormat, StatusArgs},
     filter::Filter,
     links,
     pins::PinDir,
     report::{self, FilterState, Reading},
     sys,
 };
+
+/// How `stats` prints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StatsFormat {
+    /// A table for people.
+    #[default]
+    Text,
+    /// JSON.
+    Json,
+    /// Prometheus text exposition.
+    Prometheus,
+}
 
 /// Reads counters and denied sources, stamped with both clocks.
 pub fn take_reading(filter: &Filter) -> anyhow::Result<Reading> {
@@ -50,35 +61,30 @@ pub fn filter_state(filter: &Filter) -> anyhow::Result<FilterState> {
 }
 
 /// `mxgate stats`.
-pub fn stats(pins: &PinDir, args: &StatsArgs) -> anyhow::Result<()> {
+pub fn stats(pins: &PinDir, request: &StatsRequest) -> anyhow::Result<()> {
     let filter = Filter::open(pins)?;
     let reading = take_reading(&filter)?;
-    let format = if args.json {
-        StatsFormat::Json
-    } else {
-        args.format
-    };
-    match format {
+    match request.format {
         StatsFormat::Json => {
             let c = &reading.counters;
             let value = json!({
                 "v4": { "examined": c.v4.examined(), "counts": c.v4 },
                 "v6": { "examined": c.v6.examined(), "counts": c.v6 },
-                "top_denied": reading.top_sources(None, args.top),
+                "top_denied": reading.top_sources(None, request.top),
             });
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
         StatsFormat::Prometheus => {
             let state = filter_state(&filter)?;
-            print!("{}", report::prometheus(&reading, &state, args.top));
+            print!("{}", report::prometheus(&reading, &state, request.top));
         }
-        StatsFormat::Text => print!("{}", report::stats_text(&reading, args.top)),
+        StatsFormat::Text => print!("{}", report::stats_text(&reading, request.top)),
     }
     Ok(())
 }
 
 /// `mxgate status`.
-pub fn status(pins: &PinDir, args: &StatusArgs) -> anyhow::Result<()> {
+pub fn status(pins: &PinDir, json: bool) -> anyhow::Result<()> {
     let filter = Filter::open(pins)?;
     let info = filter.program_info()?;
     let settings = filter.settings()?;
@@ -86,7 +92,7 @@ pub fn status(pins: &PinDir, args: &StatusArgs) -> anyhow::Result<()> {
     let allowlist = filter.allowlist()?;
     let links = links::links(pins)?;
     let instructions = info.size_translated().map(|bytes| bytes / 8);
-    if args.json {
+    if json {
         let value = json!({
             "pin_dir": pins.root(),
             "program": {
@@ -150,13 +156,13 @@ pub fn status(pins: &PinDir, args: &StatusArgs) -> anyhow::Result<()> {
 }
 
 /// `mxgate lookup`.
-pub fn lookup(pins: &PinDir, args: &LookupArgs) -> anyhow::Result<()> {
+pub fn lookup(pins: &PinDir, request: &LookupRequest) -> anyhow::Result<()> {
     let filter = Filter::open(pins)?;
-    let found = filter.lookup(args.addr)?;
+    let found = filter.lookup(request.addr)?;
     let open = filter.config()?.flags & FLAG_OPEN != 0;
-    if args.json {
+    if request.json {
         let value = json!({
-            "address": args.addr,
+            "address": request.addr,
             "allowed": found.is_some(),
             "prefix": found.map(|p| p.to_string()),
             "open": open,
@@ -165,14 +171,14 @@ pub fn lookup(pins: &PinDir, args: &LookupArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     match found {
-        Some(prefix) => println!("{}: allowed by {prefix}", args.addr),
+        Some(prefix) => println!("{}: allowed by {prefix}", request.addr),
         None if open => println!(
             "{}: not in the allowlist (its SYNs pass only because the filter is open)",
-            args.addr
+            request.addr
         ),
         None => println!(
             "{}: not in the allowlist; its SYNs to protected ports are dropped",
-            args.addr
+            request.addr
         ),
     }
     Ok(())

@@ -7,44 +7,145 @@ mod refresh;
 mod run;
 mod switch;
 
-pub use attach::{AttachReport, attach_filter};
-pub use inspect::take_reading;
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+pub use attach::{AttachOptions, AttachReport, attach_filter};
+pub use inspect::{StatsFormat, take_reading};
 pub use refresh::{RefreshOutcome, apply_list};
 
 use crate::{
-    cli::{Cli, Command},
+    diff::Guard,
     error::InvalidInput,
     filter::{Filter, NotInstalled},
+    logline::LogFormat,
     pins::{Lock, PinDir},
     ranges::ParsedList,
-    sources::{self, SourceOptions},
+    sources::ListSpec,
 };
 
-/// Runs the command `cli` names.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let pins = PinDir::new(&cli.pin_dir);
-    match cli.command {
-        Command::Attach(args) => attach::command(&pins, &args),
-        Command::Refresh(args) => refresh::command(&pins, &args),
-        Command::Run(args) => run::command(&pins, &args),
-        Command::Stats(args) => inspect::stats(&pins, &args),
-        Command::Status(args) => inspect::status(&pins, &args),
-        Command::Check(args) => refresh::check(&args),
-        Command::Lookup(args) => inspect::lookup(&pins, &args),
-        Command::Open => switch::open(&pins, true),
-        Command::Enforce => switch::open(&pins, false),
-        Command::Detach(args) => switch::detach(&pins, &args),
+/// A command, as the command line asked for it.
+#[derive(Clone, Debug)]
+pub enum Invocation {
+    /// `mxgate attach`.
+    Attach(AttachRequest),
+    /// `mxgate refresh`.
+    Refresh(RefreshRequest),
+    /// `mxgate run`.
+    Run(RunRequest),
+    /// `mxgate stats`.
+    Stats(StatsRequest),
+    /// `mxgate status`.
+    Status {
+        /// Print JSON.
+        json: bool,
+    },
+    /// `mxgate check`.
+    Check(CheckRequest),
+    /// `mxgate lookup`.
+    Lookup(LookupRequest),
+    /// `mxgate open`.
+    Open,
+    /// `mxgate enforce`.
+    Enforce,
+    /// `mxgate detach`.
+    Detach(DetachRequest),
+}
+
+/// Install the filter, apply a list and settings, attach to interfaces.
+#[derive(Clone, Debug)]
+pub struct AttachRequest {
+    /// Interfaces to attach to.
+    pub ifaces: Vec<String>,
+    /// The allowlist.
+    pub list: ListSpec,
+    /// Settings, mode, kernel log level and shrink guard.
+    pub options: AttachOptions,
+}
+
+/// Replace the live allowlist.
+#[derive(Clone, Debug)]
+pub struct RefreshRequest {
+    /// The new list.
+    pub list: ListSpec,
+    /// The shrink guard.
+    pub guard: Guard,
+    /// Print the change and apply nothing.
+    pub preview: bool,
+    /// Print JSON.
+    pub json: bool,
+}
+
+/// Attach or adopt, then log until stopped.
+#[derive(Clone, Debug)]
+pub struct RunRequest {
+    /// The attach to do first; `None` adopts the attached filter.
+    pub attach: Option<AttachRequest>,
+    /// Time between stats lines.
+    pub interval: Duration,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Denied sources named per stats line.
+    pub top: usize,
+    /// Kernel log lines at this level or above are forwarded.
+    pub kernel_log: log::LevelFilter,
+    /// Also write the metrics to this file each interval.
+    pub prom_file: Option<PathBuf>,
+}
+
+/// Print the counters.
+#[derive(Clone, Copy, Debug)]
+pub struct StatsRequest {
+    /// Output format.
+    pub format: StatsFormat,
+    /// Denied sources to list.
+    pub top: usize,
+}
+
+/// Validate a list without the kernel.
+#[derive(Clone, Debug)]
+pub struct CheckRequest {
+    /// The list.
+    pub list: ListSpec,
+    /// Print JSON.
+    pub json: bool,
+}
+
+/// Is an address allowed?
+#[derive(Clone, Copy, Debug)]
+pub struct LookupRequest {
+    /// The address.
+    pub addr: IpAddr,
+    /// Print JSON.
+    pub json: bool,
+}
+
+/// Detach from some interfaces, or remove the filter.
+#[derive(Clone, Debug)]
+pub struct DetachRequest {
+    /// Interfaces to detach from; empty removes the whole filter.
+    pub ifaces: Vec<String>,
+}
+
+/// Runs `invocation` on the filter pinned in `pins`.
+pub fn run(pins: &PinDir, invocation: &Invocation) -> anyhow::Result<()> {
+    match invocation {
+        Invocation::Attach(request) => attach::command(pins, request),
+        Invocation::Refresh(request) => refresh::command(pins, request),
+        Invocation::Run(request) => run::command(pins, request),
+        Invocation::Stats(request) => inspect::stats(pins, request),
+        Invocation::Status { json } => inspect::status(pins, *json),
+        Invocation::Check(request) => refresh::check(request),
+        Invocation::Lookup(request) => inspect::lookup(pins, request),
+        Invocation::Open => switch::open(pins, true),
+        Invocation::Enforce => switch::open(pins, false),
+        Invocation::Detach(request) => switch::detach(pins, request),
     }
 }
 
-/// Reads the lists, prints their warnings to stderr, and refuses an empty
+/// Reads the list, prints its warnings to stderr, and refuses an empty
 /// result: an empty allowlist would deny everyone.
-fn read_nonempty_list(
-    sources: &[String],
-    allow: &[String],
-    options: &SourceOptions,
-) -> anyhow::Result<ParsedList> {
-    let list = sources::read_list(sources, allow, options)?;
+fn read_nonempty_list(spec: &ListSpec) -> anyhow::Result<ParsedList> {
+    let list = spec.read()?;
     for warning in &list.warnings {
         eprintln!("mxgate: warning: {warning}");
     }
@@ -52,7 +153,7 @@ fn read_nonempty_list(
         return Err(InvalidInput(format!(
             "the list from {} has no entries; an empty allowlist would deny every sender \
              (nothing changed)",
-            sources.join(", ")
+            spec.describe()
         ))
         .into());
     }

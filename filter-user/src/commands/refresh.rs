@@ -4,33 +4,14 @@ use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{open_locked, read_nonempty_list};
+use super::{CheckRequest, RefreshRequest, open_locked, read_nonempty_list};
 use crate::{
     allowlist::Allowlist,
-    cli::{CheckArgs, RefreshArgs},
-    diff::Diff,
+    diff::{Diff, Guard},
     error::Refused,
     filter::Filter,
     pins::PinDir,
-    sources::SourceOptions,
 };
-
-/// The shrink guard's settings.
-#[derive(Clone, Copy, Debug)]
-pub struct Guard {
-    /// Largest percent of live entries a refresh may take access from.
-    pub max_shrink: f64,
-    /// Apply even when the guard refuses.
-    pub force: bool,
-}
-
-impl Guard {
-    /// The guard with DESIGN's default (50 %), not forced.
-    pub const DEFAULT: Guard = Guard {
-        max_shrink: 50.0,
-        force: false,
-    };
-}
 
 /// What a refresh did, or would do.
 #[derive(Clone, Debug, Serialize)]
@@ -96,20 +77,12 @@ pub fn apply_list(
 }
 
 /// `mxgate refresh`.
-pub fn command(pins: &PinDir, args: &RefreshArgs) -> anyhow::Result<()> {
-    let list = read_nonempty_list(
-        &args.list.ranges,
-        &args.list.allow,
-        &args.list.sources.options(),
-    )?;
+pub fn command(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<()> {
+    let list = read_nonempty_list(&request.list)?;
     let (_lock, mut filter) = open_locked(pins)?;
-    let guard = Guard {
-        max_shrink: args.max_shrink,
-        force: args.force,
-    };
-    let outcome = apply_list(&mut filter, &list.allowlist, guard, args.diff)
+    let outcome = apply_list(&mut filter, &list.allowlist, request.guard, request.preview)
         .context("refreshing the allowlist")?;
-    if args.json {
+    if request.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
         return Ok(());
     }
@@ -120,18 +93,9 @@ pub fn command(pins: &PinDir, args: &RefreshArgs) -> anyhow::Result<()> {
              nothing written",
             outcome.v4_after, outcome.v6_after
         );
-    } else if args.diff {
-        for net in &d.v4.added {
-            println!("+ {net}");
-        }
-        for net in &d.v6.added {
-            println!("+ {net}");
-        }
-        for net in &d.v4.removed {
-            println!("- {net}");
-        }
-        for net in &d.v6.removed {
-            println!("- {net}");
+    } else if request.preview {
+        for line in d.lines() {
+            println!("{line}");
         }
         println!(
             "would add {}, remove {} and keep {} prefixes (nothing applied)",
@@ -158,14 +122,9 @@ pub fn command(pins: &PinDir, args: &RefreshArgs) -> anyhow::Result<()> {
 }
 
 /// `mxgate check`: validates and summarises a list; no kernel needed.
-pub fn check(args: &CheckArgs) -> anyhow::Result<()> {
-    // check only reads: it keeps no copies of what it fetched.
-    let options = SourceOptions {
-        cache_dir: None,
-        ..args.list.sources.options()
-    };
-    let list = read_nonempty_list(&args.list.ranges, &args.list.allow, &options)?;
-    if args.json {
+pub fn check(request: &CheckRequest) -> anyhow::Result<()> {
+    let list = read_nonempty_list(&request.list)?;
+    if request.json {
         let summary = json!({
             "ok": true,
             "entries": { "v4": list.entries_v4, "v6": list.entries_v6 },

@@ -18,12 +18,12 @@ use tokio::{
 use filter_common::{Config, FLAG_DRY_RUN, FLAG_OPEN};
 
 use super::{
+    RunRequest,
     attach::{attach_filter, describe_settings},
     inspect::{filter_state, take_reading},
     read_nonempty_list,
 };
 use crate::{
-    cli::{LogLevel, RunArgs},
     filter::Filter,
     links,
     logline::{LogLine, LogSink},
@@ -36,19 +36,12 @@ use crate::{
 const KERNEL_LINES_PER_SECOND: u32 = 20;
 
 /// `mxgate run`.
-pub fn command(pins: &PinDir, args: &RunArgs) -> anyhow::Result<()> {
-    let sink = Arc::new(LogSink::stdout(args.log_format));
+pub fn command(pins: &PinDir, request: &RunRequest) -> anyhow::Result<()> {
+    let sink = Arc::new(LogSink::stdout(request.log_format));
     let mut events = Vec::new();
-    if args.iface.is_empty() {
-        let ifaces: Vec<String> = links::links(pins)?.into_iter().map(|l| l.iface).collect();
-        events.push(
-            LogLine::info("adopted")
-                .field("pin_dir", pins.root().display().to_string())
-                .field("interfaces", ifaces.join(",")),
-        );
-    } else {
-        let list = read_nonempty_list(&args.ranges, &args.options.allow, &args.sources.options())?;
-        let report = attach_filter(pins, &args.iface, &list, &args.options)?;
+    if let Some(attach) = &request.attach {
+        let list = read_nonempty_list(&attach.list)?;
+        let report = attach_filter(pins, &attach.ifaces, &list, &attach.options)?;
         let d = &report.list.diff;
         events.push(
             LogLine::info("refreshed")
@@ -68,6 +61,13 @@ pub fn command(pins: &PinDir, args: &RunArgs) -> anyhow::Result<()> {
                     .field("already", !a.new),
             );
         }
+    } else {
+        let ifaces: Vec<String> = links::links(pins)?.into_iter().map(|l| l.iface).collect();
+        events.push(
+            LogLine::info("adopted")
+                .field("pin_dir", pins.root().display().to_string())
+                .field("interfaces", ifaces.join(",")),
+        );
     }
     // Adopting a filter that is not installed fails here, before any line.
     let filter = Filter::open(pins)?;
@@ -81,7 +81,7 @@ pub fn command(pins: &PinDir, args: &RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    let result = runtime.block_on(stream(pins, &filter, &sink, args, baseline));
+    let result = runtime.block_on(stream(pins, &filter, &sink, request, baseline));
     if let Err(e) = &result {
         sink.emit(&LogLine::new("error", "error").field("message", format!("{e:#}")));
     }
@@ -92,12 +92,12 @@ async fn stream(
     pins: &PinDir,
     filter: &Filter,
     sink: &Arc<LogSink>,
-    args: &RunArgs,
+    request: &RunRequest,
     mut previous: Reading,
 ) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("catching SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("catching SIGTERM")?;
-    let forwarder = Forwarder::new(Arc::clone(sink), max_level(args.log_level));
+    let forwarder = Forwarder::new(Arc::clone(sink), request.kernel_log);
     let program_id = filter.program_info()?.id();
     let logger = EbpfLogger::init_from_id_with_logger(program_id, forwarder.clone())
         .context("reading the kernel's log buffer")?;
@@ -107,12 +107,12 @@ async fn stream(
         .context("watching the kernel's log buffer")?;
 
     let mut watcher = Watcher::new(filter)?;
-    if let Some(path) = &args.prom_file
-        && let Err(e) = write_prom_file(path, &previous, &watcher.state, args.top)
+    if let Some(path) = &request.prom_file
+        && let Err(e) = write_prom_file(path, &previous, &watcher.state, request.top)
     {
         sink.emit(&LogLine::new("error", "error").field("message", format!("{e:#}")));
     }
-    let period = Duration::from_secs(args.interval);
+    let period = request.interval;
     let mut stats_tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     // Changes made by other mxgate commands show within a second.
     let second = Duration::from_secs(1);
@@ -125,12 +125,12 @@ async fn stream(
                 // The file first: once the line is out, the file matches it.
                 // A metrics file that cannot be written must not stop the
                 // filter's log: say so and go on.
-                if let Some(path) = &args.prom_file
-                    && let Err(e) = write_prom_file(path, &now, &watcher.state, args.top)
+                if let Some(path) = &request.prom_file
+                    && let Err(e) = write_prom_file(path, &now, &watcher.state, request.top)
                 {
                     sink.emit(&LogLine::new("error", "error").field("message", format!("{e:#}")));
                 }
-                sink.emit(&stats_line(&previous, &now, args.top));
+                sink.emit(&stats_line(&previous, &now, request.top));
                 previous = now;
                 forwarder.report_suppressed();
             }
@@ -229,15 +229,6 @@ fn write_prom_file(
         .with_context(|| format!("writing {}", temporary.display()))?;
     std::fs::rename(&temporary, path)
         .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))
-}
-
-fn max_level(level: LogLevel) -> log::LevelFilter {
-    match level {
-        LogLevel::Error => log::LevelFilter::Error,
-        LogLevel::Warn => log::LevelFilter::Warn,
-        LogLevel::Info => log::LevelFilter::Info,
-        LogLevel::Debug => log::LevelFilter::Debug,
-    }
 }
 
 /// Forwards aya-log records from the kernel as `kernel` log lines, at most

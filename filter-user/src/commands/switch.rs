@@ -2,8 +2,8 @@
 
 use filter_common::FLAG_OPEN;
 
-use super::open_locked;
-use crate::{cli::DetachArgs, links, pins::PinDir};
+use super::{DetachRequest, open_locked};
+use crate::{links, pins::PinDir};
 
 /// `mxgate open` (`open` true) and `mxgate enforce` (`open` false).
 pub fn open(pins: &PinDir, open: bool) -> anyhow::Result<()> {
@@ -29,13 +29,13 @@ pub fn open(pins: &PinDir, open: bool) -> anyhow::Result<()> {
 }
 
 /// `mxgate detach`.
-pub fn detach(pins: &PinDir, args: &DetachArgs) -> anyhow::Result<()> {
+pub fn detach(pins: &PinDir, request: &DetachRequest) -> anyhow::Result<()> {
     if !pins.is_installed() && !pins.root().exists() {
         println!("no filter in {}; nothing to do", pins.root().display());
         return Ok(());
     }
     let _lock = pins.lock()?;
-    if args.iface.is_empty() {
+    if request.ifaces.is_empty() {
         let ifaces = pins.linked_interfaces()?;
         pins.remove_all()?;
         if ifaces.is_empty() {
@@ -49,7 +49,7 @@ pub fn detach(pins: &PinDir, args: &DetachArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    for iface in &args.iface {
+    for iface in &request.ifaces {
         if links::detach(pins, iface)? {
             println!("detached from {iface}");
         } else {
