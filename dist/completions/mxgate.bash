@@ -89,13 +89,17 @@ _mxgate() {
 
     case "${cmd}" in
         mxgate)
-            opts="-h -V --pin-dir --help --version attach refresh run stats status check lookup open enforce detach help"
+            opts="-h -V --pin-dir --lock-timeout --help --version attach refresh run stats status check lookup open enforce detach help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --pin-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -107,7 +111,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__attach)
-            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --https-ca --max-download --cache-dir --use-cache-on-failure --pin-dir --help --version"
+            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --max-shrink --force --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --https-ca --max-download --cache-dir --use-cache-on-failure --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -137,6 +141,10 @@ _mxgate() {
                     COMPREPLY=($(compgen -W "auto native skb" -- "${cur}"))
                     return 0
                     ;;
+                --max-shrink)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --dns-server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -169,6 +177,10 @@ _mxgate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -177,7 +189,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__check)
-            opts="-h -V --ranges --allow --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --https-ca --max-download --cache-dir --use-cache-on-failure --json --pin-dir --help --version"
+            opts="-h -V --ranges --allow --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --https-ca --max-download --cache-dir --use-cache-on-failure --json --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -223,6 +235,10 @@ _mxgate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -231,7 +247,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__detach)
-            opts="-h -V --iface --pin-dir --help --version"
+            opts="-h -V --iface --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -245,6 +261,10 @@ _mxgate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -253,13 +273,17 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__enforce)
-            opts="-h -V --pin-dir --help --version"
+            opts="-h -V --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --pin-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -439,13 +463,17 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__lookup)
-            opts="-h -V --json --pin-dir --help --version"
+            opts="-h -V --json --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --pin-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -457,13 +485,17 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__open)
-            opts="-h -V --pin-dir --help --version"
+            opts="-h -V --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --pin-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -475,7 +507,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__refresh)
-            opts="-h -V --ranges --allow --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --https-ca --max-download --cache-dir --use-cache-on-failure --max-shrink --force --diff --json --pin-dir --help --version"
+            opts="-h -V --ranges --allow --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --https-ca --max-download --cache-dir --use-cache-on-failure --max-shrink --force --diff --json --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -525,6 +557,10 @@ _mxgate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -533,7 +569,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__run)
-            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --https-ca --max-download --cache-dir --use-cache-on-failure --interval --log-format --top --log-level --prom-file --pin-dir --help --version"
+            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --max-shrink --force --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --https-ca --max-download --cache-dir --use-cache-on-failure --interval --log-format --top --log-level --prom-file --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -561,6 +597,10 @@ _mxgate() {
                     ;;
                 --mode)
                     COMPREPLY=($(compgen -W "auto native skb" -- "${cur}"))
+                    return 0
+                    ;;
+                --max-shrink)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --dns-server)
@@ -615,6 +655,10 @@ _mxgate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -623,7 +667,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__stats)
-            opts="-h -V --json --format --top --pin-dir --help --version"
+            opts="-h -V --json --format --top --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -641,6 +685,10 @@ _mxgate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -649,13 +697,17 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__status)
-            opts="-h -V --json --pin-dir --help --version"
+            opts="-h -V --json --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --pin-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

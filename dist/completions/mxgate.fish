@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_mxgate_global_optspecs
-    string join \n pin-dir= h/help V/version
+    string join \n pin-dir= lock-timeout= h/help V/version
 end
 
 function __fish_mxgate_needs_command
@@ -25,6 +25,7 @@ function __fish_mxgate_using_subcommand
 end
 
 complete -c mxgate -n "__fish_mxgate_needs_command" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_needs_command" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_needs_command" -s h -l help -d 'Print help'
 complete -c mxgate -n "__fish_mxgate_needs_command" -s V -l version -d 'Print version'
 complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "attach" -d 'Attach the filter to interfaces with an allowlist; it stays after exit'
@@ -46,16 +47,19 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l protect-dst -d 
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l mode -d 'XDP attach mode' -r -f -a "auto\t'Native (driver) mode if the driver supports it, generic otherwise'
 native\t'Native (driver) mode only'
 skb\t'Generic (skb) mode'"
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l max-shrink -d 'Refuse a list that takes access from more than this percent of the live entries (`run` keeps the live list and logs a warning instead)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l dns-server -d 'DNS servers for `spf:` sources, ADDR or ADDR:PORT [default: those of /etc/resolv.conf]' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l dns-timeout -d 'Seconds each DNS query may take' -r
-complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l fetch-timeout -d 'Seconds fetching one source may take, from first query to last byte' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l fetch-timeout -d 'Seconds reading one source may take, from first query to last byte (standard input and FIFOs included)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l spf-lookup-limit -d 'Most DNS-querying terms an SPF chain may use (RFC 7208: 10)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l https-ca -d 'Trust the CA certificates in this PEM file instead of the built-in roots, for `https://` and `m365:` sources' -r -F
-complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l max-download -d 'Largest download accepted, in bytes' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l max-download -d 'Largest source accepted, in bytes (downloads, files and standard input)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l cache-dir -d 'Where the last good copy of each remote source is kept' -r -F
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l dry-run -d 'Count denied SYNs as "would drop" and let them through'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l log-denials -d 'Log one kernel line per denied SYN (read by `mxgate run`); takes effect when the program is first loaded. Floods the log under attack'
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l force -d 'Apply the list even when --max-shrink refuses it'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -s V -l version -d 'Print version'
@@ -63,13 +67,14 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l ranges -d 'Ran
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l allow -d 'Extra allowed entries (CIDR, address or range), merged with the lists' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l dns-server -d 'DNS servers for `spf:` sources, ADDR or ADDR:PORT [default: those of /etc/resolv.conf]' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l dns-timeout -d 'Seconds each DNS query may take' -r
-complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l fetch-timeout -d 'Seconds fetching one source may take, from first query to last byte' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l fetch-timeout -d 'Seconds reading one source may take, from first query to last byte (standard input and FIFOs included)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l spf-lookup-limit -d 'Most DNS-querying terms an SPF chain may use (RFC 7208: 10)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l https-ca -d 'Trust the CA certificates in this PEM file instead of the built-in roots, for `https://` and `m365:` sources' -r -F
-complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l max-download -d 'Largest download accepted, in bytes' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l max-download -d 'Largest source accepted, in bytes (downloads, files and standard input)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l cache-dir -d 'Where the last good copy of each remote source is kept' -r -F
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l max-shrink -d 'Refuse a list that takes access from more than this percent of the live entries' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l force -d 'Apply even when --max-shrink refuses'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l diff -d 'Print the change and apply nothing'
@@ -84,12 +89,13 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l protect-dst -d 'Fi
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l mode -d 'XDP attach mode' -r -f -a "auto\t'Native (driver) mode if the driver supports it, generic otherwise'
 native\t'Native (driver) mode only'
 skb\t'Generic (skb) mode'"
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l max-shrink -d 'Refuse a list that takes access from more than this percent of the live entries (`run` keeps the live list and logs a warning instead)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l dns-server -d 'DNS servers for `spf:` sources, ADDR or ADDR:PORT [default: those of /etc/resolv.conf]' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l dns-timeout -d 'Seconds each DNS query may take' -r
-complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l fetch-timeout -d 'Seconds fetching one source may take, from first query to last byte' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l fetch-timeout -d 'Seconds reading one source may take, from first query to last byte (standard input and FIFOs included)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l spf-lookup-limit -d 'Most DNS-querying terms an SPF chain may use (RFC 7208: 10)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l https-ca -d 'Trust the CA certificates in this PEM file instead of the built-in roots, for `https://` and `m365:` sources' -r -F
-complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l max-download -d 'Largest download accepted, in bytes' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l max-download -d 'Largest source accepted, in bytes (downloads, files and standard input)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l cache-dir -d 'Where the last good copy of each remote source is kept' -r -F
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l interval -d 'Seconds between stats lines' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l log-format -d 'Log line format' -r -f -a "text\t'logfmt: `key=value` pairs'
@@ -101,8 +107,10 @@ info\t'Informational messages and above'
 debug\t'Everything, one line per denied SYN included (rate-limited)'"
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l prom-file -d 'Also write the metrics each interval to this file, in node_exporter\'s textfile format (written whole, then renamed)' -r -F
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l dry-run -d 'Count denied SYNs as "would drop" and let them through'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l log-denials -d 'Log one kernel line per denied SYN (read by `mxgate run`); takes effect when the program is first loaded. Floods the log under attack'
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l force -d 'Apply the list even when --max-shrink refuses it'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -s V -l version -d 'Print version'
@@ -111,10 +119,12 @@ json\t'JSON'
 prometheus\t'Prometheus text exposition'"
 complete -c mxgate -n "__fish_mxgate_using_subcommand stats" -l top -d 'How many denied sources to list' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand stats" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand stats" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand stats" -l json -d 'Print JSON (same as --format json)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand stats" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mxgate -n "__fish_mxgate_using_subcommand stats" -s V -l version -d 'Print version'
 complete -c mxgate -n "__fish_mxgate_using_subcommand status" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand status" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand status" -l json -d 'Print JSON'
 complete -c mxgate -n "__fish_mxgate_using_subcommand status" -s h -l help -d 'Print help'
 complete -c mxgate -n "__fish_mxgate_using_subcommand status" -s V -l version -d 'Print version'
@@ -122,28 +132,33 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l ranges -d 'Range
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l allow -d 'Extra allowed entries (CIDR, address or range), merged with the lists' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l dns-server -d 'DNS servers for `spf:` sources, ADDR or ADDR:PORT [default: those of /etc/resolv.conf]' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l dns-timeout -d 'Seconds each DNS query may take' -r
-complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l fetch-timeout -d 'Seconds fetching one source may take, from first query to last byte' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l fetch-timeout -d 'Seconds reading one source may take, from first query to last byte (standard input and FIFOs included)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l spf-lookup-limit -d 'Most DNS-querying terms an SPF chain may use (RFC 7208: 10)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l https-ca -d 'Trust the CA certificates in this PEM file instead of the built-in roots, for `https://` and `m365:` sources' -r -F
-complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l max-download -d 'Largest download accepted, in bytes' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l max-download -d 'Largest source accepted, in bytes (downloads, files and standard input)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l cache-dir -d 'Where the last good copy of each remote source is kept' -r -F
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l json -d 'Print JSON'
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -s h -l help -d 'Print help'
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -s V -l version -d 'Print version'
 complete -c mxgate -n "__fish_mxgate_using_subcommand lookup" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand lookup" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand lookup" -l json -d 'Print JSON'
 complete -c mxgate -n "__fish_mxgate_using_subcommand lookup" -s h -l help -d 'Print help'
 complete -c mxgate -n "__fish_mxgate_using_subcommand lookup" -s V -l version -d 'Print version'
 complete -c mxgate -n "__fish_mxgate_using_subcommand open" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand open" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand open" -s h -l help -d 'Print help'
 complete -c mxgate -n "__fish_mxgate_using_subcommand open" -s V -l version -d 'Print version'
 complete -c mxgate -n "__fish_mxgate_using_subcommand enforce" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand enforce" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand enforce" -s h -l help -d 'Print help'
 complete -c mxgate -n "__fish_mxgate_using_subcommand enforce" -s V -l version -d 'Print version'
 complete -c mxgate -n "__fish_mxgate_using_subcommand detach" -l iface -d 'Detach from these interfaces only; the filter stays installed' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand detach" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand detach" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand detach" -s h -l help -d 'Print help'
 complete -c mxgate -n "__fish_mxgate_using_subcommand detach" -s V -l version -d 'Print version'
 complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "attach" -d 'Attach the filter to interfaces with an allowlist; it stays after exit'

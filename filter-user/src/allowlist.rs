@@ -62,6 +62,19 @@ fn covering<N: Prefix>(sorted: &[N], net: &N) -> Option<N> {
     candidate.contains_net(net).then_some(candidate)
 }
 
+/// True when some prefix of the sorted, non-overlapping `sorted` shares an
+/// address with `net`.
+pub fn overlaps<N: Prefix>(sorted: &[N], net: &N) -> bool {
+    // The last prefix starting at or before `net` may contain it; any
+    // prefix starting inside `net` overlaps it.
+    let after = sorted.partition_point(|p| p.network_key() <= net.network_key());
+    let before = after.checked_sub(1).and_then(|i| sorted.get(i));
+    before.is_some_and(|p| p.last_key() >= net.network_key())
+        || sorted
+            .get(after)
+            .is_some_and(|p| p.network_key() <= net.last_key())
+}
+
 /// What the allowlist's code needs of [`Ipv4Net`] and [`Ipv6Net`], so one
 /// generic function serves both families.
 pub trait Prefix: Copy + Ord + fmt::Display + fmt::Debug {
@@ -78,6 +91,8 @@ pub trait Prefix: Copy + Ord + fmt::Display + fmt::Debug {
     fn from_octets(octets: Self::Octets, len: u8) -> Option<Self>;
     /// The network address as a number, for ordering.
     fn network_key(&self) -> u128;
+    /// The last address as a number.
+    fn last_key(&self) -> u128;
     /// True when `other` lies inside `self`.
     fn contains_net(&self, other: &Self) -> bool;
 }
@@ -97,6 +112,9 @@ impl Prefix for Ipv4Net {
     }
     fn network_key(&self) -> u128 {
         u128::from(u32::from(self.network()))
+    }
+    fn last_key(&self) -> u128 {
+        u128::from(u32::from(self.broadcast()))
     }
     fn contains_net(&self, other: &Self) -> bool {
         self.contains(other)
@@ -118,6 +136,9 @@ impl Prefix for Ipv6Net {
     }
     fn network_key(&self) -> u128 {
         u128::from(self.network())
+    }
+    fn last_key(&self) -> u128 {
+        u128::from(self.broadcast())
     }
     fn contains_net(&self, other: &Self) -> bool {
         self.contains(other)
@@ -153,6 +174,18 @@ mod tests {
         );
         assert!(list.covers(&"192.0.2.128/25".parse().unwrap()));
         assert!(!list.covers(&"192.0.2.0/23".parse().unwrap()));
+    }
+
+    #[test]
+    fn overlaps_finds_containing_and_contained_prefixes() {
+        let l = list(&["10.0.0.0/24", "10.0.2.0/25", "10.1.0.0/16"]);
+        let yes = |n: &str| overlaps(&l.v4, &n.parse::<Ipv4Net>().unwrap());
+        assert!(yes("10.0.0.128/25"), "inside a prefix");
+        assert!(yes("10.0.2.0/23"), "holds a prefix");
+        assert!(yes("10.0.0.0/8"), "holds several");
+        assert!(!yes("10.0.1.0/24"), "between prefixes");
+        assert!(!yes("10.0.2.128/25"), "beside a prefix");
+        assert!(!yes("9.0.0.0/8"));
     }
 
     #[test]

@@ -22,10 +22,15 @@ use crate::{
     https::{self, HttpsOptions},
     links::AttachMode,
     logline,
-    pins::DEFAULT_PIN_DIR,
+    pins::{DEFAULT_LOCK_TIMEOUT, DEFAULT_PIN_DIR, PinDir},
     sources::{self, ListSpec, Source, SourceOptions},
     spf::{self, SpfOptions},
 };
+
+/// The longest time any option in seconds accepts: a day.
+const MAX_SECONDS: u64 = 86_400;
+/// The largest --max-download: 1 GiB, far beyond any range list.
+const MAX_DOWNLOAD_LIMIT: u64 = 1 << 30;
 
 /// Keeps spammers from going around your mail-security service: drops TCP
 /// SYNs to port 25 from every source outside the service's IP ranges, in XDP.
@@ -35,6 +40,13 @@ pub struct Cli {
     /// Where the filter's program, maps and links are pinned (on bpffs).
     #[arg(long, global = true, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
     pub pin_dir: PathBuf,
+
+    /// Seconds to wait for another mxgate command working on the same
+    /// filter before giving up (exit 1, nothing changed).
+    #[arg(long, global = true, value_name = "SECS",
+          default_value_t = DEFAULT_LOCK_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
+    pub lock_timeout: u64,
 
     /// What to do.
     #[command(subcommand)]
@@ -107,6 +119,14 @@ pub struct FilterOptions {
     /// effect when the program is first loaded. Floods the log under attack.
     #[arg(long)]
     pub log_denials: bool,
+    /// Refuse a list that takes access from more than this percent of the
+    /// live entries (`run` keeps the live list and logs a warning instead).
+    #[arg(long, value_name = "PCT", default_value_t = Guard::DEFAULT.max_shrink,
+          value_parser = parse_percent)]
+    pub max_shrink: f64,
+    /// Apply the list even when --max-shrink refuses it.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// XDP attach mode.
@@ -144,11 +164,12 @@ pub struct SourceArgs {
     pub dns_server: Vec<SocketAddr>,
     /// Seconds each DNS query may take.
     #[arg(long, value_name = "SECS", default_value_t = spf::DEFAULT_QUERY_TIMEOUT.as_secs(),
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
     pub dns_timeout: u64,
-    /// Seconds fetching one source may take, from first query to last byte.
+    /// Seconds reading one source may take, from first query to last byte
+    /// (standard input and FIFOs included).
     #[arg(long, value_name = "SECS", default_value_t = sources::DEFAULT_FETCH_TIMEOUT.as_secs(),
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
     pub fetch_timeout: u64,
     /// Most DNS-querying terms an SPF chain may use (RFC 7208: 10).
     #[arg(long, value_name = "N", default_value_t = spf::DEFAULT_LOOKUP_LIMIT)]
@@ -157,8 +178,9 @@ pub struct SourceArgs {
     /// roots, for `https://` and `m365:` sources.
     #[arg(long, value_name = "FILE")]
     pub https_ca: Option<PathBuf>,
-    /// Largest download accepted, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = https::DEFAULT_MAX_DOWNLOAD)]
+    /// Largest source accepted, in bytes (downloads, files and standard input).
+    #[arg(long, value_name = "BYTES", default_value_t = https::DEFAULT_MAX_DOWNLOAD,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_DOWNLOAD_LIMIT))]
     pub max_download: u64,
     /// Where the last good copy of each remote source is kept.
     #[arg(long, value_name = "DIR", default_value = sources::DEFAULT_CACHE_DIR)]
@@ -243,7 +265,7 @@ pub struct RunArgs {
     pub sources: SourceArgs,
     /// Seconds between stats lines.
     #[arg(long, value_name = "SECS", default_value_t = 60,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
     pub interval: u64,
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -346,6 +368,11 @@ pub struct DetachArgs {
 }
 
 impl Cli {
+    /// The pin directory the command works on.
+    pub fn pins(&self) -> PinDir {
+        PinDir::new(&self.pin_dir).with_lock_timeout(Duration::from_secs(self.lock_timeout))
+    }
+
     /// What the command line asks for, in the library's terms.
     pub fn invocation(&self) -> Invocation {
         match &self.command {
@@ -353,7 +380,12 @@ impl Cli {
                 Invocation::Attach(attach_request(&a.iface, &a.ranges, &a.options, &a.sources))
             }
             Command::Refresh(r) => Invocation::Refresh(RefreshRequest {
-                list: r.list.spec(),
+                list: if r.diff {
+                    // --diff changes nothing: not the cache either.
+                    r.list.spec_without_cache()
+                } else {
+                    r.list.spec()
+                },
                 guard: Guard {
                     max_shrink: r.max_shrink,
                     force: r.force,
@@ -381,13 +413,7 @@ impl Cli {
             Command::Status(s) => Invocation::Status { json: s.json },
             Command::Check(c) => Invocation::Check(CheckRequest {
                 // check only reads: it keeps no copies of what it fetched.
-                list: ListSpec {
-                    options: SourceOptions {
-                        cache_dir: None,
-                        ..c.list.sources.options()
-                    },
-                    ..c.list.spec()
-                },
+                list: c.list.spec_without_cache(),
                 json: c.json,
             }),
             Command::Lookup(l) => Invocation::Lookup(LookupRequest {
@@ -410,6 +436,14 @@ impl ListArgs {
             allow: self.allow.clone(),
             options: self.sources.options(),
         }
+    }
+
+    /// For commands that only read: they keep no copies of what they fetch
+    /// (and so never fall back to one either).
+    fn spec_without_cache(&self) -> ListSpec {
+        let mut spec = self.spec();
+        spec.options.cache_dir = None;
+        spec
     }
 }
 
@@ -438,7 +472,11 @@ fn attach_request(
             } else {
                 KernelLog::Quiet
             },
-            guard: Guard::DEFAULT,
+            guard: Guard {
+                max_shrink: options.max_shrink,
+                force: options.force,
+            },
+            keep_live_list_when_refused: false,
         },
     }
 }

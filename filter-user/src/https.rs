@@ -6,6 +6,8 @@
 use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
+
+use crate::sources::FetchError;
 use ureq::{
     Agent,
     tls::{Certificate, RootCerts, TlsConfig},
@@ -38,25 +40,41 @@ impl Default for HttpsOptions {
 /// The Microsoft 365 instances the endpoints web service knows.
 pub const M365_INSTANCES: [&str; 4] = ["worldwide", "usgovdod", "usgovgcchigh", "china"];
 
-/// Downloads `url` (which must be https) and returns its body.
-pub fn fetch(url: &str, options: &HttpsOptions) -> Result<Vec<u8>, String> {
-    if !url.starts_with("https://") {
-        return Err("only https:// URLs are fetched (TLS verified)".into());
+/// Downloads `url` (which must be https) and returns its body. A body whose
+/// end the server does not mark (no Content-Length, not chunked) is
+/// refused: a connection cut in the middle would look just like its end.
+pub fn fetch(url: &str, options: &HttpsOptions) -> Result<Vec<u8>, FetchError> {
+    if !url.to_ascii_lowercase().starts_with("https://") {
+        return Err(FetchError::Invalid(
+            "only https:// URLs are fetched (TLS verified)".into(),
+        ));
     }
     let agent = agent(options)?;
     let response = agent.get(url).call().map_err(|e| describe(&e, options))?;
-    response
+    let headers = response.headers();
+    let chunked = headers
+        .get("transfer-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    if !chunked && headers.get("content-length").is_none() {
+        return Err(FetchError::Failed(
+            "the server did not say how long the body is (no Content-Length, not chunked), \
+             so a cut-off download could not be told from a whole one"
+                .into(),
+        ));
+    }
+    Ok(response
         .into_body()
         .with_config()
         .limit(options.max_bytes)
         .read_to_vec()
-        .map_err(|e| describe(&e, options))
+        .map_err(|e| describe(&e, options))?)
 }
 
 /// The Exchange Online prefixes for TCP 25 from the endpoints web service,
 /// as range-list text. `target` is an instance name or an https URL of the
 /// same JSON (a mirror).
-pub fn fetch_m365(target: &str, options: &HttpsOptions) -> Result<String, String> {
+pub fn fetch_m365(target: &str, options: &HttpsOptions) -> Result<String, FetchError> {
     let url = if target.starts_with("https://") {
         target.to_owned()
     } else if M365_INSTANCES.contains(&target.to_ascii_lowercase().as_str()) {
@@ -65,13 +83,13 @@ pub fn fetch_m365(target: &str, options: &HttpsOptions) -> Result<String, String
             "https://endpoints.office.com/endpoints/{target}?ServiceAreas=Exchange&clientrequestid=6d786761-7465-4d58-8000-000000000025"
         )
     } else {
-        return Err(format!(
+        return Err(FetchError::Invalid(format!(
             "{target:?} is neither an instance ({}) nor an https URL",
             M365_INSTANCES.join(", ")
-        ));
+        )));
     };
     let body = fetch(&url, options)?;
-    m365_prefixes(&body)
+    Ok(m365_prefixes(&body)?)
 }
 
 #[derive(Deserialize)]
@@ -107,10 +125,12 @@ fn m365_prefixes(body: &[u8]) -> Result<String, String> {
     Ok(out)
 }
 
-fn agent(options: &HttpsOptions) -> Result<Agent, String> {
+fn agent(options: &HttpsOptions) -> Result<Agent, FetchError> {
     let mut tls = TlsConfig::builder();
     if let Some(path) = &options.ca_file {
-        let pem = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let pem = std::fs::read(path).map_err(|e| {
+            FetchError::Invalid(format!("--https-ca: reading {}: {e}", path.display()))
+        })?;
         let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
             .filter_map(|item| match item {
                 Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
@@ -118,7 +138,10 @@ fn agent(options: &HttpsOptions) -> Result<Agent, String> {
             })
             .collect();
         if certs.is_empty() {
-            return Err(format!("{} holds no PEM certificate", path.display()));
+            return Err(FetchError::Invalid(format!(
+                "--https-ca: {} holds no PEM certificate",
+                path.display()
+            )));
         }
         tls = tls.root_certs(RootCerts::new_with_certs(&certs));
     }
@@ -181,15 +204,13 @@ mod tests {
             max_bytes: 1024,
             ca_file: None,
         };
-        assert!(
-            fetch("http://example.test/list", &options)
-                .unwrap_err()
-                .contains("only https")
-        );
-        assert!(
-            fetch_m365("moon", &options)
-                .unwrap_err()
-                .contains("neither an instance")
-        );
+        assert!(matches!(
+            fetch("http://example.test/list", &options),
+            Err(FetchError::Invalid(e)) if e.contains("only https")
+        ));
+        assert!(matches!(
+            fetch_m365("moon", &options),
+            Err(FetchError::Invalid(e)) if e.contains("neither an instance")
+        ));
     }
 }

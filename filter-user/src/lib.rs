@@ -13,6 +13,7 @@ pub mod cli;
 pub mod commands;
 pub mod diff;
 pub mod error;
+pub mod files;
 pub mod filter;
 pub mod https;
 pub mod links;

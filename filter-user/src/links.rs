@@ -1,7 +1,7 @@
 //! Attaching the installed program to interfaces: one XDP link per
 //! interface, pinned so it outlives the process.
 
-use std::{fs, io};
+use std::fs;
 
 use anyhow::Context as _;
 use aya::programs::{ProgramError, XdpMode, links::FdLink};
@@ -11,7 +11,7 @@ use crate::{
     error::{InvalidInput, Refused},
     filter::Filter,
     netlink::{self, XdpAttachment},
-    pins::PinDir,
+    pins::{Entries, PinDir},
     sys,
 };
 
@@ -44,8 +44,50 @@ pub struct Attachment {
     pub new: bool,
 }
 
+/// Checks, before anything changes, that the filter may attach to `iface`:
+/// it exists, is not loopback, and runs no XDP program but this filter's
+/// (`ours`, the installed program's id, if any). A `link_IFACE` pin that
+/// still attaches the filter to another existing interface (the name now
+/// belongs to a new interface) is refused too: attach never removes a link
+/// that protects an interface.
+pub fn check(pins: &PinDir, iface: &str, ours: Option<u32>) -> anyhow::Result<()> {
+    crate::pins::check_iface_name(iface)?;
+    let ifindex = sys::ifindex(iface)
+        .ok_or_else(|| InvalidInput(format!("there is no interface named {iface:?}")))?;
+    if sys::is_loopback(iface) {
+        return Err(InvalidInput(format!(
+            "{iface} is the loopback interface: filtering it would drop local SMTP \
+             (127.0.0.1, ::1, content filters re-injecting mail); attach to the interfaces \
+             mail arrives on"
+        ))
+        .into());
+    }
+    let pin = pins.link(iface);
+    if let Ok(link) = sys::pinned_xdp_link(&pin)
+        && link.ifindex != 0
+        && link.ifindex != ifindex
+    {
+        let now = sys::ifname(link.ifindex).unwrap_or_else(|| "?".into());
+        return Err(Refused(format!(
+            "{} attaches the filter to interface #{} (now called {now}), not to the {iface} \
+             there is now; nothing changed (`mxgate detach --iface {iface}` removes that link)",
+            pin.display(),
+            link.ifindex
+        ))
+        .into());
+    }
+    let current = netlink::xdp_attachment(ifindex)
+        .with_context(|| format!("asking the kernel which XDP program {iface} runs"))?;
+    match current {
+        Some(other) if Some(other.program_id) != ours => {
+            Err(Refused(describe_other(iface, other)).into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Attaches the filter to `iface`, or reports the existing attachment when
-/// the filter is already attached there.
+/// the filter is already attached there. [`check`] has passed.
 pub fn attach(filter: &mut Filter, iface: &str, mode: AttachMode) -> anyhow::Result<Attachment> {
     let ifindex = sys::ifindex(iface)
         .ok_or_else(|| InvalidInput(format!("there is no interface named {iface:?}")))?;
@@ -65,8 +107,17 @@ pub fn attach(filter: &mut Filter, iface: &str, mode: AttachMode) -> anyhow::Res
                     new: false,
                 });
             }
-            // The interface was deleted (and maybe re-created) since: the
-            // pinned link no longer attaches anything. Replace it.
+            Ok(link) if link.ifindex == ifindex => {
+                return Err(Refused(format!(
+                    "{} attaches program {} to {iface}, not this filter's program \
+                     {program_id}; nothing changed (`mxgate detach --iface {iface}` first)",
+                    pin.display(),
+                    link.program_id
+                ))
+                .into());
+            }
+            // The interface was deleted since (check refused a link to
+            // another live interface): the pinned link attaches nothing.
             _ => fs::remove_file(&pin)
                 .with_context(|| format!("removing stale link pin {}", pin.display()))?,
         }
@@ -143,14 +194,14 @@ fn explain_attach_error(iface: &str, err: ProgramError) -> anyhow::Error {
     }
 }
 
-/// Detaches the filter from `iface`; false if it was not attached there.
-pub fn detach(pins: &PinDir, iface: &str) -> anyhow::Result<bool> {
-    let pin = pins.link(iface);
-    match fs::remove_file(&pin) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("removing {}", pin.display())),
+/// Detaches the filter from `iface` (removes its link pin, which is this
+/// filter's: `entries` says so); false if it was not attached there.
+pub fn detach(pins: &PinDir, entries: &Entries, iface: &str) -> anyhow::Result<bool> {
+    crate::pins::check_iface_name(iface)?;
+    if !entries.links.iter().any(|l| l == iface) {
+        return Ok(false);
     }
+    pins.remove(&format!("link_{iface}"))
 }
 
 /// A pinned link as found now.
@@ -171,12 +222,9 @@ pub struct LinkStatus {
 }
 
 /// Every pinned link.
-pub fn links(pins: &PinDir) -> anyhow::Result<Vec<LinkStatus>> {
+pub fn links(pins: &PinDir, entries: &Entries) -> anyhow::Result<Vec<LinkStatus>> {
     let mut out = Vec::new();
-    for iface in pins
-        .linked_interfaces()
-        .with_context(|| format!("reading {}", pins.root().display()))?
-    {
+    for iface in entries.links.iter().cloned() {
         let pin = pins.link(&iface);
         let info =
             sys::pinned_xdp_link(&pin).with_context(|| format!("reading {}", pin.display()))?;

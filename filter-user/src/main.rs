@@ -2,12 +2,24 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use filter_user::{cli::Cli, commands, error, pins::PinDir};
+use filter_user::{
+    cli::Cli,
+    commands::{self, Invocation},
+    error,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let pins = PinDir::new(&cli.pin_dir);
-    match commands::run(&pins, &cli.invocation()) {
+    let invocation = cli.invocation();
+    if !matches!(invocation, Invocation::Run(_)) {
+        // A reader that goes away (`mxgate status | head -1`) ends a
+        // printing command quietly, as it does `cat`. `run` keeps Rust's
+        // default (ignored): its log must not stop the filter's watch.
+        // SAFETY: setting a signal's disposition to the default has no
+        // preconditions; no other thread runs yet.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+    match commands::run(&cli.pins(), &invocation) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("mxgate: error: {err:#}");

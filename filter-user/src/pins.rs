@@ -3,42 +3,108 @@
 //!
 //! Layout under the directory (default `/sys/fs/bpf/mxgate`, mode 0700):
 //! - `prog`: the XDP program;
-//! - one file per map, named as in [`filter_common::map_names`];
+//! - one pin per map, named as in [`filter_common::map_names`];
 //! - `link_IFACE`: the XDP link attaching the program to interface IFACE.
+//!
+//! Trust: mxgate runs as root, and bpffs is often world-writable (mode
+//! 1777). So it only uses a pin directory that is a real directory (not a
+//! symlink) on bpffs, owned by root and writable by nobody else, below
+//! directories nobody else can rename it out of; anything else is refused
+//! as invalid input (exit 2) before any change. It only ever removes its
+//! own objects, by name and after checking what each one is; other pins in
+//! the directory are left alone, and so is the directory while they exist.
 //!
 //! Mutating commands hold [`PinDir::lock`] (an `flock` on the directory) so
 //! that two of them never interleave; the kernel drops the lock when the
-//! holder exits, even by SIGKILL, so it cannot wedge the next run.
+//! holder exits, even by SIGKILL. The wait is bounded, and a holder that
+//! removed the directory (`detach`) leaves waiters a dead inode, which they
+//! notice and start over from.
 
 use std::{
+    collections::BTreeMap,
     ffi::CString,
-    fs::{self, File},
+    fs::{self, File, OpenOptions},
     io,
-    os::unix::{ffi::OsStrExt as _, fs::DirBuilderExt as _, io::AsRawFd as _},
-    path::{Path, PathBuf},
+    os::unix::{
+        ffi::OsStrExt as _,
+        fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _},
+        io::AsRawFd as _,
+    },
+    path::{Component, Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
+use filter_common::{PROGRAM_NAME, map_names};
+
+use crate::{error::InvalidInput, files::distrust, sys};
 
 /// Where the filter is pinned unless `--pin-dir` says otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/mxgate";
 /// Where bpffs is conventionally mounted; mxgate mounts it there if needed.
 pub const BPFFS_MOUNT: &str = "/sys/fs/bpf";
+/// How long a command waits for another one's lock unless `--lock-timeout`
+/// says otherwise.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// `statfs` magic of bpffs (include/uapi/linux/magic.h).
 const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
-const PROGRAM: &str = "prog";
+/// Pin name of the program.
+pub const PROGRAM: &str = "prog";
 const LINK_PREFIX: &str = "link_";
+/// Longest interface name Linux allows (IFNAMSIZ - 1).
+const MAX_IFNAME: usize = 15;
 
 /// The pin directory of one filter.
 #[derive(Clone, Debug)]
 pub struct PinDir {
     root: PathBuf,
+    lock_timeout: Duration,
+}
+
+/// What a pin directory holds, sorted by what mxgate makes of each entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Entries {
+    /// `prog`, when it holds a program.
+    pub program: bool,
+    /// Map pins present, by name, when each holds a map.
+    pub maps: Vec<&'static str>,
+    /// Interfaces with a `link_IFACE` pin holding a link.
+    pub links: Vec<String>,
+    /// Everything else: other tools' pins, or a name of mxgate's holding
+    /// something it did not make. Never removed.
+    pub foreign: Vec<String>,
+}
+
+impl Entries {
+    /// True when nothing of mxgate's is here.
+    pub fn is_empty(&self) -> bool {
+        !self.program && self.maps.is_empty() && self.links.is_empty()
+    }
+
+    /// The maps whose pins are missing.
+    pub fn missing_maps(&self) -> Vec<&'static str> {
+        map_names::ALL
+            .into_iter()
+            .filter(|n| !self.maps.contains(n))
+            .collect()
+    }
 }
 
 impl PinDir {
     /// The pin directory at `root` (which need not exist yet).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        }
+    }
+
+    /// The same directory, whose [`PinDir::lock`] waits at most `timeout`.
+    pub fn with_lock_timeout(self, timeout: Duration) -> Self {
+        Self {
+            lock_timeout: timeout,
+            ..self
+        }
     }
 
     /// The directory itself.
@@ -61,93 +127,296 @@ impl PinDir {
         self.root.join(format!("{LINK_PREFIX}{iface}"))
     }
 
-    /// True when a filter is installed here (its program is pinned).
-    pub fn is_installed(&self) -> bool {
-        self.program().exists()
+    /// Checks the directory can be trusted. `Ok(false)` when it does not
+    /// exist (its parent is still checked); an [`InvalidInput`] error names
+    /// what is wrong.
+    pub fn check(&self) -> anyhow::Result<bool> {
+        self.check_path()?;
+        let parent = self.parent()?;
+        check_ancestors(parent)?;
+        let meta = match fs::symlink_metadata(&self.root) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(permission_denied(&self.root));
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", self.root.display())),
+        };
+        let root = self.root.display();
+        if meta.file_type().is_symlink() {
+            return Err(InvalidInput(format!(
+                "the pin directory {root} is a symbolic link; mxgate only uses a real directory \
+                 (remove the link, or give --pin-dir a directory of root's)"
+            ))
+            .into());
+        }
+        if !meta.is_dir() {
+            return Err(
+                InvalidInput(format!("the pin directory {root} is not a directory")).into(),
+            );
+        }
+        if let Some(why) = distrust(&self.root, &meta) {
+            return Err(InvalidInput(format!(
+                "{why}: another user could remove or replace the filter's pins; mxgate does not \
+                 use it (remove it, or `chown root {root} && chmod 0700 {root}` if you trust it)"
+            ))
+            .into());
+        }
+        if !is_bpffs(&self.root)? {
+            return Err(InvalidInput(format!(
+                "the pin directory {root} is not on a bpf filesystem; give --pin-dir a \
+                 directory under {BPFFS_MOUNT}"
+            ))
+            .into());
+        }
+        Ok(true)
     }
 
-    /// Names of the interfaces with a pinned link, sorted.
-    pub fn linked_interfaces(&self) -> io::Result<Vec<String>> {
-        let entries = match fs::read_dir(&self.root) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let name = entry?.file_name();
-            if let Some(iface) = name.to_str().and_then(|n| n.strip_prefix(LINK_PREFIX)) {
-                names.push(iface.to_owned());
-            }
+    /// Refuses a relative path or one with `..`: the directory must be the
+    /// one the administrator named, wherever mxgate runs from.
+    fn check_path(&self) -> anyhow::Result<()> {
+        let root = self.root.display();
+        if !self.root.is_absolute() {
+            return Err(InvalidInput(format!("--pin-dir {root} is not an absolute path")).into());
         }
-        names.sort();
-        Ok(names)
+        if self
+            .root
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        {
+            return Err(InvalidInput(format!(
+                "--pin-dir {root} contains `.` or `..`; name the directory itself"
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    fn parent(&self) -> anyhow::Result<&Path> {
+        self.root
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty() && self.root.file_name().is_some())
+            .ok_or_else(|| {
+                InvalidInput(format!(
+                    "--pin-dir {} names no directory under a bpf filesystem",
+                    self.root.display()
+                ))
+                .into()
+            })
     }
 
     /// Makes sure the directory exists on a mounted bpffs, mounting bpffs at
     /// [`BPFFS_MOUNT`] when that is where it belongs and it is missing.
-    pub fn prepare(&self) -> anyhow::Result<()> {
-        let parent = self
-            .root
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .with_context(|| format!("pin directory {} has no parent", self.root.display()))?;
+    /// Returns true when this call created the directory.
+    pub fn prepare(&self) -> anyhow::Result<bool> {
+        self.check_path()?;
+        let parent = self.parent()?;
         if !is_bpffs(parent)? {
             if parent != Path::new(BPFFS_MOUNT) {
-                bail!(
+                return Err(InvalidInput(format!(
                     "{} is not on a bpf filesystem; mount one first (mount -t bpf bpf {}) \
                      or use a --pin-dir under {BPFFS_MOUNT}",
                     self.root.display(),
                     parent.display()
-                );
+                ))
+                .into());
             }
             mount_bpffs(parent)?;
         }
-        match fs::DirBuilder::new().mode(0o700).create(&self.root) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("creating {}", self.root.display())),
+        if self.check()? {
+            return Ok(false);
         }
+        let created = match fs::DirBuilder::new().mode(0o700).create(&self.root) {
+            Ok(()) => true,
+            // Someone made it meanwhile: the check below judges it.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", self.root.display())),
+        };
+        self.check()?;
+        Ok(created)
     }
 
-    /// Takes the directory's lock, waiting for another mxgate that holds it.
-    pub fn lock(&self) -> anyhow::Result<Lock> {
-        let dir = File::open(&self.root)
-            .with_context(|| format!("opening {} to lock it", self.root.display()))?;
+    /// Takes the directory's lock, waiting at most the lock timeout for
+    /// another mxgate that holds it. `Ok(None)` when the directory is gone
+    /// (or was removed while this waited).
+    pub fn lock(&self) -> anyhow::Result<Option<Lock>> {
+        let timeout = self.lock_timeout;
+        if !self.check()? {
+            return Ok(None);
+        }
+        let dir = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&self.root)
+        {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("opening {} to lock it", self.root.display()));
+            }
+        };
+        let started = Instant::now();
+        let mut announced = false;
         // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        while unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let err = io::Error::last_os_error();
             if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
                 return Err(err).with_context(|| format!("locking {}", self.root.display()));
             }
-            eprintln!(
-                "mxgate: waiting for another mxgate command working on {}",
-                self.root.display()
-            );
-            // SAFETY: as above; this call blocks until the holder is done.
-            if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                return Err(io::Error::last_os_error())
-                    .with_context(|| format!("locking {}", self.root.display()));
+            let holder = lock_holder(&dir).map_or_else(String::new, |pid| format!(" (pid {pid})"));
+            if started.elapsed() >= timeout {
+                bail!(
+                    "another mxgate command{holder} has held the lock on {} for more than {} s; \
+                     nothing changed (wait for it, or raise --lock-timeout)",
+                    self.root.display(),
+                    timeout.as_secs()
+                );
             }
+            if !announced {
+                eprintln!(
+                    "mxgate: waiting for another mxgate command{holder} working on {}",
+                    self.root.display()
+                );
+                announced = true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(Lock { _dir: dir })
+        // A `detach` that held the lock may have removed the directory: the
+        // lock is then on a dead inode, and the path names nothing or a new
+        // directory.
+        let held = dir
+            .metadata()
+            .with_context(|| format!("reading {}", self.root.display()))?;
+        let now = fs::symlink_metadata(&self.root).ok();
+        let same = now.is_some_and(|m| m.ino() == held.ino() && m.dev() == held.dev());
+        if held.nlink() == 0 || !same {
+            return Ok(None);
+        }
+        Ok(Some(Lock { _dir: dir }))
     }
 
-    /// Removes every pin mxgate made here and the directory. Removing a link
-    /// pin detaches it from its interface once no process holds it open.
-    pub fn remove_all(&self) -> anyhow::Result<()> {
-        let entries = match fs::read_dir(&self.root) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+    /// Sorts the directory's entries into mxgate's objects and the rest,
+    /// checking what each pin holds. An absent directory has no entries.
+    pub fn entries(&self) -> anyhow::Result<Entries> {
+        let mut found = Entries::default();
+        let listing = match fs::read_dir(&self.root) {
+            Ok(listing) => listing,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(permission_denied(&self.root));
+            }
             Err(e) => return Err(e).with_context(|| format!("reading {}", self.root.display())),
         };
-        for entry in entries {
-            let path = entry
-                .with_context(|| format!("reading {}", self.root.display()))?
-                .path();
-            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        let mut names = BTreeMap::new();
+        for entry in listing {
+            let entry = entry.with_context(|| format!("reading {}", self.root.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let kind = sys::pin_kind(&entry.path()).unwrap_or(sys::PinKind::Other);
+            names.insert(name, kind);
         }
-        fs::remove_dir(&self.root).with_context(|| format!("removing {}", self.root.display()))
+        for (name, kind) in names {
+            let path = self.root.join(&name);
+            let map = map_names::ALL.into_iter().find(|m| *m == name);
+            match (name.as_str(), kind) {
+                (PROGRAM, sys::PinKind::Program) if is_our_program_pin(&path) => {
+                    found.program = true;
+                }
+                (_, sys::PinKind::Map) if map.is_some_and(|m| is_map_pin_named(&path, m)) => {
+                    found.maps.extend(map);
+                }
+                (_, sys::PinKind::Link)
+                    if name.starts_with(LINK_PREFIX) && is_our_link_pin(&path) =>
+                {
+                    found.links.push(name[LINK_PREFIX.len()..].to_owned());
+                }
+                _ => found.foreign.push(name),
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes `name` if it is a pin of mxgate's; false if it was not there.
+    pub fn remove(&self, name: &str) -> anyhow::Result<bool> {
+        let path = self.root.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+    }
+
+    /// Removes every object of mxgate's found in `entries` (links first, so
+    /// the program stops before its maps lose their pins), then the
+    /// directory if nothing else is left in it. Returns what stays.
+    pub fn remove_own(&self, entries: &Entries) -> anyhow::Result<Vec<String>> {
+        for iface in &entries.links {
+            self.remove(&format!("{LINK_PREFIX}{iface}"))?;
+        }
+        if entries.program {
+            self.remove(PROGRAM)?;
+        }
+        for map in &entries.maps {
+            self.remove(map)?;
+        }
+        if entries.foreign.is_empty() {
+            match fs::remove_dir(&self.root) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("removing {}", self.root.display()));
+                }
+            }
+        }
+        Ok(entries.foreign.clone())
+    }
+
+    /// Removes the directory if it is empty (nothing of anyone's in it).
+    pub fn remove_if_empty(&self) {
+        let _ = fs::remove_dir(&self.root);
+    }
+}
+
+/// True when the program pinned at `path` is an mxgate program.
+fn is_our_program_pin(path: &Path) -> bool {
+    aya::programs::ProgramInfo::from_pin(path)
+        .is_ok_and(|info| info.name_as_str() == Some(PROGRAM_NAME))
+}
+
+/// True when the map pinned at `path` is called `name`.
+fn is_map_pin_named(path: &Path, name: &str) -> bool {
+    aya::maps::MapInfo::from_pin(path).is_ok_and(|info| info.name_as_str() == Some(name))
+}
+
+/// True when the link pinned at `path` is an XDP link of an mxgate program.
+fn is_our_link_pin(path: &Path) -> bool {
+    sys::pinned_xdp_link(path)
+        .is_ok_and(|link| program_name(link.program_id).as_deref() == Some(PROGRAM_NAME))
+}
+
+/// The name of the loaded program with id `id`.
+pub fn program_name(id: u32) -> Option<String> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == id)
+        .and_then(|p| p.name_as_str().map(str::to_owned))
+}
+
+/// Checks that `name` can be an interface name (and so a `link_` pin name).
+pub fn check_iface_name(name: &str) -> Result<(), InvalidInput> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_IFNAME
+        && name != "."
+        && name != ".."
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0);
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidInput(format!(
+            "{name:?} is not an interface name (1 to {MAX_IFNAME} characters, no `/`, `:` or spaces)"
+        )))
     }
 }
 
@@ -155,6 +424,84 @@ impl PinDir {
 #[derive(Debug)]
 pub struct Lock {
     _dir: File,
+}
+
+/// The pid holding an flock on `dir`, from /proc/locks.
+fn lock_holder(dir: &File) -> Option<u32> {
+    let meta = dir.metadata().ok()?;
+    let dev = meta.dev();
+    // /proc/locks writes the device as MAJOR:MINOR in hex, then the inode.
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let wanted = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // "1: FLOCK ADVISORY WRITE PID DEV:INODE 0 EOF"; waiters have "->".
+        if fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&wanted.as_str()) {
+            fields.get(4)?.parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// Each directory from `/` down to `dir` must be one nobody but root can
+/// rename entries in: owned by root and not writable by others, unless it
+/// is sticky (like /tmp or bpffs's 1777 root), where only an entry's owner
+/// may rename it. A symlink on the way must be root's.
+fn check_ancestors(dir: &Path) -> anyhow::Result<()> {
+    let mut at = PathBuf::new();
+    for component in dir.components() {
+        at.push(component);
+        let meta = match fs::symlink_metadata(&at) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(InvalidInput(format!(
+                    "{} does not exist (the pin directory's parent must)",
+                    at.display()
+                ))
+                .into());
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", at.display())),
+        };
+        let untrusted_owner = meta.uid() != 0 && meta.uid() != crate::files::effective_uid();
+        if meta.file_type().is_symlink() {
+            if untrusted_owner {
+                return Err(InvalidInput(format!(
+                    "{} is a symbolic link owned by uid {}; mxgate does not follow it to its \
+                     pin directory",
+                    at.display(),
+                    meta.uid()
+                ))
+                .into());
+            }
+            // Follow it: what it points to is checked from the top.
+            let target =
+                fs::canonicalize(&at).with_context(|| format!("resolving {}", at.display()))?;
+            check_ancestors(&target)?;
+            at = target;
+            continue;
+        }
+        let loose = meta.mode() & 0o022 != 0 && meta.mode() & libc::S_ISVTX == 0;
+        if untrusted_owner || loose {
+            return Err(InvalidInput(format!(
+                "{} can be changed by another user (owner uid {}, mode {:04o}), who could swap \
+                 the pin directory under it; use a --pin-dir below directories of root's",
+                at.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+fn permission_denied(path: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "permission denied reading {}: mxgate needs root (CAP_BPF and CAP_NET_ADMIN)",
+        path.display()
+    )
 }
 
 fn is_bpffs(path: &Path) -> anyhow::Result<bool> {
@@ -217,26 +564,36 @@ mod tests {
     }
 
     #[test]
-    fn linked_interfaces_of_a_missing_dir_is_empty() {
+    fn a_missing_dir_has_no_entries() {
         let pins = PinDir::new("/nonexistent/mxgate");
-        assert!(pins.linked_interfaces().unwrap().is_empty());
-        assert!(!pins.is_installed());
+        assert!(pins.entries().unwrap().is_empty());
     }
 
     #[test]
-    fn lock_excludes_a_second_holder() {
-        let dir = std::env::temp_dir().join(format!("mxgate-lock-test-{}", std::process::id()));
+    fn relative_and_dotted_paths_are_refused() {
+        for bad in ["mxgate", "/sys/fs/bpf/../../tmp/x", "/"] {
+            let e = PinDir::new(bad).check().unwrap_err();
+            assert!(e.is::<InvalidInput>(), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_dir_outside_bpffs_is_refused() {
+        let dir = std::env::temp_dir().join(format!("mxgate-pins-test-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let pins = PinDir::new(&dir);
-        let held = pins.lock().unwrap();
-        let other = File::open(&dir).unwrap();
-        // SAFETY: flock on a descriptor we own.
-        let rc = unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        assert_eq!(rc, -1, "a second exclusive lock must fail while held");
-        drop(held);
-        // SAFETY: as above.
-        let rc = unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        assert_eq!(rc, 0, "the lock is free once the holder drops it");
+        fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let e = PinDir::new(&dir).check().unwrap_err();
+        assert!(e.to_string().contains("not on a bpf filesystem"), "{e}");
         fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn interface_names() {
+        for ok in ["eth0", "mx-mail", "a", "enp0s31f6.100"] {
+            check_iface_name(ok).unwrap();
+        }
+        for bad in ["", "a/b", "../x", "..", "a b", "sixteen-chars-xx", "a:b"] {
+            assert!(check_iface_name(bad).is_err(), "{bad:?}");
+        }
     }
 }

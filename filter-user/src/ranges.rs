@@ -21,6 +21,12 @@ use crate::allowlist::Allowlist;
 /// Longest line accepted; SPF records and address lists stay far below it.
 pub const MAX_LINE_LEN: usize = 4096;
 
+/// Most prefixes per family a list may have after merging: half of what
+/// each trie holds, so that a refresh can always insert every new prefix
+/// before it deletes an old one (the never-a-gap rule) however much the
+/// list changes.
+pub const MAX_LIST_PREFIXES: usize = (filter_common::MAX_PREFIXES / 2) as usize;
+
 /// Name used for entries given with `--allow`.
 pub const ALLOW_OPTION: &str = "--allow";
 
@@ -57,8 +63,8 @@ pub enum ListError {
     Read {
         /// File path or `-`.
         source_name: String,
-        /// The I/O error.
-        #[source]
+        /// The I/O error (in the message, so not also a source: `{:#}`
+        /// would print it twice).
         error: std::io::Error,
     },
     /// The merged entries cover a whole address family.
@@ -72,6 +78,16 @@ pub enum ListError {
     /// Standard input named more than once.
     #[error("standard input (`-`) can be given only once")]
     StdinTwice,
+    /// More prefixes than the filter takes.
+    #[error(
+        "the list has {count} {family} prefixes after merging; mxgate takes at most {MAX_LIST_PREFIXES} per family (nothing changed)"
+    )]
+    TooLarge {
+        /// "IPv4" or "IPv6".
+        family: &'static str,
+        /// Prefixes after merging.
+        count: usize,
+    },
 }
 
 /// Something accepted but worth telling the user about.
@@ -113,12 +129,23 @@ pub struct ListBuilder {
     entries_v4: usize,
     entries_v6: usize,
     warnings: Vec<Warning>,
+    strict: bool,
 }
 
 impl ListBuilder {
     /// An empty builder.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty builder for lists fetched from elsewhere, which must be
+    /// exact: an entry with host bits set is an error, not a warning (a
+    /// list cut off as `192.0.2.0/2` must not become `192.0.0.0/2`).
+    pub fn strict() -> Self {
+        Self {
+            strict: true,
+            ..Self::default()
+        }
     }
 
     /// Adds everything `other` collected.
@@ -202,6 +229,11 @@ impl ListBuilder {
         if allowlist.v6.iter().any(|n| n.prefix_len() == 0) {
             return Err(ListError::CoversEverything { family: "IPv6" });
         }
+        for (family, count) in [("IPv4", allowlist.v4.len()), ("IPv6", allowlist.v6.len())] {
+            if count > MAX_LIST_PREFIXES {
+                return Err(ListError::TooLarge { family, count });
+            }
+        }
         Ok(ParsedList {
             allowlist,
             entries_v4: self.entries_v4,
@@ -212,6 +244,13 @@ impl ListBuilder {
 
     fn add_entry(&mut self, at: &Location, text: &str) -> Result<(), ListError> {
         let parsed = parse_entry(text).map_err(|reason| syntax(at.clone(), text, reason))?;
+        if parsed.host_bits && self.strict {
+            return Err(syntax(
+                at.clone(),
+                text,
+                "host bits set in a fetched list (cut off, or not the list it should be)",
+            ));
+        }
         if let Some(message) = parsed.warning {
             self.warnings.push(Warning {
                 at: at.clone(),
@@ -308,6 +347,8 @@ enum Nets {
 struct ParsedEntry {
     nets: Nets,
     warning: Option<String>,
+    /// The prefix had host bits set (the warning says so).
+    host_bits: bool,
 }
 
 /// Parses one entry: CIDR, bare address, range `A-B`, or `ip4:`/`ip6:` term.
@@ -393,7 +434,11 @@ fn parse_cidr(text: &str) -> Result<ParsedEntry, String> {
         IpNet::V4(n) => Nets::V4(vec![n]),
         IpNet::V6(n) => Nets::V6(vec![n]),
     };
-    Ok(ParsedEntry { nets, warning })
+    Ok(ParsedEntry {
+        nets,
+        warning,
+        host_bits: trunc != net,
+    })
 }
 
 /// Inside ::ffff:0:0/96, which IPv4 senders never use on the wire.
@@ -428,6 +473,7 @@ fn parse_range(low: &str, high: &str) -> Result<ParsedEntry, String> {
     Ok(ParsedEntry {
         nets,
         warning: None,
+        host_bits: false,
     })
 }
 
@@ -492,6 +538,19 @@ mod tests {
         assert!(
             w.starts_with("list.txt:2: host bits set, using 192.0.2.0/24"),
             "{w}"
+        );
+    }
+
+    #[test]
+    fn fetched_lists_refuse_host_bits() {
+        let mut b = ListBuilder::strict();
+        let e = b
+            .add_text("https://x.test/l", b"192.0.2.0/24\n192.0.2.0/2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("https://x.test/l:2: host bits set in a fetched list"),
+            "{e}"
         );
     }
 
@@ -563,6 +622,28 @@ mod tests {
         assert!(error("10.0.0.0/+8").contains("bad prefix length"));
         assert!(error("fe80::1%eth0").contains("zone"));
         assert!(error("-ip4:192.0.2.1").contains("does not allow"));
+    }
+
+    #[test]
+    fn lists_larger_than_the_filter_takes_are_refused() {
+        let mut text = String::new();
+        for i in 0..=MAX_LIST_PREFIXES {
+            // Every other /32, so nothing merges.
+            text.push_str(&format!(
+                "{}\n",
+                std::net::Ipv4Addr::from(0x0a00_0000 + 2 * i as u32)
+            ));
+        }
+        let e = error(&text);
+        assert!(
+            e.contains(&format!(
+                "{} IPv4 prefixes after merging",
+                MAX_LIST_PREFIXES + 1
+            )),
+            "{e}"
+        );
+        text.truncate(text.trim_end().rfind('\n').unwrap() + 1);
+        assert_eq!(parse(&text).unwrap().allowlist.v4.len(), MAX_LIST_PREFIXES);
     }
 
     #[test]

@@ -15,14 +15,22 @@
 
 use std::{
     fmt,
-    io::Read as _,
-    os::unix::fs::DirBuilderExt as _,
+    fs::{File, OpenOptions},
+    io::{self, Read},
+    os::{
+        fd::{AsRawFd, RawFd},
+        unix::fs::OpenOptionsExt as _,
+    },
     path::{Path, PathBuf},
     str::FromStr,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
+use anyhow::{Context as _, bail};
+
 use crate::{
+    error::InvalidInput,
+    files,
     https::{self, HttpsOptions, M365_INSTANCES},
     ranges::{ListBuilder, ListError, ParsedList},
     spf::{self, SpfOptions},
@@ -199,6 +207,22 @@ pub struct SourceFailed {
     pub reason: String,
 }
 
+/// Why fetching a remote source failed.
+#[derive(Debug)]
+pub enum FetchError {
+    /// The fetch cannot work as configured (an unreadable `--https-ca`):
+    /// invalid input, exit 2, and no fallback to a cached copy.
+    Invalid(String),
+    /// The source did not deliver (DNS, HTTP, TLS, size, a cut-off body).
+    Failed(String),
+}
+
+impl From<String> for FetchError {
+    fn from(reason: String) -> Self {
+        FetchError::Failed(reason)
+    }
+}
+
 /// Reads every source and the `--allow` entries into one merged list.
 pub fn read_list(
     sources: &[Source],
@@ -213,22 +237,19 @@ pub fn read_list(
                 if std::mem::replace(&mut stdin_used, true) {
                     return Err(ListError::StdinTwice.into());
                 }
-                let mut bytes = Vec::new();
-                std::io::stdin()
-                    .lock()
-                    .read_to_end(&mut bytes)
-                    .map_err(|error| ListError::Read {
-                        source_name: "-".into(),
-                        error,
-                    })?;
+                let bytes = read_stdin(options).map_err(|error| ListError::Read {
+                    source_name: "-".into(),
+                    error,
+                })?;
                 builder.add_text("-", &bytes)?;
             }
             Source::File(path) => {
                 let name = path.display().to_string();
-                let bytes = std::fs::read(path).map_err(|error| ListError::Read {
-                    source_name: name.clone(),
-                    error,
-                })?;
+                let bytes =
+                    read_file(path, options.https.max_bytes).map_err(|error| ListError::Read {
+                        source_name: name.clone(),
+                        error,
+                    })?;
                 builder.add_text(&name, &bytes)?;
             }
             remote_source => builder.extend(remote(remote_source, options)?),
@@ -238,14 +259,94 @@ pub fn read_list(
     Ok(builder.finish()?)
 }
 
+/// A local list file, whole, if it is a regular file no larger than
+/// `max_bytes` (a device or FIFO named by mistake could be endless).
+fn read_file(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (give a list file, or - for standard input)",
+        ));
+    }
+    read_bounded(file, max_bytes, None)
+}
+
+/// Standard input, whole, within the source size and time limits.
+fn read_stdin(options: &SourceOptions) -> io::Result<Vec<u8>> {
+    let deadline = Instant::now() + options.https.timeout;
+    read_bounded(io::stdin().lock(), options.https.max_bytes, Some(deadline))
+}
+
+/// Everything `reader` gives until end of file: at most `max_bytes`, and,
+/// with a deadline, waiting for more (a pipe, a FIFO) only until then.
+fn read_bounded(
+    mut reader: impl Read + AsRawFd,
+    max_bytes: u64,
+    deadline: Option<Instant>,
+) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        if let Some(deadline) = deadline {
+            wait_readable(reader.as_raw_fd(), deadline)?;
+        }
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if bytes.len() as u64 + n as u64 > max_bytes {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("larger than {max_bytes} bytes (--max-download)"),
+            ));
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Waits until `fd` is readable (or at end of file), failing at `deadline`.
+fn wait_readable(fd: RawFd, deadline: Instant) -> io::Result<()> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut poll = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let millis = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: one valid pollfd, for the length we pass.
+        let ready = unsafe { libc::poll(&mut poll, 1, millis) };
+        match ready {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no end of input within --fetch-timeout",
+                ));
+            }
+            n if n > 0 => return Ok(()),
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+}
+
 /// Fetches and parses one remote source; on failure, its cached copy if
-/// allowed and present.
+/// allowed and present. A remote list must be exact: an entry with host
+/// bits set (a cut-off `192.0.2.0/2`) fails it instead of being widened.
 fn remote(source: &Source, options: &SourceOptions) -> anyhow::Result<ListBuilder> {
     let name = source.to_string();
     let fresh = fetch(source, options).and_then(|text| {
-        let mut part = ListBuilder::new();
+        let mut part = ListBuilder::strict();
         part.add_text(&name, text.as_bytes())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| FetchError::Failed(e.to_string()))?;
         Ok((part, text))
     });
     match fresh {
@@ -253,16 +354,25 @@ fn remote(source: &Source, options: &SourceOptions) -> anyhow::Result<ListBuilde
             if let Some(dir) = &options.cache_dir
                 && let Err(e) = save(dir, &name, &text)
             {
-                eprintln!("mxgate: warning: could not keep a copy of {source}: {e}");
+                eprintln!("mxgate: warning: could not keep a copy of {source}: {e:#}");
             }
             Ok(part)
         }
-        Err(reason) => {
-            let cached = options
+        Err(FetchError::Invalid(reason)) => {
+            Err(InvalidInput(format!("{name}: {reason} (nothing changed)")).into())
+        }
+        Err(FetchError::Failed(reason)) => {
+            let dir = options
                 .use_cache_on_failure
                 .then_some(options.cache_dir.as_deref())
-                .flatten()
-                .and_then(|dir| load(dir, &name));
+                .flatten();
+            let cached = match dir.map(|dir| load(dir, &name)).transpose() {
+                Ok(cached) => cached.flatten(),
+                Err(e) => {
+                    eprintln!("mxgate: warning: not using the copy of {source}: {e:#}");
+                    None
+                }
+            };
             let Some((text, saved)) = cached else {
                 return Err(SourceFailed {
                     source_name: name,
@@ -274,7 +384,7 @@ fn remote(source: &Source, options: &SourceOptions) -> anyhow::Result<ListBuilde
                 "mxgate: warning: {source} failed ({reason}); using its last good copy, from {}",
                 humantime::format_rfc3339_seconds(saved)
             );
-            let mut part = ListBuilder::new();
+            let mut part = ListBuilder::strict();
             part.add_text(&format!("{name} (cached)"), text.as_bytes())?;
             Ok(part)
         }
@@ -282,15 +392,18 @@ fn remote(source: &Source, options: &SourceOptions) -> anyhow::Result<ListBuilde
 }
 
 /// The range-list text of a remote source.
-fn fetch(source: &Source, options: &SourceOptions) -> Result<String, String> {
+fn fetch(source: &Source, options: &SourceOptions) -> Result<String, FetchError> {
     match source {
-        Source::Spf(domain) => spf::fetch(domain, &options.spf),
+        Source::Spf(domain) => Ok(spf::fetch(domain, &options.spf)?),
         Source::M365(target) => https::fetch_m365(target, &options.https),
         Source::Https(url) => {
             let body = https::fetch(url, &options.https)?;
-            String::from_utf8(body).map_err(|_| "the body is not UTF-8 text".to_owned())
+            String::from_utf8(body)
+                .map_err(|_| FetchError::Failed("the body is not UTF-8 text".to_owned()))
         }
-        Source::Stdin | Source::File(_) => Err(format!("{source} is not a remote source")),
+        Source::Stdin | Source::File(_) => Err(FetchError::Invalid(format!(
+            "{source} is not a remote source"
+        ))),
     }
 }
 
@@ -314,23 +427,54 @@ fn cache_path(dir: &Path, source: &str) -> PathBuf {
     dir.join(format!("{readable}-{hash:016x}.txt"))
 }
 
-/// Writes the copy whole: a temporary file, then a rename.
-fn save(dir: &Path, source: &str, text: &str) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let path = cache_path(dir, source);
-    let temporary = path.with_extension("tmp");
-    std::fs::write(&temporary, text)?;
-    std::fs::rename(&temporary, &path)
+/// Writes the copy whole, readable by root only, in a directory of root's.
+fn save(dir: &Path, source: &str, text: &str) -> anyhow::Result<()> {
+    files::private_dir(dir)?;
+    files::write_atomically(&cache_path(dir, source), text.as_bytes(), 0o600)
 }
 
-fn load(dir: &Path, source: &str) -> Option<(String, SystemTime)> {
+/// The copy of `source`, if there is one; an error if it is there but not
+/// to be trusted (a symlink, another user's file, or writable by others:
+/// whoever could write it could widen the allowlist).
+fn load(dir: &Path, source: &str) -> anyhow::Result<Option<(String, SystemTime)>> {
     let path = cache_path(dir, source);
-    let text = std::fs::read_to_string(&path).ok()?;
-    let saved = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
-    Some((text, saved))
+    let dir_meta = match std::fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    if !dir_meta.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    if let Some(why) = files::distrust(dir, &dir_meta) {
+        bail!("{why}");
+    }
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    if let Some(why) = files::distrust(&path, &meta) {
+        bail!("{why}");
+    }
+    let bytes = read_bounded(file, https::DEFAULT_MAX_DOWNLOAD.max(meta.len()), None)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
+    let saved = meta
+        .modified()
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(Some((text, saved)))
 }
 
 #[cfg(test)]
@@ -354,9 +498,9 @@ mod tests {
     fn a_cached_copy_round_trips() {
         let dir = std::env::temp_dir().join(format!("mxgate-cache-test-{}", std::process::id()));
         save(&dir, "https://x.test/list", "192.0.2.0/24\n").unwrap();
-        let (text, _) = load(&dir, "https://x.test/list").unwrap();
+        let (text, _) = load(&dir, "https://x.test/list").unwrap().unwrap();
         assert_eq!(text, "192.0.2.0/24\n");
-        assert!(load(&dir, "https://x.test/other").is_none());
+        assert!(load(&dir, "https://x.test/other").unwrap().is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,5 +1,7 @@
-//! The few kernel calls aya does not expose: which interface a pinned XDP
-//! link is attached to, and interface name/index conversion.
+//! The few kernel calls aya 0.16 does not expose: what kind of object a pin
+//! holds, which interface a pinned XDP link is attached to (aya's `LinkInfo`
+//! has no accessor for the XDP member of `bpf_link_info`), pinning a
+//! program found by id, and interface name/index conversion.
 
 use std::{
     ffi::{CStr, CString},
@@ -12,6 +14,7 @@ use std::{
     path::Path,
 };
 
+const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_TYPE_XDP: u32 = 6;
@@ -59,6 +62,56 @@ pub fn pinned_xdp_link(path: &Path) -> io::Result<XdpLinkInfo> {
     })
 }
 
+/// What a bpffs entry holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinKind {
+    /// A BPF program.
+    Program,
+    /// A BPF map.
+    Map,
+    /// A BPF link.
+    Link,
+    /// Something else (a directory, a symlink, a kind this code does not know).
+    Other,
+}
+
+/// The kind of BPF object pinned at `path`, told by the anonymous inode
+/// behind the descriptor BPF_OBJ_GET returns (asking for the wrong kind of
+/// info would let the kernel fill a buffer of another layout).
+pub fn pin_kind(path: &Path) -> io::Result<PinKind> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.file_type().is_file() {
+        return Ok(PinKind::Other);
+    }
+    let fd = obj_get(path)?;
+    let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    Ok(match target.to_str() {
+        Some("anon_inode:bpf-prog") => PinKind::Program,
+        Some("anon_inode:bpf-map") => PinKind::Map,
+        // "bpf_link" on older kernels.
+        Some("anon_inode:bpf-link" | "anon_inode:bpf_link") => PinKind::Link,
+        _ => PinKind::Other,
+    })
+}
+
+/// Pins the object behind `fd` at `path` (which must not exist).
+pub fn pin_fd(fd: std::os::fd::BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    #[repr(C)]
+    struct ObjPinAttr {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+    }
+    let attr = ObjPinAttr {
+        pathname: c_path.as_ptr() as u64,
+        bpf_fd: fd.as_raw_fd() as u32,
+        file_flags: 0,
+    };
+    bpf(BPF_OBJ_PIN, &attr).map(drop)
+}
+
 fn obj_get(path: &Path) -> io::Result<OwnedFd> {
     let c_path = CString::new(path.as_os_str().as_bytes())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -93,6 +146,66 @@ pub fn ifindex(name: &str) -> Option<u32> {
     // SAFETY: a valid NUL-terminated string.
     let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
     (index != 0).then_some(index)
+}
+
+/// True when `name` is a loopback interface in this network namespace.
+pub fn is_loopback(name: &str) -> bool {
+    let Ok(c_name) = CString::new(name) else {
+        return false;
+    };
+    // SAFETY: plain socket(2); the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: socket returned a new descriptor that we now own.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (to, from) in request.ifr_name.iter_mut().zip(c_name.as_bytes()) {
+        *to = *from as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name in `request` (the
+    // name is at most IFNAMSIZ - 1 bytes, checked by the caller) and writes
+    // the flags into it.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) } != 0 {
+        return false;
+    }
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    let flags = unsafe { request.ifr_ifru.ifru_flags };
+    flags & libc::IFF_LOOPBACK as libc::c_short != 0
+}
+
+/// Every address configured on an interface of this network namespace.
+pub fn local_addresses() -> io::Result<Vec<std::net::IpAddr>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs allocates the list and stores its head in `list`.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut found = Vec::new();
+    let mut at = list;
+    while !at.is_null() {
+        // SAFETY: `at` is a node of the list getifaddrs returned, not yet freed.
+        let node = unsafe { &*at };
+        if !node.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points to a sockaddr whose family says its type.
+            let family = i32::from(unsafe { (*node.ifa_addr).sa_family });
+            if family == libc::AF_INET {
+                // SAFETY: an AF_INET address is a sockaddr_in.
+                let sin = unsafe { &*node.ifa_addr.cast::<libc::sockaddr_in>() };
+                found.push(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).into());
+            } else if family == libc::AF_INET6 {
+                // SAFETY: an AF_INET6 address is a sockaddr_in6.
+                let sin6 = unsafe { &*node.ifa_addr.cast::<libc::sockaddr_in6>() };
+                found.push(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr).into());
+            }
+        }
+        at = node.ifa_next;
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(found)
 }
 
 /// Name of the interface with index `index` in this network namespace.

@@ -3,7 +3,6 @@
 
 use aya::{TestRun as _, TestRunOptions};
 use filter_user::{
-    diff::Diff,
     filter::{Counters, Filter, KernelLog, Settings},
     pins::PinDir,
 };
@@ -26,7 +25,8 @@ impl LoadedFilter {
     pub fn with_log(name: &str, policy: &Policy, log: KernelLog) -> anyhow::Result<Self> {
         let pins = PinDir::new(format!("/sys/fs/bpf/{name}"));
         // Pins left by a killed earlier run with the same pid.
-        let _ = pins.remove_all();
+        remove(&pins);
+        pins.prepare()?;
         Filter::install(&pins, log)?;
         let filter = Filter::open(&pins)?;
         let mut loaded = Self { pins, filter };
@@ -36,8 +36,7 @@ impl LoadedFilter {
 
     /// Makes the maps say what `policy` says.
     pub fn set_policy(&mut self, policy: &Policy) -> anyhow::Result<()> {
-        let live = self.filter.allowlist()?;
-        self.filter.apply(&Diff::between(&live, &policy.allow))?;
+        self.filter.apply(&policy.allow)?;
         self.filter.apply_settings(&Settings {
             ports: policy.ports.clone(),
             protect_dst: policy.protect_dst.clone(),
@@ -70,6 +69,13 @@ impl LoadedFilter {
 
 impl Drop for LoadedFilter {
     fn drop(&mut self) {
-        let _ = self.pins.remove_all();
+        remove(&self.pins);
+    }
+}
+
+/// Removes mxgate's objects under `pins`, and the directory.
+fn remove(pins: &PinDir) {
+    if let Ok(entries) = pins.entries() {
+        let _ = pins.remove_own(&entries);
     }
 }

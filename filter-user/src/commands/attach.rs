@@ -1,16 +1,26 @@
 //! `attach`: install the filter (once), make its allowlist and settings
 //! match the command line, and attach it to each interface.
+//!
+//! Everything that can refuse is checked before anything changes: the
+//! interfaces (they exist, are not loopback, run no other XDP program), the
+//! settings, the pin directory. A filter found damaged (a pin removed by
+//! hand) is repaired from what still runs, never replaced. When a later
+//! step fails, exactly what this call did is undone: links it made, pins it
+//! created, and the list and settings it changed.
 
-use filter_common::FLAG_OPEN;
+use std::path::PathBuf;
+
+use filter_common::{FLAG_OPEN, MAX_PROTECTED_DST};
 
 use super::{
     AttachRequest, read_nonempty_list,
-    refresh::{RefreshOutcome, apply_list},
+    refresh::{ApplyMode, RefreshOutcome, apply_list},
 };
 use crate::{
+    allowlist::Allowlist,
     diff::Guard,
     error::InvalidInput,
-    filter::{Filter, KernelLog, Settings},
+    filter::{Filter, Installed, KernelLog, Settings},
     links::{self, AttachMode, Attachment},
     pins::PinDir,
     ranges::ParsedList,
@@ -28,6 +38,10 @@ pub struct AttachOptions {
     pub log: KernelLog,
     /// The shrink guard for the list change.
     pub guard: Guard,
+    /// When the guard refuses the list: keep the live list and go on (what
+    /// `mxgate run` does, so a service restart never loops), instead of
+    /// failing (exit 3).
+    pub keep_live_list_when_refused: bool,
 }
 
 /// What an attach did.
@@ -35,10 +49,12 @@ pub struct AttachOptions {
 pub struct AttachReport {
     /// True when this call loaded the program (it was not installed).
     pub installed: bool,
+    /// Pins this call restored from what still ran (a repair).
+    pub repaired: Vec<String>,
     /// The program's id.
     pub program_id: u32,
-    /// The allowlist change.
-    pub list: RefreshOutcome,
+    /// The allowlist change (`None` when the live list was kept as is).
+    pub list: Option<RefreshOutcome>,
     /// True when ports, destinations or dry-run changed.
     pub settings_changed: bool,
     /// The settings now live.
@@ -47,109 +63,245 @@ pub struct AttachReport {
     pub open: bool,
     /// Each interface (`new` when this call attached it).
     pub interfaces: Vec<Attachment>,
+    /// Things worth a warning: a mode asked for but not used, a protected
+    /// destination that is not an address of this host.
+    pub notes: Vec<String>,
 }
 
-/// Installs the filter if needed, applies `list` and `options`, and
-/// attaches to `ifaces`. Attaching where already attached changes nothing.
-/// On failure, what this call created is removed again.
+/// What this call changed, to undo it if a later step fails.
+#[derive(Default)]
+struct Undo {
+    created_dir: bool,
+    created_pins: Vec<PathBuf>,
+    attached: Vec<String>,
+    list_before: Option<Allowlist>,
+    settings_before: Option<Settings>,
+}
+
+/// Installs the filter if needed, applies `list` (`None` keeps the live
+/// list of an installed filter) and `options`, and attaches to `ifaces`.
+/// Attaching where already attached changes nothing.
 pub fn attach_filter(
     pins: &PinDir,
     ifaces: &[String],
-    list: &ParsedList,
+    list: Option<&ParsedList>,
     options: &AttachOptions,
 ) -> anyhow::Result<AttachReport> {
+    check_settings(&options.settings)?;
+    // A first look, before any change: the interfaces must be free for us.
+    let ours = Installed::find(pins)?.and_then(|i| i.program_id());
     for iface in ifaces {
-        if sys::ifindex(iface).is_none() {
-            return Err(InvalidInput(format!("there is no interface named {iface:?}")).into());
+        links::check(pins, iface, ours)?;
+    }
+    let mut undo = Undo::default();
+    let _lock = loop {
+        undo.created_dir |= pins.prepare()?;
+        // A detach that held the lock removed the directory: start over.
+        if let Some(lock) = pins.lock()? {
+            break lock;
         }
+    };
+    let result = attach_locked(pins, ifaces, list, options, &mut undo);
+    if result.is_err() {
+        undo.run(pins);
     }
-    pins.prepare()?;
-    let _lock = pins.lock()?;
-    let installed = !pins.is_installed();
-    if installed && let Err(e) = Filter::install(pins, options.log) {
-        let _ = pins.remove_all();
-        return Err(e);
-    }
-    let mut attached_now = Vec::new();
-    let result = attach_installed(pins, ifaces, list, options, &mut attached_now);
-    match result {
-        Ok(report) => Ok(AttachReport {
-            installed,
-            ..report
-        }),
-        Err(e) => {
-            if installed {
-                let _ = pins.remove_all();
-            } else {
-                for iface in &attached_now {
-                    let _ = links::detach(pins, iface);
-                }
-            }
-            Err(e)
-        }
-    }
+    result
 }
 
-/// Does the attach on an installed filter; records each interface it
-/// attaches in `attached_now` so a failure can undo them.
-fn attach_installed(
+fn attach_locked(
     pins: &PinDir,
     ifaces: &[String],
-    list: &ParsedList,
+    list: Option<&ParsedList>,
     options: &AttachOptions,
-    attached_now: &mut Vec<String>,
+    undo: &mut Undo,
 ) -> anyhow::Result<AttachReport> {
+    // Under the lock, the state may have changed since the first look.
+    let (installed, repaired) = match Installed::find(pins)? {
+        Some(mut found) if found.program_id().is_some() => {
+            let repaired = found.repair()?;
+            (false, repaired)
+        }
+        // Nothing installed, or maps left without their program: load it
+        // (reusing those maps and the allowlist in them).
+        _ => {
+            if list.is_none() {
+                anyhow::bail!(
+                    "no filter is installed in {}, and without a list there is nothing to \
+                     attach",
+                    pins.root().display()
+                );
+            }
+            undo.created_pins = Filter::install(pins, options.log)?;
+            (true, Vec::new())
+        }
+    };
     let mut filter = Filter::open(pins)?;
+    let ours = Some(filter.program_info()?.id());
+    for iface in ifaces {
+        links::check(pins, iface, ours)?;
+    }
     // The allowlist is filled before the program is attached anywhere new,
     // so no allowed sender ever meets an empty list.
-    let outcome = apply_list(&mut filter, &list.allowlist, options.guard, false)?;
+    undo.list_before = Some(filter.allowlist()?);
+    let mode = if options.keep_live_list_when_refused {
+        ApplyMode::ApplyUnlessRefused
+    } else {
+        ApplyMode::Apply
+    };
+    let outcome = list
+        .map(|list| {
+            apply_list(
+                &mut filter.allow,
+                &mut filter.config,
+                &list.allowlist,
+                options.guard,
+                mode,
+            )
+        })
+        .transpose()?;
+    undo.settings_before = Some(filter.settings()?);
     let settings_changed = filter.apply_settings(&options.settings)?;
     let mut interfaces = Vec::new();
+    let mut notes = Vec::new();
     for iface in ifaces {
         let attachment = links::attach(&mut filter, iface, options.mode)?;
         if attachment.new {
-            attached_now.push(iface.clone());
+            undo.attached.push(iface.clone());
+        } else if let Some(asked) = mode_name(options.mode)
+            && attachment.mode != asked
+        {
+            notes.push(format!(
+                "{iface} is already attached in {} mode; --mode {asked} is not applied to an \
+                 attached interface (`mxgate detach --iface {iface}`, then attach again)",
+                attachment.mode
+            ));
         }
         interfaces.push(attachment);
     }
+    notes.extend(foreign_destinations(&options.settings));
     Ok(AttachReport {
-        installed: false,
+        installed,
+        repaired,
         program_id: filter.program_info()?.id(),
         list: outcome,
         settings_changed,
         settings: options.settings.clone(),
         open: filter.config()?.flags & FLAG_OPEN != 0,
         interfaces,
+        notes,
     })
+}
+
+impl Undo {
+    /// Undoes what was recorded, best effort: a failure here must not hide
+    /// the error that made the attach fail.
+    fn run(self, pins: &PinDir) {
+        for iface in &self.attached {
+            let _ = pins.remove(&format!("link_{iface}"));
+        }
+        if self.created_pins.is_empty()
+            && let Ok(mut filter) = Filter::open(pins)
+        {
+            if let Some(before) = &self.list_before {
+                let _ = filter.apply(before);
+            }
+            if let Some(before) = &self.settings_before {
+                let _ = filter.apply_settings(before);
+            }
+        }
+        for pin in self.created_pins.iter().rev() {
+            let _ = std::fs::remove_file(pin);
+        }
+        if self.created_dir {
+            pins.remove_if_empty();
+        }
+    }
+}
+
+/// Refuses settings the maps cannot hold, before anything changes.
+fn check_settings(settings: &Settings) -> anyhow::Result<()> {
+    if settings.ports.is_empty() {
+        return Err(InvalidInput("no port to protect (give --port N)".into()).into());
+    }
+    let v4 = settings.protect_dst.iter().filter(|a| a.is_ipv4()).count();
+    let v6 = settings.protect_dst.len() - v4;
+    for (family, count) in [("IPv4", v4), ("IPv6", v6)] {
+        if count > MAX_PROTECTED_DST as usize {
+            return Err(InvalidInput(format!(
+                "{count} {family} --protect-dst addresses; the filter holds at most \
+                 {MAX_PROTECTED_DST} per family (nothing changed)"
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The mode name the kernel reports for an explicit `--mode`.
+fn mode_name(mode: AttachMode) -> Option<&'static str> {
+    match mode {
+        AttachMode::Auto => None,
+        AttachMode::Native => Some("native"),
+        AttachMode::Skb => Some("skb"),
+    }
+}
+
+/// A note for each protected destination this host does not have: SYNs to
+/// it never reach this host, so it protects nothing.
+fn foreign_destinations(settings: &Settings) -> Vec<String> {
+    let Ok(local) = sys::local_addresses() else {
+        return Vec::new();
+    };
+    settings
+        .protect_dst
+        .iter()
+        .filter(|a| !local.contains(a))
+        .map(|a| {
+            format!(
+                "--protect-dst {a} is not an address of this host (in this network namespace); \
+                 it protects nothing until it is"
+            )
+        })
+        .collect()
 }
 
 /// `mxgate attach`.
 pub fn command(pins: &PinDir, request: &AttachRequest) -> anyhow::Result<()> {
     let list = read_nonempty_list(&request.list)?;
-    let report = attach_filter(pins, &request.ifaces, &list, &request.options)?;
+    let report = attach_filter(pins, &request.ifaces, Some(&list), &request.options)?;
+    print_report(pins, &report, &request.options);
+    Ok(())
+}
+
+fn print_report(pins: &PinDir, report: &AttachReport, options: &AttachOptions) {
     if report.installed {
         println!(
             "loaded the filter into the kernel (program {}), pinned in {}",
             report.program_id,
             pins.root().display()
         );
-    } else if request.options.log == KernelLog::EveryDenial {
+    } else if options.log == KernelLog::EveryDenial {
         println!(
             "note: --log-denials takes effect when the program is loaded; \
              it was already loaded (detach and attach again to change it)"
         );
     }
-    let d = &report.list.diff;
-    println!(
-        "allowlist: {} IPv4 and {} IPv6 prefixes ({})",
-        report.list.v4_after,
-        report.list.v6_after,
-        if d.is_empty() {
-            "unchanged".to_owned()
-        } else {
-            format!("+{} -{}", d.added(), d.removed())
-        }
-    );
+    for pin in &report.repaired {
+        println!("repaired: pinned {pin} again");
+    }
+    if let Some(list) = &report.list {
+        let d = &list.diff;
+        println!(
+            "allowlist: {} IPv4 and {} IPv6 prefixes ({})",
+            list.v4_after,
+            list.v6_after,
+            if d.is_empty() {
+                "unchanged".to_owned()
+            } else {
+                format!("+{} -{}", d.added(), d.removed())
+            }
+        );
+    }
     println!("{}", describe_settings(&report.settings, report.open));
     for a in &report.interfaces {
         if a.new {
@@ -164,13 +316,16 @@ pub fn command(pins: &PinDir, request: &AttachRequest) -> anyhow::Result<()> {
             );
         }
     }
-    Ok(())
+    for note in &report.notes {
+        eprintln!("mxgate: warning: {note}");
+    }
 }
 
 /// One line saying what the filter does with these settings.
 pub fn describe_settings(settings: &Settings, open: bool) -> String {
     let ports: Vec<String> = settings.ports.iter().map(u16::to_string).collect();
     let ports = match ports.len() {
+        0 => "no TCP port (nothing is examined)".to_owned(),
         1 => format!("TCP port {}", ports[0]),
         _ => format!("TCP ports {}", ports.join(", ")),
     };

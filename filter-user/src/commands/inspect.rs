@@ -1,4 +1,5 @@
 //! `stats`, `status` and `lookup`: read the live filter, change nothing.
+//! Each opens only the maps it needs and names any damage it finds.
 
 use std::time::SystemTime;
 
@@ -7,7 +8,7 @@ use serde_json::json;
 
 use super::{LookupRequest, StatsRequest, attach::describe_settings};
 use crate::{
-    filter::Filter,
+    filter::{AllowMaps, ConfigMap, Installed, Readout, SettingsMaps},
     links,
     pins::PinDir,
     report::{self, FilterState, Reading},
@@ -27,10 +28,10 @@ pub enum StatsFormat {
 }
 
 /// Reads counters and denied sources, stamped with both clocks.
-pub fn take_reading(filter: &Filter) -> anyhow::Result<Reading> {
+pub fn take_reading(readout: &Readout) -> anyhow::Result<Reading> {
     Ok(Reading {
-        counters: filter.counters()?,
-        denied: filter.denied_sources()?,
+        counters: readout.counters()?,
+        denied: readout.denied_sources()?,
         monotonic_ns: monotonic_coarse_ns(),
         wall: SystemTime::now(),
     })
@@ -49,9 +50,9 @@ fn monotonic_coarse_ns() -> u64 {
 }
 
 /// The open/dry-run switches and allowlist size, for metrics.
-pub fn filter_state(filter: &Filter) -> anyhow::Result<FilterState> {
-    let flags = filter.config()?.flags;
-    let allowlist = filter.allowlist()?;
+pub fn filter_state(config: &ConfigMap, allow: &AllowMaps) -> anyhow::Result<FilterState> {
+    let flags = config.read()?.flags;
+    let allowlist = allow.read()?;
     Ok(FilterState {
         open: flags & FLAG_OPEN != 0,
         dry_run: flags & FLAG_DRY_RUN != 0,
@@ -60,10 +61,17 @@ pub fn filter_state(filter: &Filter) -> anyhow::Result<FilterState> {
     })
 }
 
+/// The filter installed under `pins`, its damage named on stderr.
+fn find(pins: &PinDir) -> anyhow::Result<Installed> {
+    let installed = Installed::require(pins)?;
+    installed.warn_damage();
+    Ok(installed)
+}
+
 /// `mxgate stats`.
 pub fn stats(pins: &PinDir, request: &StatsRequest) -> anyhow::Result<()> {
-    let filter = Filter::open(pins)?;
-    let reading = take_reading(&filter)?;
+    let installed = find(pins)?;
+    let reading = take_reading(&Readout::open(&installed)?)?;
     match request.format {
         StatsFormat::Json => {
             let c = &reading.counters;
@@ -75,7 +83,9 @@ pub fn stats(pins: &PinDir, request: &StatsRequest) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
         StatsFormat::Prometheus => {
-            let state = filter_state(&filter)?;
+            let config = ConfigMap::open(&installed)?;
+            let allow = AllowMaps::open(&installed)?;
+            let state = filter_state(&config, &allow)?;
             print!("{}", report::prometheus(&reading, &state, request.top));
         }
         StatsFormat::Text => print!("{}", report::stats_text(&reading, request.top)),
@@ -83,29 +93,38 @@ pub fn stats(pins: &PinDir, request: &StatsRequest) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `mxgate status`.
+/// `mxgate status`: what is installed and attached where, and what is
+/// missing with its repair. Works on a damaged filter as far as it can.
 pub fn status(pins: &PinDir, json: bool) -> anyhow::Result<()> {
-    let filter = Filter::open(pins)?;
-    let info = filter.program_info()?;
-    let settings = filter.settings()?;
-    let open = filter.config()?.flags & FLAG_OPEN != 0;
-    let allowlist = filter.allowlist()?;
-    let links = links::links(pins)?;
-    let instructions = info.size_translated().map(|bytes| bytes / 8);
+    let installed = Installed::require(pins)?;
+    let damage = installed.damage();
+    let info = installed.program_info()?;
+    let config = ConfigMap::open(&installed);
+    let settings = config
+        .as_ref()
+        .ok()
+        .and_then(|c| SettingsMaps::open(&installed).ok()?.read(c).ok());
+    let open = config.as_ref().ok().and_then(|c| c.flag(FLAG_OPEN).ok());
+    let allowlist = AllowMaps::open(&installed).and_then(|a| a.read()).ok();
+    let links = links::links(pins, installed.entries())?;
+    let instructions = info
+        .as_ref()
+        .and_then(|i| i.size_translated())
+        .map(|bytes| bytes / 8);
     if json {
         let value = json!({
             "pin_dir": pins.root(),
-            "program": {
+            "program": info.as_ref().map(|info| json!({
                 "id": info.id(),
                 "instructions": instructions,
                 "verified_instructions": info.verified_instruction_count(),
                 "loaded_at": info.loaded_at().map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-            },
+            })),
             "open": open,
-            "dry_run": settings.dry_run,
-            "ports": settings.ports,
-            "protect_dst": settings.protect_dst,
-            "allowlist": { "v4": allowlist.v4.len(), "v6": allowlist.v6.len() },
+            "dry_run": settings.as_ref().map(|s| s.dry_run),
+            "ports": settings.as_ref().map(|s| &s.ports),
+            "protect_dst": settings.as_ref().map(|s| &s.protect_dst),
+            "allowlist": allowlist.as_ref().map(|a| json!({ "v4": a.v4.len(), "v6": a.v6.len() })),
             "interfaces": links.iter().map(|l| json!({
                 "iface": l.iface,
                 "ifindex": l.ifindex,
@@ -115,24 +134,36 @@ pub fn status(pins: &PinDir, json: bool) -> anyhow::Result<()> {
                 "mode": l.mode,
                 "attached_at": l.attached_at,
             })).collect::<Vec<_>>(),
+            "damage": damage,
+            "foreign_entries": installed.entries().foreign,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
-    println!(
-        "filter installed in {} (program {}, {} instructions, {} processed by the verifier)",
-        pins.root().display(),
-        info.id(),
-        instructions.map_or("?".into(), |n| n.to_string()),
-        info.verified_instruction_count()
-            .map_or("?".into(), |n| n.to_string()),
-    );
-    println!("{}", describe_settings(&settings, open));
-    println!(
-        "allowlist: {} IPv4 and {} IPv6 prefixes",
-        allowlist.v4.len(),
-        allowlist.v6.len()
-    );
+    match &info {
+        Some(info) => println!(
+            "filter installed in {} (program {}, {} instructions, {} processed by the verifier)",
+            pins.root().display(),
+            info.id(),
+            instructions.map_or("?".into(), |n| n.to_string()),
+            info.verified_instruction_count()
+                .map_or("?".into(), |n| n.to_string()),
+        ),
+        None => println!(
+            "filter in {} has no live program: it protects nothing",
+            pins.root().display()
+        ),
+    }
+    if let (Some(settings), Some(open)) = (&settings, open) {
+        println!("{}", describe_settings(settings, open));
+    }
+    if let Some(allowlist) = &allowlist {
+        println!(
+            "allowlist: {} IPv4 and {} IPv6 prefixes",
+            allowlist.v4.len(),
+            allowlist.v6.len()
+        );
+    }
     if links.is_empty() {
         println!("attached to no interface");
     }
@@ -152,34 +183,74 @@ pub fn status(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             ),
         }
     }
+    for d in &damage {
+        println!("DAMAGED: {d}");
+    }
+    if !installed.entries().foreign.is_empty() {
+        println!(
+            "also in {}: {} (not mxgate's; left alone)",
+            pins.root().display(),
+            installed.entries().foreign.join(", ")
+        );
+    }
     Ok(())
 }
 
-/// `mxgate lookup`.
+/// What the filter does with a SYN from the looked-up address.
+fn verdict_text(allowed: bool, open: bool, dry_run: bool) -> &'static str {
+    match (allowed, open, dry_run) {
+        (true, _, _) => "pass",
+        (false, true, _) => "pass_open",
+        (false, false, true) => "would_drop",
+        (false, false, false) => "drop",
+    }
+}
+
+/// `mxgate lookup`: is an address allowed, by which prefix, and what the
+/// filter does with its SYNs given the open and dry-run switches and the
+/// protected ports and destinations.
 pub fn lookup(pins: &PinDir, request: &LookupRequest) -> anyhow::Result<()> {
-    let filter = Filter::open(pins)?;
-    let found = filter.lookup(request.addr)?;
-    let open = filter.config()?.flags & FLAG_OPEN != 0;
+    let installed = find(pins)?;
+    let found = AllowMaps::open(&installed)?.lookup(request.addr)?;
+    let config = ConfigMap::open(&installed)?;
+    let settings = SettingsMaps::open(&installed)?.read(&config)?;
+    let open = config.flag(FLAG_OPEN)?;
+    let verdict = verdict_text(found.is_some(), open, settings.dry_run);
     if request.json {
         let value = json!({
             "address": request.addr,
             "allowed": found.is_some(),
             "prefix": found.map(|p| p.to_string()),
             "open": open,
+            "dry_run": settings.dry_run,
+            "verdict": verdict,
+            "ports": settings.ports,
+            "protect_dst": settings.protect_dst,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
-    match found {
-        Some(prefix) => println!("{}: allowed by {prefix}", request.addr),
-        None if open => println!(
-            "{}: not in the allowlist (its SYNs pass only because the filter is open)",
-            request.addr
+    let ports: Vec<String> = settings.ports.iter().map(u16::to_string).collect();
+    let mut to = format!("to TCP port {}", ports.join(", "));
+    if !settings.protect_dst.is_empty() {
+        let dsts: Vec<String> = settings
+            .protect_dst
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        to = format!("{to} on {}", dsts.join(", "));
+    }
+    let addr = request.addr;
+    match (found, verdict) {
+        (Some(prefix), _) => println!("{addr}: allowed by {prefix}"),
+        (None, "pass_open") => println!(
+            "{addr}: not in the allowlist; its SYNs {to} pass only because the filter is open"
         ),
-        None => println!(
-            "{}: not in the allowlist; its SYNs to protected ports are dropped",
-            request.addr
+        (None, "would_drop") => println!(
+            "{addr}: not in the allowlist; dry run: its SYNs {to} are counted as would-drop \
+             and pass"
         ),
+        (None, _) => println!("{addr}: not in the allowlist; its SYNs {to} are dropped"),
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ pub use refresh::{RefreshOutcome, apply_list};
 use crate::{
     diff::Guard,
     error::InvalidInput,
-    filter::{Filter, NotInstalled},
+    filter::{Installed, NotInstalled},
     logline::LogFormat,
     pins::{Lock, PinDir},
     ranges::ParsedList,
@@ -160,13 +160,14 @@ fn read_nonempty_list(spec: &ListSpec) -> anyhow::Result<ParsedList> {
     Ok(list)
 }
 
-/// Takes the pin directory's lock, then opens the filter: a command that
-/// changes it never interleaves with another one.
-fn open_locked(pins: &PinDir) -> anyhow::Result<(Lock, Filter)> {
-    if !pins.is_installed() {
-        return Err(NotInstalled(pins.root().to_path_buf()).into());
-    }
-    let lock = pins.lock()?;
-    let filter = Filter::open(pins)?;
-    Ok((lock, filter))
+/// Takes the pin directory's lock, then finds the filter: a command that
+/// changes it never interleaves with another one. Damage (a pin removed by
+/// hand) is reported as a warning; the caller opens only what it needs.
+fn open_locked(pins: &PinDir) -> anyhow::Result<(Lock, Installed)> {
+    let not_installed = || NotInstalled(pins.root().to_path_buf());
+    Installed::find(pins)?.ok_or_else(not_installed)?;
+    let lock = pins.lock()?.ok_or_else(not_installed)?;
+    let installed = Installed::find(pins)?.ok_or_else(not_installed)?;
+    installed.warn_damage();
+    Ok((lock, installed))
 }

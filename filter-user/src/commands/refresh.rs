@@ -9,7 +9,7 @@ use crate::{
     allowlist::Allowlist,
     diff::{Diff, Guard},
     error::Refused,
-    filter::Filter,
+    filter::{AllowMaps, ConfigMap},
     pins::PinDir,
 };
 
@@ -32,16 +32,29 @@ pub struct RefreshOutcome {
     pub v6_after: usize,
 }
 
-/// Compares `new` with the live allowlist and, unless `preview`, applies
-/// it: nothing when they are equal; a refusal when `guard` says the list
+/// What [`apply_list`] does with the change it computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyMode {
+    /// Compute it, change nothing.
+    Preview,
+    /// Apply it; a refusal by the guard is an error (exit 3).
+    Apply,
+    /// Apply it unless the guard refuses; then keep the live list and
+    /// report the refusal in the outcome.
+    ApplyUnlessRefused,
+}
+
+/// Compares `new` with the live allowlist and applies it as `mode` says:
+/// nothing when they are equal; a refusal when `guard` says the list
 /// shrinks too much; otherwise every insert, then every delete.
 pub fn apply_list(
-    filter: &mut Filter,
+    allow: &mut AllowMaps,
+    config: &mut ConfigMap,
     new: &Allowlist,
     guard: Guard,
-    preview: bool,
+    mode: ApplyMode,
 ) -> anyhow::Result<RefreshOutcome> {
-    let live = filter.allowlist()?;
+    let live = allow.read()?;
     let diff = Diff::between(&live, new);
     let shrink_percent = diff.shrink_percent(new, live.len());
     let refusal = (shrink_percent > guard.max_shrink && !guard.force).then(|| {
@@ -62,16 +75,19 @@ pub fn apply_list(
         v6_after: new.v6.len(),
         diff,
     };
-    if preview || outcome.diff.is_empty() {
+    if mode == ApplyMode::Preview || outcome.diff.is_empty() {
         return Ok(outcome);
     }
     if let Some(reason) = &outcome.refusal {
+        if mode == ApplyMode::ApplyUnlessRefused {
+            return Ok(outcome);
+        }
         return Err(Refused(format!(
-            "{reason}; nothing changed. Check the list, or run again with --force"
+            "{reason}; nothing changed. Check the list, or run again with --force              (or a larger --max-shrink)"
         ))
         .into());
     }
-    filter.apply(&outcome.diff)?;
+    allow.apply(&live, &outcome.diff, config)?;
     outcome.applied = true;
     Ok(outcome)
 }
@@ -79,9 +95,22 @@ pub fn apply_list(
 /// `mxgate refresh`.
 pub fn command(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<()> {
     let list = read_nonempty_list(&request.list)?;
-    let (_lock, mut filter) = open_locked(pins)?;
-    let outcome = apply_list(&mut filter, &list.allowlist, request.guard, request.preview)
-        .context("refreshing the allowlist")?;
+    let (_lock, installed) = open_locked(pins)?;
+    let mut allow = AllowMaps::open(&installed)?;
+    let mut config = ConfigMap::open(&installed)?;
+    let mode = if request.preview {
+        ApplyMode::Preview
+    } else {
+        ApplyMode::Apply
+    };
+    let outcome = apply_list(
+        &mut allow,
+        &mut config,
+        &list.allowlist,
+        request.guard,
+        mode,
+    )
+    .context("refreshing the allowlist")?;
     if request.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
         return Ok(());

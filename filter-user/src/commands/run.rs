@@ -3,7 +3,9 @@
 //! stays attached when it exits.
 
 use std::{
+    collections::BTreeMap,
     path::Path,
+    process::ExitCode,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -18,17 +20,19 @@ use tokio::{
 use filter_common::{Config, FLAG_DRY_RUN, FLAG_OPEN};
 
 use super::{
-    RunRequest,
-    attach::{attach_filter, describe_settings},
+    AttachRequest, RunRequest,
+    attach::{AttachOptions, attach_filter, describe_settings},
     inspect::{filter_state, take_reading},
     read_nonempty_list,
 };
 use crate::{
-    filter::Filter,
-    links,
+    error::exit_code,
+    files,
+    filter::{AllowMaps, ConfigMap, Installed, Readout, SettingsMaps},
     logline::{LogLine, LogSink},
     pins::PinDir,
     report::{FilterState, Reading, prometheus, stats_line},
+    sys,
 };
 
 /// Most kernel log lines forwarded per second; the rest are counted and
@@ -36,44 +40,47 @@ use crate::{
 const KERNEL_LINES_PER_SECOND: u32 = 20;
 
 /// `mxgate run`.
+///
+/// Under a service manager a restart must neither loop nor leave an
+/// interface unprotected: when the shrink guard refuses the list, or the
+/// list cannot be fetched while a filter is installed, run keeps the live
+/// allowlist, logs a warning and goes on. Only invalid input (exit 2) stops
+/// it: that needs the administrator.
 pub fn command(pins: &PinDir, request: &RunRequest) -> anyhow::Result<()> {
     let sink = Arc::new(LogSink::stdout(request.log_format));
     let mut events = Vec::new();
     if let Some(attach) = &request.attach {
-        let list = read_nonempty_list(&attach.list)?;
-        let report = attach_filter(pins, &attach.ifaces, &list, &attach.options)?;
-        let d = &report.list.diff;
-        events.push(
-            LogLine::info("refreshed")
-                .field("added", d.added())
-                .field("removed", d.removed())
-                .field("unchanged", d.unchanged())
-                .field("v4_prefixes", report.list.v4_after)
-                .field("v6_prefixes", report.list.v6_after),
-        );
-        for a in &report.interfaces {
-            events.push(
-                LogLine::info("attached")
-                    .field("iface", a.iface.clone())
-                    .field("mode", a.mode)
-                    .field("link", a.link_id)
-                    .field("program", a.program_id)
-                    .field("already", !a.new),
-            );
-        }
+        events.extend(attach_for_run(pins, attach)?);
     } else {
-        let ifaces: Vec<String> = links::links(pins)?.into_iter().map(|l| l.iface).collect();
-        events.push(
+        let installed = Installed::require(pins)?;
+        let ifaces = installed.entries().links.join(",");
+        let line = if ifaces.is_empty() {
+            LogLine::new("warn", "adopted").field(
+                "message",
+                "the filter is attached to no interface: it protects nothing",
+            )
+        } else {
             LogLine::info("adopted")
-                .field("pin_dir", pins.root().display().to_string())
-                .field("interfaces", ifaces.join(",")),
+        };
+        events.push(
+            line.field("pin_dir", pins.root().display().to_string())
+                .field("interfaces", ifaces),
         );
     }
     // Adopting a filter that is not installed fails here, before any line.
-    let filter = Filter::open(pins)?;
+    let installed = Installed::require(pins)?;
+    let maps = Maps {
+        config: ConfigMap::open(&installed)?,
+        allow: AllowMaps::open(&installed)?,
+        settings: SettingsMaps::open(&installed)?,
+        readout: Readout::open(&installed)?,
+    };
+    for damage in installed.damage() {
+        events.push(LogLine::new("warn", "damaged").field("message", damage));
+    }
     // The first interval counts from here: whoever reads these lines and
     // then sends traffic sees all of it in the stats lines.
-    let baseline = take_reading(&filter)?;
+    let baseline = take_reading(&maps.readout)?;
     for event in &events {
         sink.emit(event);
     }
@@ -81,32 +88,110 @@ pub fn command(pins: &PinDir, request: &RunRequest) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    let result = runtime.block_on(stream(pins, &filter, &sink, request, baseline));
+    let result = runtime.block_on(stream(pins, &installed, &maps, &sink, request, baseline));
     if let Err(e) = &result {
         sink.emit(&LogLine::new("error", "error").field("message", format!("{e:#}")));
     }
     result
 }
 
+/// The maps `run` reads, opened once (they stay valid even if a pin is
+/// removed meanwhile).
+struct Maps {
+    config: ConfigMap,
+    allow: AllowMaps,
+    settings: SettingsMaps,
+    readout: Readout,
+}
+
+/// The attach `run` starts with, and the lines that tell what it did.
+fn attach_for_run(pins: &PinDir, attach: &AttachRequest) -> anyhow::Result<Vec<LogLine>> {
+    let mut events = Vec::new();
+    let list = match read_nonempty_list(&attach.list) {
+        Ok(list) => Some(list),
+        Err(e) if exit_code(&e) != ExitCode::from(2) && Installed::find(pins)?.is_some() => {
+            events.push(
+                LogLine::new("warn", "list_failed")
+                    .field("message", format!("{e:#}"))
+                    .field("action", "kept the live allowlist"),
+            );
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let options = AttachOptions {
+        keep_live_list_when_refused: true,
+        ..attach.options.clone()
+    };
+    let report = attach_filter(pins, &attach.ifaces, list.as_ref(), &options)?;
+    for pin in &report.repaired {
+        events.push(LogLine::new("warn", "repaired").field("pin", pin.clone()));
+    }
+    if let Some(outcome) = &report.list {
+        let d = &outcome.diff;
+        let line = match &outcome.refusal {
+            Some(reason) if !outcome.applied && !d.is_empty() => {
+                LogLine::new("warn", "refresh_refused")
+                    .field("message", reason.clone())
+                    .field(
+                        "action",
+                        "kept the live allowlist; `mxgate refresh --force` applies it",
+                    )
+            }
+            _ => LogLine::info("refreshed")
+                .field("added", d.added())
+                .field("removed", d.removed())
+                .field("unchanged", d.unchanged())
+                .field("v4_prefixes", outcome.v4_after)
+                .field("v6_prefixes", outcome.v6_after),
+        };
+        events.push(line);
+    }
+    for a in &report.interfaces {
+        events.push(
+            LogLine::info("attached")
+                .field("iface", a.iface.clone())
+                .field("mode", a.mode)
+                .field("link", a.link_id)
+                .field("program", a.program_id)
+                .field("already", !a.new),
+        );
+    }
+    for note in &report.notes {
+        events.push(LogLine::new("warn", "note").field("message", note.clone()));
+    }
+    Ok(events)
+}
+
 async fn stream(
     pins: &PinDir,
-    filter: &Filter,
+    installed: &Installed,
+    maps: &Maps,
     sink: &Arc<LogSink>,
     request: &RunRequest,
     mut previous: Reading,
 ) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("catching SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("catching SIGTERM")?;
+    let mut sighup = signal(SignalKind::hangup()).context("catching SIGHUP")?;
     let forwarder = Forwarder::new(Arc::clone(sink), request.kernel_log);
-    let program_id = filter.program_info()?.id();
-    let logger = EbpfLogger::init_from_id_with_logger(program_id, forwarder.clone())
-        .context("reading the kernel's log buffer")?;
-    // SAFETY: the logger owns its ring buffer's descriptor, which stays open
-    // and unchanged until the AsyncFd (and with it the logger) is dropped.
-    let mut logger = unsafe { AsyncFd::register_with_interest(logger, Interest::READABLE) }
-        .context("watching the kernel's log buffer")?;
+    let logger = match installed.program_id() {
+        Some(id) => {
+            let logger = EbpfLogger::init_from_id_with_logger(id, forwarder.clone())
+                .context("reading the kernel's log buffer")?;
+            // SAFETY: the logger owns its ring buffer's descriptor, which
+            // stays open and unchanged until the AsyncFd (and with it the
+            // logger) is dropped.
+            Some(
+                unsafe { AsyncFd::register_with_interest(logger, Interest::READABLE) }
+                    .context("watching the kernel's log buffer")?,
+            )
+        }
+        None => None,
+    };
+    let mut logger = logger;
 
-    let mut watcher = Watcher::new(filter)?;
+    let mut watcher = Watcher::new(installed, maps)?;
     if let Some(path) = &request.prom_file
         && let Err(e) = write_prom_file(path, &previous, &watcher.state, request.top)
     {
@@ -118,10 +203,10 @@ async fn stream(
     let second = Duration::from_secs(1);
     let mut watch_tick = tokio::time::interval_at(tokio::time::Instant::now() + second, second);
     watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
+    let reason = loop {
         tokio::select! {
             _ = stats_tick.tick() => {
-                let now = take_reading(filter)?;
+                let now = take_reading(&maps.readout)?;
                 // The file first: once the line is out, the file matches it.
                 // A metrics file that cannot be written must not stop the
                 // filter's log: say so and go on.
@@ -135,51 +220,96 @@ async fn stream(
                 forwarder.report_suppressed();
             }
             _ = watch_tick.tick() => {
-                if !pins.is_installed() {
+                let Some(found) = Installed::find(pins).ok().flatten() else {
                     sink.emit(&LogLine::info("detached")
                         .field("message", "the filter was removed (mxgate detach); stopping"));
                     return Ok(());
-                }
-                for event in watcher.changes(filter)? {
+                };
+                for event in watcher.changes(&found, maps)? {
                     sink.emit(&event);
                 }
             }
-            ready = logger.readable_mut() => {
-                let mut guard = ready.context("waiting for kernel log lines")?;
-                guard.get_inner_mut().flush();
-                guard.clear_ready();
+            ready = async { logger.as_mut()?.readable_mut().await.ok() }, if logger.is_some() => {
+                if let Some(mut guard) = ready {
+                    guard.get_inner_mut().flush();
+                    guard.clear_ready();
+                }
             }
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break "SIGINT",
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sighup.recv() => break "SIGHUP",
         }
-    }
+    };
     sink.emit(
-        &LogLine::info("stopped").field("message", "mxgate run stopped; the filter stays attached"),
+        &LogLine::info("stopped")
+            .field("signal", reason)
+            .field("message", "mxgate run stopped; the filter stays attached"),
     );
     Ok(())
 }
 
-/// Turns changes of CONFIG made by other commands into event lines.
+/// Turns changes made by other commands, and damage, into event lines.
 struct Watcher {
     config: Config,
     state: FilterState,
+    /// Each attached interface and whether it still exists.
+    links: BTreeMap<String, bool>,
+    damage: Vec<String>,
 }
 
 impl Watcher {
-    fn new(filter: &Filter) -> anyhow::Result<Self> {
+    fn new(installed: &Installed, maps: &Maps) -> anyhow::Result<Self> {
         Ok(Self {
-            config: filter.config()?,
-            state: filter_state(filter)?,
+            config: maps.config.read()?,
+            state: filter_state(&maps.config, &maps.allow)?,
+            links: link_states(installed),
+            damage: installed.damage(),
         })
     }
 
-    /// Events since the last call: opened, enforced, refreshed, settings.
-    fn changes(&mut self, filter: &Filter) -> anyhow::Result<Vec<LogLine>> {
-        let now = filter.config()?;
-        let before = std::mem::replace(&mut self.config, now);
+    /// Events since the last call: opened, enforced, refreshed, settings;
+    /// and, as warnings, an interface losing the filter and new damage.
+    fn changes(&mut self, installed: &Installed, maps: &Maps) -> anyhow::Result<Vec<LogLine>> {
         let mut events = Vec::new();
+        let links = link_states(installed);
+        for (iface, exists) in &self.links {
+            match links.get(iface) {
+                None => events.push(
+                    LogLine::new("warn", "link_removed")
+                        .field("iface", iface.clone())
+                        .field("message", "the filter no longer protects this interface"),
+                ),
+                Some(false) if *exists => events.push(
+                    LogLine::new("warn", "interface_gone")
+                        .field("iface", iface.clone())
+                        .field(
+                            "message",
+                            "the interface was deleted; its link attaches nothing",
+                        ),
+                ),
+                _ => {}
+            }
+        }
+        for iface in links.keys().filter(|i| !self.links.contains_key(*i)) {
+            events.push(LogLine::info("attached").field("iface", iface.clone()));
+        }
+        if !self.links.is_empty() && !links.values().any(|exists| *exists) {
+            events.push(LogLine::new("warn", "unprotected").field(
+                "message",
+                "the filter is attached to no interface: it protects nothing",
+            ));
+        }
+        self.links = links;
+        let damage = installed.damage();
+        for d in damage.iter().filter(|d| !self.damage.contains(d)) {
+            events.push(LogLine::new("warn", "damaged").field("message", d.clone()));
+        }
+        self.damage = damage;
+
+        let now = maps.config.read()?;
+        let before = std::mem::replace(&mut self.config, now);
         if now.list_generation != before.list_generation {
-            self.state = filter_state(filter)?;
+            self.state = filter_state(&maps.config, &maps.allow)?;
             events.push(
                 LogLine::info("refreshed")
                     .field("v4_prefixes", self.state.prefixes_v4)
@@ -199,7 +329,7 @@ impl Watcher {
                     )
                 });
             } else {
-                let settings = filter.settings()?;
+                let settings = maps.settings.read(&maps.config)?;
                 events.push(
                     LogLine::info("settings").field("message", describe_settings(&settings, open)),
                 );
@@ -211,24 +341,28 @@ impl Watcher {
     }
 }
 
-/// Writes the metrics to `path` whole: a temporary file in the same
-/// directory, then a rename, so a reader never sees half a file.
+/// Each link pin's interface, and whether its interface still exists.
+fn link_states(installed: &Installed) -> BTreeMap<String, bool> {
+    installed
+        .entries()
+        .links
+        .iter()
+        .map(|iface| {
+            let alive = sys::pinned_xdp_link(&installed.pins().link(iface))
+                .is_ok_and(|link| link.ifindex != 0);
+            (iface.clone(), alive)
+        })
+        .collect()
+}
+
+/// Writes the metrics to `path` whole (see [`files::write_atomically`]).
 fn write_prom_file(
     path: &Path,
     reading: &Reading,
     state: &FilterState,
     top: usize,
 ) -> anyhow::Result<()> {
-    let file_name = path
-        .file_name()
-        .with_context(|| format!("--prom-file {} names no file", path.display()))?;
-    let mut temporary = file_name.to_owned();
-    temporary.push(".tmp");
-    let temporary = path.with_file_name(temporary);
-    std::fs::write(&temporary, prometheus(reading, state, top))
-        .with_context(|| format!("writing {}", temporary.display()))?;
-    std::fs::rename(&temporary, path)
-        .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))
+    files::write_atomically(path, prometheus(reading, state, top).as_bytes(), 0o644)
 }
 
 /// Forwards aya-log records from the kernel as `kernel` log lines, at most

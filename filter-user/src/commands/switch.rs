@@ -1,22 +1,20 @@
 //! `open`, `enforce` and `detach`: the switches an administrator flips.
 
-use filter_common::FLAG_OPEN;
-
 use super::{DetachRequest, open_locked};
-use crate::{links, pins::PinDir};
+use crate::{filter::ConfigMap, links, pins::PinDir};
 
-/// `mxgate open` (`open` true) and `mxgate enforce` (`open` false).
+/// `mxgate open` (`open` true) and `mxgate enforce` (`open` false). Needs
+/// only CONFIG, so it works on a filter missing any other pin.
 pub fn open(pins: &PinDir, open: bool) -> anyhow::Result<()> {
-    let (_lock, mut filter) = open_locked(pins)?;
-    let was_open = filter.config()?.flags & FLAG_OPEN != 0;
-    if was_open == open {
+    let (_lock, installed) = open_locked(pins)?;
+    let mut config = ConfigMap::open(&installed)?;
+    if !config.set_open(open)? {
         println!(
             "already {}; nothing changed",
             if open { "open" } else { "enforcing" }
         );
         return Ok(());
     }
-    filter.set_open(open)?;
     if open {
         println!(
             "filter OPEN: every SYN passes; those from outside the allowlist are counted as \
@@ -28,35 +26,53 @@ pub fn open(pins: &PinDir, open: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `mxgate detach`.
+/// `mxgate detach`: removes mxgate's own objects, by name, and nothing else.
 pub fn detach(pins: &PinDir, request: &DetachRequest) -> anyhow::Result<()> {
-    if !pins.is_installed() && !pins.root().exists() {
-        println!("no filter in {}; nothing to do", pins.root().display());
+    for iface in &request.ifaces {
+        crate::pins::check_iface_name(iface)?;
+    }
+    let nothing = || println!("no filter in {}; nothing to do", pins.root().display());
+    let Some(_lock) = pins.check()?.then(|| pins.lock()).transpose()?.flatten() else {
+        nothing();
+        return Ok(());
+    };
+    let entries = pins.entries()?;
+    if entries.is_empty() {
+        nothing();
         return Ok(());
     }
-    let _lock = pins.lock()?;
     if request.ifaces.is_empty() {
-        let ifaces = pins.linked_interfaces()?;
-        pins.remove_all()?;
-        if ifaces.is_empty() {
-            println!("removed the filter in {}", pins.root().display());
+        let left = pins.remove_own(&entries)?;
+        let what = if entries.links.is_empty() {
+            format!("removed the filter in {}", pins.root().display())
         } else {
-            println!(
+            format!(
                 "detached from {} and removed the filter in {}",
-                ifaces.join(", "),
+                entries.links.join(", "),
                 pins.root().display()
+            )
+        };
+        println!("{what}");
+        if !left.is_empty() {
+            println!(
+                "left {} in place: not mxgate's (the directory stays while they are there)",
+                left.join(", ")
             );
         }
         return Ok(());
     }
     for iface in &request.ifaces {
-        if links::detach(pins, iface)? {
+        if links::detach(pins, &entries, iface)? {
             println!("detached from {iface}");
         } else {
             println!("not attached to {iface}; nothing to do");
         }
     }
-    let left = pins.linked_interfaces()?;
+    let left: Vec<&String> = entries
+        .links
+        .iter()
+        .filter(|l| !request.ifaces.contains(l))
+        .collect();
     if left.is_empty() {
         println!(
             "the filter stays installed in {} but is attached to no interface \
@@ -64,7 +80,8 @@ pub fn detach(pins: &PinDir, request: &DetachRequest) -> anyhow::Result<()> {
             pins.root().display()
         );
     } else {
-        println!("still attached to {}", left.join(", "));
+        let names: Vec<&str> = left.iter().map(|s| s.as_str()).collect();
+        println!("still attached to {}", names.join(", "));
     }
     Ok(())
 }

@@ -1,12 +1,16 @@
 //! The installed filter: the XDP program and its maps, created once and then
 //! reached through their pins by every later command.
 //!
-//! - this module: loading and pinning ([`Filter::install`]) and opening
-//!   ([`Filter::open`]);
+//! - this module: loading and pinning ([`Filter::install`]), finding what is
+//!   installed ([`Installed`]) even when a pin was removed by hand, and
+//!   opening all of it ([`Filter::open`]);
 //! - [`allowlist`]: reading and changing the allowlist tries;
 //! - [`settings`]: ports, protected destinations, the dry-run and open
 //!   switches, and the generation counters `mxgate run` watches;
 //! - [`readout`]: counters and denied sources.
+//!
+//! Each command opens only the maps it needs, so one missing pin does not
+//! stop the others (the emergency `open` needs only CONFIG).
 
 pub mod allowlist;
 pub mod readout;
@@ -29,7 +33,14 @@ pub use self::{
     readout::{Counters, DeniedEntry, OutcomeCounts, Readout},
     settings::{ConfigMap, Settings, SettingsMaps},
 };
-use crate::{EBPF_OBJECT, allowlist::Allowlist, diff::Diff, pins::PinDir};
+use crate::{
+    EBPF_OBJECT,
+    allowlist::Allowlist,
+    diff::Diff,
+    error::Refused,
+    pins::{Entries, PinDir},
+    sys,
+};
 
 /// No filter is installed in the pin directory.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +56,224 @@ pub enum KernelLog {
     Quiet,
     /// One line per denied SYN. Floods the log under attack.
     EveryDenial,
+}
+
+/// A filter found in a pin directory: which of its objects are pinned, and
+/// the live program, found through its pin or, when that was removed,
+/// through a link still attaching it.
+#[derive(Clone, Debug)]
+pub struct Installed {
+    pins: PinDir,
+    entries: Entries,
+    program: Option<LiveProgram>,
+}
+
+/// The filter's program as found.
+#[derive(Clone, Debug)]
+struct LiveProgram {
+    id: u32,
+    /// `None` when found through its pin; else the interface whose link
+    /// still attaches it.
+    via_link: Option<String>,
+}
+
+impl Installed {
+    /// What of mxgate's is installed under `pins`; `None` when nothing is.
+    /// Refuses an untrusted pin directory.
+    pub fn find(pins: &PinDir) -> anyhow::Result<Option<Self>> {
+        if !pins.check()? {
+            return Ok(None);
+        }
+        let entries = pins.entries()?;
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let program = if entries.program {
+            let info = ProgramInfo::from_pin(pins.program())
+                .with_context(|| format!("reading {}", pins.program().display()))?;
+            Some(LiveProgram {
+                id: info.id(),
+                via_link: None,
+            })
+        } else {
+            entries.links.iter().find_map(|iface| {
+                let link = sys::pinned_xdp_link(&pins.link(iface)).ok()?;
+                Some(LiveProgram {
+                    id: link.program_id,
+                    via_link: Some(iface.clone()),
+                })
+            })
+        };
+        let installed = Self {
+            pins: pins.clone(),
+            entries,
+            program,
+        };
+        if let Ok(config) = installed.map::<aya::maps::Array<MapData, Config>>(map_names::CONFIG) {
+            let layout = config.get(&0, 0).context("reading CONFIG")?.layout;
+            if layout != LAYOUT_VERSION {
+                return Err(Refused(format!(
+                    "the filter in {} was installed by a different mxgate (map layout {layout}, \
+                     this one uses {LAYOUT_VERSION}); run `mxgate detach` and attach again",
+                    pins.root().display()
+                ))
+                .into());
+            }
+        }
+        Ok(Some(installed))
+    }
+
+    /// As [`Installed::find`], but nothing installed is an error.
+    pub fn require(pins: &PinDir) -> anyhow::Result<Self> {
+        Self::find(pins)?.ok_or_else(|| NotInstalled(pins.root().to_path_buf()).into())
+    }
+
+    /// The pin directory.
+    pub fn pins(&self) -> &PinDir {
+        &self.pins
+    }
+
+    /// What the pin directory holds.
+    pub fn entries(&self) -> &Entries {
+        &self.entries
+    }
+
+    /// The live program's id, if the program is reachable.
+    pub fn program_id(&self) -> Option<u32> {
+        self.program.as_ref().map(|p| p.id)
+    }
+
+    /// The kernel's view of the live program.
+    pub fn program_info(&self) -> anyhow::Result<Option<ProgramInfo>> {
+        let Some(program) = &self.program else {
+            return Ok(None);
+        };
+        if program.via_link.is_none() {
+            return ProgramInfo::from_pin(self.pins.program())
+                .map(Some)
+                .with_context(|| format!("reading {}", self.pins.program().display()));
+        }
+        Ok(aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .find(|p| p.id() == program.id))
+    }
+
+    /// The map called `name`: through its pin, or through the program.
+    pub fn map<M>(&self, name: &str) -> anyhow::Result<M>
+    where
+        M: TryFrom<Map, Error = MapError>,
+    {
+        let path = self.pins.map(name);
+        let data = if self.entries.maps.contains(&name) {
+            MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?
+        } else {
+            self.map_through_program(name)?.ok_or_else(|| {
+                anyhow!(
+                    "{} is missing and no live program of this filter uses such a map: the \
+                     filter is damaged ({}). `mxgate detach` removes what is left; then attach \
+                     again",
+                    path.display(),
+                    self.damage().join("; ")
+                )
+            })?
+        };
+        let map =
+            Map::from_map_data(data).with_context(|| format!("opening {}", path.display()))?;
+        M::try_from(map)
+            .with_context(|| format!("{} is not the map mxgate expects", path.display()))
+    }
+
+    /// The program's map called `name`, found through the program's map ids.
+    fn map_through_program(&self, name: &str) -> anyhow::Result<Option<MapData>> {
+        let Some(info) = self.program_info()? else {
+            return Ok(None);
+        };
+        let ids = info
+            .map_ids()
+            .context("listing the program's maps")?
+            .unwrap_or_default();
+        for id in ids {
+            let data = MapData::from_id(id).context("opening a map of the program")?;
+            let info = data.info().context("reading a map's info")?;
+            if info.name_as_str() == Some(name) {
+                return Ok(Some(data));
+            }
+        }
+        Ok(None)
+    }
+
+    /// What is missing, each with its repair; empty when complete.
+    pub fn damage(&self) -> Vec<String> {
+        let dir = self.pins.root().display();
+        let mut found = Vec::new();
+        match &self.program {
+            Some(LiveProgram {
+                via_link: Some(iface),
+                ..
+            }) => found.push(format!(
+                "the program's pin {dir}/prog is missing; the program still runs on {iface} \
+                 through its link (`mxgate attach` re-pins it)"
+            )),
+            None => found.push(format!(
+                "the program is gone ({dir}/prog was removed and no link runs it): the filter \
+                 protects nothing (`mxgate attach` loads it again with the allowlist kept in \
+                 the maps)"
+            )),
+            Some(_) => {}
+        }
+        for name in self.entries.missing_maps() {
+            let reachable = self.map_through_program(name).ok().flatten().is_some();
+            found.push(if reachable {
+                format!(
+                    "{dir}/{name} is missing; the map still works (found through the program; \
+                     `mxgate attach` re-pins it)"
+                )
+            } else {
+                format!("{dir}/{name} is gone")
+            });
+        }
+        found
+    }
+
+    /// Prints each missing piece as a warning.
+    pub fn warn_damage(&self) {
+        for damage in self.damage() {
+            eprintln!("mxgate: warning: {damage}");
+        }
+    }
+
+    /// Pins again whatever is missing but still alive: the program (from a
+    /// link that runs it) and its maps. Returns what it re-pinned.
+    pub fn repair(&mut self) -> anyhow::Result<Vec<String>> {
+        let mut repaired = Vec::new();
+        if let Some(program) = &mut self.program
+            && let Some(iface) = program.via_link.take()
+        {
+            let info = aya::programs::loaded_programs()
+                .filter_map(Result::ok)
+                .find(|p| p.id() == program.id)
+                .with_context(|| format!("program {} is gone", program.id))?;
+            let fd = info.fd().context("opening the live program")?;
+            let path = self.pins.program();
+            sys::pin_fd(std::os::fd::AsFd::as_fd(&fd), &path)
+                .with_context(|| format!("pinning the program again at {}", path.display()))?;
+            self.entries.program = true;
+            repaired.push(format!(
+                "{} (the program running on {iface})",
+                path.display()
+            ));
+        }
+        for name in self.entries.missing_maps() {
+            if let Some(data) = self.map_through_program(name)? {
+                let path = self.pins.map(name);
+                data.pin(&path)
+                    .with_context(|| format!("pinning {name} again at {}", path.display()))?;
+                self.entries.maps.push(name);
+                repaired.push(path.display().to_string());
+            }
+        }
+        Ok(repaired)
+    }
 }
 
 /// The installed filter: its program and every map, each part opened
@@ -63,14 +292,38 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Loads the program and creates its maps, all pinned under `pins`,
-    /// without attaching it anywhere. The program pin is made last, so a
-    /// filter counts as installed only once it is complete.
-    pub fn install(pins: &PinDir, log: KernelLog) -> anyhow::Result<()> {
-        pins.prepare()?;
+    /// Loads the program and creates its maps, all pinned under `pins`
+    /// (which must be prepared and locked), without attaching it anywhere.
+    /// Map pins already there (a filter whose program was lost) are reused,
+    /// so their allowlist and switches are kept. The program pin is made
+    /// last. Returns the pins this call created; on failure it removes them
+    /// itself.
+    pub fn install(pins: &PinDir, log: KernelLog) -> anyhow::Result<Vec<PathBuf>> {
+        let existing = pins.entries()?.maps;
+        let mut created: Vec<PathBuf> = map_names::ALL
+            .iter()
+            .filter(|n| !existing.contains(n))
+            .map(|n| pins.map(n))
+            .collect();
+        let result = Self::load_and_pin(pins, log, existing.contains(&map_names::CONFIG));
+        match result {
+            Ok(()) => {
+                created.push(pins.program());
+                Ok(created)
+            }
+            Err(e) => {
+                for path in &created {
+                    let _ = std::fs::remove_file(path);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn load_and_pin(pins: &PinDir, log: KernelLog, config_existed: bool) -> anyhow::Result<()> {
+        let mut loader = EbpfLoader::new();
         let map_pins: Vec<(&str, PathBuf)> =
             map_names::ALL.iter().map(|n| (*n, pins.map(n))).collect();
-        let mut loader = EbpfLoader::new();
         for (name, path) in &map_pins {
             loader.map_pin_path(name, path.as_path());
         }
@@ -82,7 +335,11 @@ impl Filter {
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .context("loading mxgate's eBPF object")?;
-        ConfigMap::open(pins)?.initialise()?;
+        if !config_existed {
+            let data = MapData::from_pin(pins.map(map_names::CONFIG))
+                .context("opening the new CONFIG map")?;
+            ConfigMap::from_map(Map::from_map_data(data)?)?.initialise()?;
+        }
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
             .ok_or_else(|| anyhow!("the eBPF object has no program {PROGRAM_NAME}"))?
@@ -96,18 +353,20 @@ impl Filter {
         Ok(())
     }
 
-    /// Opens the filter installed under `pins`.
+    /// Opens the whole filter installed under `pins`; its program must be
+    /// pinned (see [`Installed::repair`]).
     pub fn open(pins: &PinDir) -> anyhow::Result<Self> {
-        if !pins.is_installed() {
-            return Err(NotInstalled(pins.root().to_path_buf()).into());
-        }
-        let config = ConfigMap::open(pins)?;
-        let layout = config.read()?.layout;
-        if layout != LAYOUT_VERSION {
+        Self::from_installed(&Installed::require(pins)?)
+    }
+
+    /// Opens the whole filter `installed` found.
+    pub fn from_installed(installed: &Installed) -> anyhow::Result<Self> {
+        let pins = installed.pins();
+        if !installed.entries().program {
             bail!(
-                "the filter in {} was installed by a different mxgate (map layout {layout}, \
-                 this one uses {LAYOUT_VERSION}); run `mxgate detach` and attach again",
-                pins.root().display()
+                "the filter in {} is damaged: {}",
+                pins.root().display(),
+                installed.damage().join("; ")
             );
         }
         let program = Xdp::from_pin(pins.program(), XdpAttachType::Interface)
@@ -115,10 +374,10 @@ impl Filter {
         Ok(Self {
             pins: pins.clone(),
             program,
-            config,
-            allow: AllowMaps::open(pins)?,
-            settings: SettingsMaps::open(pins)?,
-            readout: Readout::open(pins)?,
+            config: ConfigMap::open(installed)?,
+            allow: AllowMaps::open(installed)?,
+            settings: SettingsMaps::open(installed)?,
+            readout: Readout::open(installed)?,
         })
     }
 
@@ -152,9 +411,11 @@ impl Filter {
         self.allow.read()
     }
 
-    /// Applies `diff` to the allowlist (see [`AllowMaps::apply`]).
-    pub fn apply(&mut self, diff: &Diff) -> anyhow::Result<()> {
-        self.allow.apply(diff, &mut self.config)
+    /// Makes the allowlist `new` (see [`AllowMaps::apply`]).
+    pub fn apply(&mut self, new: &Allowlist) -> anyhow::Result<()> {
+        let live = self.allow.read()?;
+        self.allow
+            .apply(&live, &Diff::between(&live, new), &mut self.config)
     }
 
     /// The live prefix that allows `addr`, by the kernel's own match.
@@ -186,17 +447,6 @@ impl Filter {
     pub fn denied_sources(&self) -> anyhow::Result<Vec<DeniedEntry>> {
         self.readout.denied_sources()
     }
-}
-
-/// Opens the map pinned as `name` under `pins` as the map type `M`.
-pub(crate) fn open_map<M>(pins: &PinDir, name: &str) -> anyhow::Result<M>
-where
-    M: TryFrom<Map, Error = MapError>,
-{
-    let path = pins.map(name);
-    let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
-    let map = Map::from_map_data(data).with_context(|| format!("opening {}", path.display()))?;
-    M::try_from(map).with_context(|| format!("{} is not the map mxgate expects", path.display()))
 }
 
 /// Deleting what is already gone is success: the goal state holds.

@@ -13,8 +13,7 @@ use filter_common::{
 };
 use serde::{Serialize, Serializer, ser::SerializeMap as _};
 
-use super::open_map;
-use crate::pins::PinDir;
+use super::Installed;
 
 /// Counter totals summed over CPUs, per family and outcome.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -90,10 +89,10 @@ pub struct Readout {
 
 impl Readout {
     /// Opens the COUNTERS and DENIED pins.
-    pub fn open(pins: &PinDir) -> anyhow::Result<Self> {
+    pub fn open(installed: &Installed) -> anyhow::Result<Self> {
         Ok(Self {
-            counters: open_map(pins, map_names::COUNTERS)?,
-            denied: open_map(pins, map_names::DENIED)?,
+            counters: installed.map(map_names::COUNTERS)?,
+            denied: installed.map(map_names::DENIED)?,
         })
     }
 

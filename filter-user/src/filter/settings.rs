@@ -10,8 +10,7 @@ use filter_common::{
     Config, FLAG_DRY_RUN, FLAG_OPEN, FLAG_PROTECT_DST, Ipv4Key, Ipv6Key, LAYOUT_VERSION, map_names,
 };
 
-use super::{ignore_missing, open_map};
-use crate::pins::PinDir;
+use super::{Installed, ignore_missing};
 
 /// The filter's switches and settings as the kernel sees them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,10 +30,19 @@ pub struct ConfigMap {
 }
 
 impl ConfigMap {
-    /// Opens CONFIG's pin.
-    pub fn open(pins: &PinDir) -> anyhow::Result<Self> {
+    /// Opens CONFIG.
+    pub fn open(installed: &Installed) -> anyhow::Result<Self> {
         Ok(Self {
-            map: open_map(pins, map_names::CONFIG)?,
+            map: installed.map(map_names::CONFIG)?,
+        })
+    }
+
+    /// CONFIG from an opened map.
+    pub fn from_map(map: aya::maps::Map) -> anyhow::Result<Self> {
+        Ok(Self {
+            map: map
+                .try_into()
+                .context("CONFIG is not the map mxgate expects")?,
         })
     }
 
@@ -112,15 +120,16 @@ pub struct SettingsMaps {
 
 impl SettingsMaps {
     /// Opens the PORTS and PROTECT_* pins.
-    pub fn open(pins: &PinDir) -> anyhow::Result<Self> {
+    pub fn open(installed: &Installed) -> anyhow::Result<Self> {
         Ok(Self {
-            ports: open_map(pins, map_names::PORTS)?,
-            protect_v4: open_map(pins, map_names::PROTECT_V4)?,
-            protect_v6: open_map(pins, map_names::PROTECT_V6)?,
+            ports: installed.map(map_names::PORTS)?,
+            protect_v4: installed.map(map_names::PROTECT_V4)?,
+            protect_v6: installed.map(map_names::PROTECT_V6)?,
         })
     }
 
-    /// Reads the settings back from the maps and `config`.
+    /// Reads the settings back from the maps and `config`. Protected
+    /// destinations count only while their flag is on.
     pub fn read(&self, config: &ConfigMap) -> anyhow::Result<Settings> {
         let mut ports = BTreeSet::new();
         for (port, value) in self.ports.iter().enumerate() {
@@ -128,13 +137,11 @@ impl SettingsMaps {
                 ports.insert(u16::try_from(port)?);
             }
         }
-        let mut protect_dst = BTreeSet::new();
-        for key in self.protect_v4.keys() {
-            protect_dst.insert(IpAddr::from(key.context("reading PROTECT_V4")?));
-        }
-        for key in self.protect_v6.keys() {
-            protect_dst.insert(IpAddr::from(key.context("reading PROTECT_V6")?));
-        }
+        let protect_dst = if config.flag(FLAG_PROTECT_DST)? {
+            self.destinations()?
+        } else {
+            BTreeSet::new()
+        };
         Ok(Settings {
             ports,
             protect_dst,
@@ -142,44 +149,107 @@ impl SettingsMaps {
         })
     }
 
+    /// The addresses in PROTECT_V4 and PROTECT_V6, whatever the flag says.
+    fn destinations(&self) -> anyhow::Result<BTreeSet<IpAddr>> {
+        let mut found = BTreeSet::new();
+        for key in self.protect_v4.keys() {
+            found.insert(IpAddr::from(key.context("reading PROTECT_V4")?));
+        }
+        for key in self.protect_v6.keys() {
+            found.insert(IpAddr::from(key.context("reading PROTECT_V6")?));
+        }
+        Ok(found)
+    }
+
     /// Makes the kernel's settings equal `wanted`, writing only what differs.
     /// Returns true when something changed.
+    ///
+    /// Changes that let more SYNs through (dry run on, a port or protected
+    /// destination dropped, protection narrowed to some addresses) are made
+    /// first, those that drop more last: in between, the filter never drops
+    /// a SYN that neither the old nor the new settings drop.
     pub fn apply(&mut self, wanted: &Settings, config: &mut ConfigMap) -> anyhow::Result<bool> {
         let live = self.read(config)?;
         if live == *wanted {
             return Ok(false);
         }
-        for port in wanted.ports.difference(&live.ports) {
-            self.ports
-                .set(u32::from(*port), &1, 0)
-                .with_context(|| format!("protecting port {port}"))?;
+        let stored = self.destinations()?;
+        let narrowed = config.flag(FLAG_PROTECT_DST)?;
+        // Fail-open changes.
+        if wanted.dry_run {
+            config.set_flag(FLAG_DRY_RUN, true)?;
         }
         for port in live.ports.difference(&wanted.ports) {
-            self.ports
-                .set(u32::from(*port), &0, 0)
-                .with_context(|| format!("unprotecting port {port}"))?;
+            self.set_port(*port, false)?;
         }
-        for addr in wanted.protect_dst.difference(&live.protect_dst) {
+        if !wanted.protect_dst.is_empty() {
+            if narrowed {
+                self.remove_destinations(stored.difference(&wanted.protect_dst))?;
+            } else {
+                // While the flag is off the set is not read: fill it, then
+                // narrow protection to it.
+                self.remove_destinations(stored.difference(&wanted.protect_dst))?;
+                self.add_destinations(wanted.protect_dst.difference(&stored))?;
+                config.set_flag(FLAG_PROTECT_DST, true)?;
+            }
+        }
+        // Fail-closed changes.
+        if wanted.protect_dst.is_empty() {
+            config.set_flag(FLAG_PROTECT_DST, false)?;
+            self.remove_destinations(stored.iter())?;
+        } else if narrowed {
+            self.add_destinations(wanted.protect_dst.difference(&stored))?;
+        }
+        for port in wanted.ports.difference(&live.ports) {
+            self.set_port(*port, true)?;
+        }
+        if !wanted.dry_run {
+            config.set_flag(FLAG_DRY_RUN, false)?;
+        }
+        if live.ports != wanted.ports || live.protect_dst != wanted.protect_dst {
+            config.bump_settings_generation()?;
+        }
+        Ok(true)
+    }
+
+    fn set_port(&mut self, port: u16, protected: bool) -> anyhow::Result<()> {
+        self.ports
+            .set(u32::from(port), &u8::from(protected), 0)
+            .with_context(|| {
+                let verb = if protected {
+                    "protecting"
+                } else {
+                    "unprotecting"
+                };
+                format!("{verb} port {port}")
+            })
+    }
+
+    fn add_destinations<'a>(
+        &mut self,
+        addrs: impl Iterator<Item = &'a IpAddr>,
+    ) -> anyhow::Result<()> {
+        for addr in addrs {
             match addr {
                 IpAddr::V4(a) => self.protect_v4.insert(&a.octets(), &1, 0),
                 IpAddr::V6(a) => self.protect_v6.insert(&a.octets(), &1, 0),
             }
             .with_context(|| format!("protecting destination {addr}"))?;
         }
-        // The flag goes on only once the set is filled, and off before it
-        // is emptied, so no SYN sees an empty set with the flag on.
-        config.set_flag(FLAG_PROTECT_DST, !wanted.protect_dst.is_empty())?;
-        for addr in live.protect_dst.difference(&wanted.protect_dst) {
+        Ok(())
+    }
+
+    fn remove_destinations<'a>(
+        &mut self,
+        addrs: impl Iterator<Item = &'a IpAddr>,
+    ) -> anyhow::Result<()> {
+        for addr in addrs {
             match addr {
                 IpAddr::V4(a) => ignore_missing(self.protect_v4.remove(&a.octets())),
                 IpAddr::V6(a) => ignore_missing(self.protect_v6.remove(&a.octets())),
             }
             .with_context(|| format!("unprotecting destination {addr}"))?;
         }
-        config.set_flag(FLAG_DRY_RUN, wanted.dry_run)?;
-        if live.ports != wanted.ports || live.protect_dst != wanted.protect_dst {
-            config.bump_settings_generation()?;
-        }
-        Ok(true)
+        Ok(())
     }
 }

@@ -1,0 +1,218 @@
+//! Files mxgate writes or trusts outside bpffs (the last-good cache, the
+//! metrics file): written whole — a fresh temporary file created with
+//! `O_EXCL|O_NOFOLLOW`, fsynced, then renamed over the target — and read
+//! back only when they belong to the user running mxgate (root) and nobody
+//! else can write them.
+
+use std::{
+    fs::{self, File, Metadata, OpenOptions},
+    io::{self, Write as _},
+    os::unix::fs::{
+        DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+    },
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, bail};
+
+/// Writes `contents` to `path` whole, with permissions `mode`. A reader sees
+/// the old file or the new one, never half of one; a symlink or file an
+/// attacker planted at a temporary name is never followed or overwritten,
+/// and a symlink at `path` itself is replaced, not followed.
+pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let (temporary, mut file) = create_temporary(dir, &name.to_string_lossy(), mode)?;
+    let written = file
+        .write_all(contents)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", temporary.display()))
+        .and_then(|()| {
+            fs::rename(&temporary, path)
+                .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))
+        });
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written?;
+    // The rename is durable once the directory is; losing that only costs a
+    // fresh copy next time, so a failure here is not an error.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// A new file `.NAME.RANDOM.tmp` in `dir`, created exclusively.
+fn create_temporary(dir: &Path, name: &str, mode: u32) -> anyhow::Result<(PathBuf, File)> {
+    for _ in 0..16 {
+        let temporary = dir.join(format!(".{name}.{:016x}.tmp", random_u64()?));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&temporary)
+        {
+            Ok(file) => {
+                // The umask may have taken bits the caller asked for.
+                file.set_permissions(fs::Permissions::from_mode(mode))
+                    .with_context(|| format!("setting the mode of {}", temporary.display()))?;
+                return Ok((temporary, file));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating {}", temporary.display()));
+            }
+        }
+    }
+    bail!(
+        "could not create a temporary file in {} (16 names taken)",
+        dir.display()
+    )
+}
+
+fn random_u64() -> anyhow::Result<u64> {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if usize::try_from(n).ok() != Some(bytes.len()) {
+        return Err(io::Error::last_os_error()).context("reading random bytes");
+    }
+    Ok(u64::from_ne_bytes(bytes))
+}
+
+/// The user mxgate runs as; the only owner (besides root) it trusts.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// Why `meta` (of `path`) is not to be trusted: owned by another user, or
+/// writable by group or others. `None` when it is fine.
+pub fn distrust(path: &Path, meta: &Metadata) -> Option<String> {
+    let uid = meta.uid();
+    if uid != 0 && uid != effective_uid() {
+        return Some(format!(
+            "{} is owned by uid {uid}, not by root",
+            path.display()
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Some(format!(
+            "{} is writable by {} (mode {mode:04o})",
+            path.display(),
+            if mode & 0o002 != 0 {
+                "everyone"
+            } else {
+                "its group"
+            }
+        ));
+    }
+    None
+}
+
+/// Makes sure `dir` exists as a private directory (created with mode 0700)
+/// that nobody but root can change; refuses a symlink or an untrusted one.
+pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+        Ok(_) => {}
+    }
+    let meta = fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    if meta.file_type().is_symlink() {
+        bail!(
+            "{} is a symbolic link; mxgate keeps its files only in a real directory",
+            dir.display()
+        );
+    }
+    if !meta.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    if let Some(why) = distrust(dir, &meta) {
+        bail!("{why}; mxgate does not keep its files there");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mxgate-files-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn writes_whole_files_with_the_mode_asked() {
+        let dir = scratch("write");
+        let path = dir.join("m.prom");
+        write_atomically(&path, b"one\n", 0o644).unwrap();
+        write_atomically(&path, b"two\n", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two\n");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        let left: Vec<_> = fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file is left behind");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_at_the_target_is_replaced_not_followed() {
+        let dir = scratch("link");
+        let victim = dir.join("victim");
+        fs::write(&victim, b"secret").unwrap();
+        let path = dir.join("m.prom");
+        symlink(&victim, &path).unwrap();
+        write_atomically(&path, b"metrics", 0o644).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"secret");
+        assert!(
+            !fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn private_dirs_refuse_symlinks_and_loose_modes() {
+        let dir = scratch("private");
+        let made = dir.join("a/b");
+        private_dir(&made).unwrap();
+        assert_eq!(fs::metadata(&made).unwrap().mode() & 0o777, 0o700);
+        let link = dir.join("link");
+        symlink(&made, &link).unwrap();
+        assert!(
+            private_dir(&link)
+                .unwrap_err()
+                .to_string()
+                .contains("symbolic link")
+        );
+        let loose = dir.join("loose");
+        fs::create_dir(&loose).unwrap();
+        fs::set_permissions(&loose, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(
+            private_dir(&loose)
+                .unwrap_err()
+                .to_string()
+                .contains("writable by everyone (mode 0777)")
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
