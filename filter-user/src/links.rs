@@ -201,7 +201,7 @@ pub fn detach(pins: &PinDir, entries: &Entries, iface: &str) -> anyhow::Result<b
     if !entries.links.iter().any(|l| l == iface) {
         return Ok(false);
     }
-    pins.remove(&format!("link_{iface}"))
+    pins.remove_link(iface)
 }
 
 /// A pinned link as found now.

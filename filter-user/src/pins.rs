@@ -351,7 +351,7 @@ impl PinDir {
     /// directory if nothing else is left in it. Returns what stays.
     pub fn remove_own(&self, entries: &Entries) -> anyhow::Result<Vec<String>> {
         for iface in &entries.links {
-            self.remove(&format!("{LINK_PREFIX}{iface}"))?;
+            self.remove_link(iface)?;
         }
         if entries.program {
             self.remove(PROGRAM)?;
@@ -369,6 +369,15 @@ impl PinDir {
             }
         }
         Ok(entries.foreign.clone())
+    }
+
+    /// Detaches and removes the link pin of `iface` (one of mxgate's);
+    /// false if it was not there.
+    pub fn remove_link(&self, iface: &str) -> anyhow::Result<bool> {
+        // Best effort: a link whose interface is gone has nothing to detach,
+        // and the pin's removal releases the link in any case.
+        let _ = sys::detach_pinned_link(&self.link(iface));
+        self.remove(&format!("{LINK_PREFIX}{iface}"))
     }
 
     /// Removes the directory if it is empty (nothing of anyone's in it).

@@ -15,7 +15,7 @@
 
 use std::{
     fmt,
-    fs::{File, OpenOptions},
+    fs::OpenOptions,
     io::{self, Read},
     os::{
         fd::{AsRawFd, RawFd},
@@ -262,7 +262,11 @@ pub fn read_list(
 /// A local list file, whole, if it is a regular file no larger than
 /// `max_bytes` (a device or FIFO named by mistake could be endless).
 fn read_file(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
-    let file = File::open(path)?;
+    // Non-blocking: opening a FIFO for reading would wait for a writer.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::new(

@@ -17,6 +17,7 @@ use std::{
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_LINK_DETACH: libc::c_long = 34;
 const BPF_LINK_TYPE_XDP: u32 = 6;
 
 /// What the kernel says about a pinned XDP link.
@@ -92,6 +93,21 @@ pub fn pin_kind(path: &Path) -> io::Result<PinKind> {
         Some("anon_inode:bpf-link" | "anon_inode:bpf_link") => PinKind::Link,
         _ => PinKind::Other,
     })
+}
+
+/// Detaches the link pinned at `path` from its interface now. Removing the
+/// pin alone releases the link later, from a kernel work queue: the
+/// interface could still run the program when `detach` returns.
+pub fn detach_pinned_link(path: &Path) -> io::Result<()> {
+    let fd = obj_get(path)?;
+    #[repr(C)]
+    struct LinkDetachAttr {
+        link_fd: u32,
+    }
+    let attr = LinkDetachAttr {
+        link_fd: fd.as_raw_fd() as u32,
+    };
+    bpf(BPF_LINK_DETACH, &attr).map(drop)
 }
 
 /// Pins the object behind `fd` at `path` (which must not exist).

@@ -74,6 +74,12 @@ impl Mxgate {
 
     /// The command `mxgate --pin-dir DIR ARGS`, in the namespace.
     pub fn command(&self, args: &[&str]) -> Command {
+        self.command_at(&self.pin_dir, args)
+    }
+
+    /// The command `mxgate --pin-dir PIN_DIR ARGS` in the namespace: this
+    /// mxgate, pointed at another directory (which is not cleaned up).
+    pub fn command_at(&self, pin_dir: &Path, args: &[&str]) -> Command {
         let mut cmd = match &self.netns {
             Some(netns) => {
                 let mut cmd = Command::new("nsenter");
@@ -83,8 +89,13 @@ impl Mxgate {
             }
             None => Command::new(&self.binary),
         };
-        cmd.arg("--pin-dir").arg(&self.pin_dir).args(args);
+        cmd.arg("--pin-dir").arg(pin_dir).args(args);
         cmd
+    }
+
+    /// The binary under test.
+    pub fn binary(&self) -> &Path {
+        &self.binary
     }
 
     /// Runs mxgate and returns what it did.

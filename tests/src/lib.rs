@@ -10,6 +10,8 @@
 pub mod cli;
 pub mod frames;
 #[cfg(feature = "kernel")]
+pub mod hostile;
+#[cfg(feature = "kernel")]
 pub mod kernel;
 pub mod mutate;
 pub mod netns;

@@ -119,6 +119,18 @@ pub enum Reply {
     Status(u16),
     /// Nothing, until the client gives up.
     Hang,
+    /// 200 with this body but no Content-Length, then the connection is
+    /// closed without TLS close_notify: a download cut short, as the
+    /// client sees one.
+    Unframed(Vec<u8>),
+    /// 200 claiming a Content-Length of `claimed`, sending only `body`,
+    /// then closing without close_notify.
+    CutShort {
+        /// What is sent.
+        body: Vec<u8>,
+        /// The length the header claims.
+        claimed: usize,
+    },
 }
 
 /// An HTTPS server on 127.0.0.1 in `ns`, certified by a fresh test CA.
@@ -207,6 +219,25 @@ fn serve(
             let mut rest = String::new();
             while reader.read_line(&mut rest)? > 0 {}
             return Ok(());
+        }
+        Reply::Unframed(body) => {
+            write!(
+                tls,
+                "HTTP/1.1 200 X\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n"
+            )?;
+            tls.write_all(&body)?;
+            tls.flush()?;
+            // No close_notify: the TCP connection just ends.
+            return tls.sock.shutdown(std::net::Shutdown::Both);
+        }
+        Reply::CutShort { body, claimed } => {
+            write!(
+                tls,
+                "HTTP/1.1 200 X\r\ncontent-type: text/plain\r\ncontent-length: {claimed}\r\n\r\n"
+            )?;
+            tls.write_all(&body)?;
+            tls.flush()?;
+            return tls.sock.shutdown(std::net::Shutdown::Both);
         }
     };
     write!(

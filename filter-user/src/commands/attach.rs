@@ -197,7 +197,7 @@ impl Undo {
     /// the error that made the attach fail.
     fn run(self, pins: &PinDir) {
         for iface in &self.attached {
-            let _ = pins.remove(&format!("link_{iface}"));
+            let _ = pins.remove_link(iface);
         }
         if self.created_pins.is_empty()
             && let Ok(mut filter) = Filter::open(pins)

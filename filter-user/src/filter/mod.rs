@@ -111,7 +111,9 @@ impl Installed {
         };
         if let Ok(config) = installed.map::<aya::maps::Array<MapData, Config>>(map_names::CONFIG) {
             let layout = config.get(&0, 0).context("reading CONFIG")?.layout;
-            if layout != LAYOUT_VERSION {
+            // 0: an attach was killed before it wrote CONFIG; the next one
+            // completes it.
+            if layout != LAYOUT_VERSION && layout != 0 {
                 return Err(Refused(format!(
                     "the filter in {} was installed by a different mxgate (map layout {layout}, \
                      this one uses {LAYOUT_VERSION}); run `mxgate detach` and attach again",
@@ -305,7 +307,7 @@ impl Filter {
             .filter(|n| !existing.contains(n))
             .map(|n| pins.map(n))
             .collect();
-        let result = Self::load_and_pin(pins, log, existing.contains(&map_names::CONFIG));
+        let result = Self::load_and_pin(pins, log);
         match result {
             Ok(()) => {
                 created.push(pins.program());
@@ -320,7 +322,7 @@ impl Filter {
         }
     }
 
-    fn load_and_pin(pins: &PinDir, log: KernelLog, config_existed: bool) -> anyhow::Result<()> {
+    fn load_and_pin(pins: &PinDir, log: KernelLog) -> anyhow::Result<()> {
         let mut loader = EbpfLoader::new();
         let map_pins: Vec<(&str, PathBuf)> =
             map_names::ALL.iter().map(|n| (*n, pins.map(n))).collect();
@@ -335,10 +337,13 @@ impl Filter {
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .context("loading mxgate's eBPF object")?;
-        if !config_existed {
-            let data = MapData::from_pin(pins.map(map_names::CONFIG))
-                .context("opening the new CONFIG map")?;
-            ConfigMap::from_map(Map::from_map_data(data)?)?.initialise()?;
+        // A reused CONFIG keeps its switches; a new one (or one an
+        // interrupted attach left unwritten) starts with this layout.
+        let data =
+            MapData::from_pin(pins.map(map_names::CONFIG)).context("opening the CONFIG map")?;
+        let mut config = ConfigMap::from_map(Map::from_map_data(data)?)?;
+        if config.read()?.layout == 0 {
+            config.initialise()?;
         }
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
