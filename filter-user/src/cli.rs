@@ -174,6 +174,12 @@ pub struct SourceArgs {
     /// Most DNS-querying terms an SPF chain may use (RFC 7208: 10).
     #[arg(long, value_name = "N", default_value_t = spf::DEFAULT_LOOKUP_LIMIT)]
     pub spf_lookup_limit: u32,
+    /// Flatten an `spf:` source even when a term that names no addresses
+    /// (`exists`, `ptr`, sender macros) could fail senders that a later term
+    /// passes; those senders are then allowlisted. Without it such a source
+    /// is refused.
+    #[arg(long)]
+    pub spf_allow_unenumerable: bool,
     /// Trust the CA certificates in this PEM file instead of the built-in
     /// roots, for `https://` and `m365:` sources.
     #[arg(long, value_name = "FILE")]
@@ -201,6 +207,7 @@ impl SourceArgs {
                 query_timeout: Duration::from_secs(self.dns_timeout),
                 deadline: timeout,
                 lookup_limit: self.spf_lookup_limit,
+                allow_unenumerable: self.spf_allow_unenumerable,
             },
             https: HttpsOptions {
                 timeout,

@@ -4,7 +4,8 @@
 //! One entry a line; `#` starts a comment; blank lines are skipped. An entry
 //! is a CIDR, a bare address, an inclusive range `A-B` of one family, an SPF
 //! mechanism `ip4:…`/`ip6:…`, or a pasted SPF record `v=spf1 …` whose
-//! `ip4:`/`ip6:` terms are taken. Any error names the source, the line and
+//! `ip4:`/`ip6:` terms are taken in term order (see [`crate::spf`], whose
+//! parser reads both). Any error names the source, the line and
 //! the text; parsing stops at the first one and nothing is returned, so a bad
 //! list never reaches the kernel.
 
@@ -16,7 +17,7 @@ use std::{
 use ipnet::{IpNet, Ipv4Net, Ipv4Subnets, Ipv6Net, Ipv6Subnets};
 use serde::Serialize;
 
-use crate::allowlist::Allowlist;
+use crate::{allowlist::Allowlist, spf};
 
 /// Longest line accepted; SPF records and address lists stay far below it.
 pub const MAX_LINE_LEN: usize = 4096;
@@ -271,37 +272,36 @@ impl ListBuilder {
         Ok(())
     }
 
-    /// Takes the `ip4:`/`ip6:` terms of a pasted `v=spf1` record. Other
-    /// mechanisms name hosts or other records, which a file cannot resolve.
+    /// Takes what a pasted `v=spf1` record passes without DNS: its
+    /// `ip4:`/`ip6:` terms in term order (a term that does not pass takes
+    /// its addresses out of later ones). A term that needs DNS is skipped
+    /// with a warning, and refused when it could fail senders a later term
+    /// passes. The record must parse as SPF checkers parse it.
     fn add_spf_record(&mut self, at: &Location, record: &str) -> Result<(), ListError> {
-        for term in record.split_whitespace().skip(1) {
-            let (qualifier, mechanism) = split_qualifier(term);
-            let lower = mechanism.to_ascii_lowercase();
-            let is_ip = lower.starts_with("ip4:") || lower.starts_with("ip6:");
-            if is_ip && qualifier == '+' {
-                self.add_entry(at, mechanism)?;
-            } else if is_ip {
-                self.warn(
-                    at,
-                    term,
-                    "SPF term does not allow (qualifier is not +), skipped",
-                );
-            } else if lower == "all" || lower.starts_with("exp=") {
-                // `-all`/`~all` say who is denied, and exp= is a message: nothing to allow.
-            } else {
-                self.warn(
-                    at,
-                    term,
-                    "SPF term names no address and is not followed from a file, skipped",
-                );
-            }
+        let flattened = spf::flatten::flatten_offline(record, spf::flatten::Limits::default())
+            .map_err(|e| syntax(at.clone(), record, e.to_string()))?;
+        self.entries_v4 += flattened.pass.v4().len();
+        self.entries_v6 += flattened.pass.v6().len();
+        self.v4.extend_from_slice(flattened.pass.v4());
+        self.v6.extend_from_slice(flattened.pass.v6());
+        for note in flattened.warnings {
+            self.warnings.push(Warning {
+                at: at.clone(),
+                text: note.term,
+                message: format!("SPF term {}", note.what),
+            });
         }
         Ok(())
     }
 
-    fn warn(&mut self, at: &Location, text: &str, message: &str) {
+    /// Adds a warning about `text` on line `line` of `source` (a remote
+    /// source's text).
+    pub fn add_warning(&mut self, source: &str, line: usize, text: &str, message: &str) {
         self.warnings.push(Warning {
-            at: at.clone(),
+            at: Location {
+                source: source.to_owned(),
+                line,
+            },
             text: text.to_owned(),
             message: message.to_owned(),
         });
@@ -376,7 +376,9 @@ fn parse_entry(text: &str) -> Result<ParsedEntry, String> {
     match (family, &entry.nets) {
         (Some(Family::V4), Nets::V6(_)) => Err("ip4: term holds an IPv6 address".into()),
         (Some(Family::V6), Nets::V4(_)) => Err("ip6: term holds an IPv4 address".into()),
-        _ => Ok(entry),
+        // An SPF term also follows SPF's syntax: no ranges, no leading zeros.
+        (Some(_), _) => spf::record::parse_directive(text).map(|_| entry),
+        (None, _) => Ok(entry),
     }
 }
 
@@ -584,7 +586,48 @@ mod tests {
         );
         assert_eq!(v6(&list), ["2001:db8::/48"]);
         let warnings: Vec<_> = list.warnings.iter().map(|w| w.text.as_str()).collect();
-        assert_eq!(warnings, ["-ip4:203.0.113.10", "include:_spf.example.com"]);
+        assert_eq!(warnings, ["include:_spf.example.com"]);
+        assert!(
+            list.warnings[0]
+                .to_string()
+                .starts_with("list.txt:3: SPF term needs DNS, which a range file cannot follow"),
+            "{}",
+            list.warnings[0]
+        );
+    }
+
+    #[test]
+    fn pasted_records_use_term_order_and_the_spf_parser() {
+        let list = parse("v=spf1 -ip4:192.0.2.66 ip4:192.0.2.0/24 mx -all\n").unwrap();
+        assert!(
+            list.allowlist
+                .lookup("192.0.2.66".parse().unwrap())
+                .is_none()
+        );
+        assert!(
+            list.allowlist
+                .lookup("192.0.2.67".parse().unwrap())
+                .is_some()
+        );
+        assert_eq!(list.warnings.len(), 1, "{:?}", list.warnings);
+        // Unknown modifiers are ignored, as checkers do.
+        let list = parse("v=spf1 ip4:192.0.2.0/24 moo=cow default=pass ~all\n").unwrap();
+        assert_eq!(
+            (v4(&list), list.warnings.len()),
+            (vec!["192.0.2.0/24".to_owned()], 0)
+        );
+        // What checkers reject is an error naming the line.
+        assert!(error("v=spf1 ip4:192.0.2.0/024").starts_with("list.txt:1: the record: SPF term"));
+        assert!(error("v=spf1 ip4:192.0.2.0/24\tmx").contains("not allowed"));
+        assert!(
+            error("v=spf1 ip4:192.0.2.0/24 exp=a.example exp=b.example").contains("more than once")
+        );
+        assert!(error("v=spf1 +all").contains("passes every IPv4 address"));
+        // A term the file cannot follow must not fail senders a later term passes.
+        assert!(error("v=spf1 -a ip4:192.0.2.0/24").contains("could fail senders"));
+        // A single `ip4:` line follows SPF's syntax too.
+        assert!(error("ip4:192.0.2.0/024").contains("without leading zeros"));
+        assert!(error("ip4:192.0.2.1-192.0.2.9").contains("is not an IPv4 address"));
     }
 
     #[test]

@@ -347,10 +347,13 @@ fn wait_readable(fd: RawFd, deadline: Instant) -> io::Result<()> {
 /// bits set (a cut-off `192.0.2.0/2`) fails it instead of being widened.
 fn remote(source: &Source, options: &SourceOptions) -> anyhow::Result<ListBuilder> {
     let name = source.to_string();
-    let fresh = fetch(source, options).and_then(|text| {
+    let fresh = fetch(source, options).and_then(|(text, warnings)| {
         let mut part = ListBuilder::strict();
         part.add_text(&name, text.as_bytes())
             .map_err(|e| FetchError::Failed(e.to_string()))?;
+        for (line, term, message) in warnings {
+            part.add_warning(&name, line, &term, &message);
+        }
         Ok((part, text))
     });
     match fresh {
@@ -395,15 +398,22 @@ fn remote(source: &Source, options: &SourceOptions) -> anyhow::Result<ListBuilde
     }
 }
 
-/// The range-list text of a remote source.
-fn fetch(source: &Source, options: &SourceOptions) -> Result<String, FetchError> {
+/// Warnings about a fetched text: line, the text concerned, the message.
+type Warnings = Vec<(usize, String, String)>;
+
+/// The range-list text of a remote source, and warnings about it.
+fn fetch(source: &Source, options: &SourceOptions) -> Result<(String, Warnings), FetchError> {
     match source {
-        Source::Spf(domain) => Ok(spf::fetch(domain, &options.spf)?),
-        Source::M365(target) => https::fetch_m365(target, &options.https),
+        Source::Spf(domain) => {
+            let fetched = spf::fetch(domain, &options.spf)?;
+            Ok((fetched.text, fetched.warnings))
+        }
+        Source::M365(target) => https::fetch_m365(target, &options.https).map(|t| (t, Vec::new())),
         Source::Https(url) => {
             let body = https::fetch(url, &options.https)?;
-            String::from_utf8(body)
-                .map_err(|_| FetchError::Failed("the body is not UTF-8 text".to_owned()))
+            let text = String::from_utf8(body)
+                .map_err(|_| FetchError::Failed("the body is not UTF-8 text".to_owned()))?;
+            Ok((text, Vec::new()))
         }
         Source::Stdin | Source::File(_) => Err(FetchError::Invalid(format!(
             "{source} is not a remote source"

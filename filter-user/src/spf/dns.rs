@@ -1,0 +1,245 @@
+//! The DNS behind a flattener: the system's (or given) resolvers through
+//! hickory-resolver, and an in-memory zone for tests and conformance runs.
+
+use std::{
+    collections::HashMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    time::{Duration, Instant},
+};
+
+use hickory_resolver::{
+    Resolver, TokioResolver,
+    config::{NameServerConfig, ResolverConfig},
+    name_server::TokioConnectionProvider,
+    proto::{
+        ProtoErrorKind,
+        op::ResponseCode,
+        rr::{Name, RData, RecordType},
+        xfer::Protocol,
+    },
+};
+
+use super::{
+    SpfOptions,
+    flatten::{DnsError, Lookup},
+};
+
+/// Real DNS: each query bounded by the query timeout and by what is left of
+/// the walk's deadline.
+pub struct HickoryDns {
+    runtime: tokio::runtime::Runtime,
+    resolver: TokioResolver,
+    deadline: Instant,
+    total: Duration,
+}
+
+impl HickoryDns {
+    /// A client for `options`; the deadline starts now.
+    pub fn new(options: &SpfOptions) -> Result<Self, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("starting a DNS client: {e}"))?;
+        let mut builder = if options.servers.is_empty() {
+            let _guard = runtime.enter();
+            TokioResolver::builder_tokio().map_err(|e| format!("reading /etc/resolv.conf: {e}"))?
+        } else {
+            let mut config = ResolverConfig::new();
+            for server in &options.servers {
+                config.add_name_server(NameServerConfig::new(*server, Protocol::Udp));
+                config.add_name_server(NameServerConfig::new(*server, Protocol::Tcp));
+            }
+            Resolver::builder_with_config(config, TokioConnectionProvider::default())
+        };
+        let opts = builder.options_mut();
+        opts.timeout = options.query_timeout;
+        opts.attempts = 1;
+        let resolver = {
+            let _guard = runtime.enter();
+            builder.build()
+        };
+        Ok(Self {
+            runtime,
+            resolver,
+            deadline: Instant::now() + options.deadline,
+            total: options.deadline,
+        })
+    }
+
+    fn query(&mut self, name: &str, kind: RecordType) -> Result<Vec<RData>, DnsError> {
+        // Labels as raw bytes: SPF names may hold characters hostnames do not.
+        let fqdn = Name::from_labels(name.split('.').map(str::as_bytes))
+            .map_err(|e| DnsError::Failed(format!("cannot query {name:?}: {e}")))?;
+        let late = || {
+            DnsError::Failed(format!(
+                "no answer within the {} s deadline",
+                self.total.as_secs()
+            ))
+        };
+        let left = self
+            .deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(late)?;
+        let resolver = &self.resolver;
+        let answer = self
+            .runtime
+            .block_on(async { tokio::time::timeout(left, resolver.lookup(fqdn, kind)).await })
+            .map_err(|_| late())?;
+        match answer {
+            Ok(lookup) => Ok(lookup
+                .record_iter()
+                .filter(|r| r.record_type() == kind)
+                .map(|r| r.data().clone())
+                .collect()),
+            Err(e) => match e.proto().map(|p| p.kind()) {
+                Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => {
+                    match *response_code {
+                        ResponseCode::NXDomain => Err(DnsError::NxDomain),
+                        ResponseCode::NoError => Ok(Vec::new()),
+                        code => Err(DnsError::Failed(format!("the server answered {code}"))),
+                    }
+                }
+                _ => Err(DnsError::Failed(e.to_string())),
+            },
+        }
+    }
+}
+
+impl Lookup for HickoryDns {
+    fn txt(&mut self, name: &str) -> Result<Vec<String>, DnsError> {
+        Ok(self
+            .query(name, RecordType::TXT)?
+            .iter()
+            .filter_map(RData::as_txt)
+            .map(|txt| {
+                // A long record comes as several strings, joined without spaces.
+                txt.txt_data()
+                    .iter()
+                    .map(|part| String::from_utf8_lossy(part).into_owned())
+                    .collect()
+            })
+            .collect())
+    }
+
+    fn a(&mut self, name: &str) -> Result<Vec<Ipv4Addr>, DnsError> {
+        Ok(self
+            .query(name, RecordType::A)?
+            .iter()
+            .filter_map(RData::as_a)
+            .map(|a| a.0)
+            .collect())
+    }
+
+    fn aaaa(&mut self, name: &str) -> Result<Vec<Ipv6Addr>, DnsError> {
+        Ok(self
+            .query(name, RecordType::AAAA)?
+            .iter()
+            .filter_map(RData::as_aaaa)
+            .map(|a| a.0)
+            .collect())
+    }
+
+    fn mx(&mut self, name: &str) -> Result<Vec<String>, DnsError> {
+        Ok(self
+            .query(name, RecordType::MX)?
+            .iter()
+            .filter_map(RData::as_mx)
+            .map(|mx| mx.exchange().to_utf8().trim_end_matches('.').to_owned())
+            .collect())
+    }
+}
+
+/// One record of a [`MemoryDns`] zone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// A TXT record (its strings already joined).
+    Txt(String),
+    /// An A record.
+    A(Ipv4Addr),
+    /// An AAAA record.
+    Aaaa(Ipv6Addr),
+    /// An MX record's exchange (empty: a null MX).
+    Mx(String),
+    /// A CNAME to another name of the zone.
+    Cname(String),
+    /// Queries for a type with no record before this entry time out.
+    Timeout,
+}
+
+/// An in-memory zone. A name without entries does not exist (NXDOMAIN); a
+/// type without records gets an empty answer; a CNAME is followed.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryDns {
+    names: HashMap<String, Vec<Entry>>,
+}
+
+impl MemoryDns {
+    /// An empty zone.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `entry` to `name` (any case, with or without the final dot).
+    pub fn add(&mut self, name: &str, entry: Entry) -> &mut Self {
+        self.names.entry(key(name)).or_default().push(entry);
+        self
+    }
+
+    fn find<T>(&self, name: &str, pick: impl Fn(&Entry) -> Option<T>) -> Result<Vec<T>, DnsError> {
+        let mut name = key(name);
+        for _ in 0..8 {
+            let entries = self.names.get(&name).ok_or(DnsError::NxDomain)?;
+            let mut found = Vec::new();
+            let mut cname = None;
+            for entry in entries {
+                if *entry == Entry::Timeout {
+                    if found.is_empty() {
+                        return Err(DnsError::Failed("timed out".into()));
+                    }
+                    break;
+                }
+                if let Entry::Cname(target) = entry {
+                    cname = Some(key(target));
+                }
+                found.extend(pick(entry));
+            }
+            match cname {
+                Some(target) if found.is_empty() => name = target,
+                _ => return Ok(found),
+            }
+        }
+        Err(DnsError::Failed(format!("CNAME loop at {name}")))
+    }
+}
+
+fn key(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl Lookup for MemoryDns {
+    fn txt(&mut self, name: &str) -> Result<Vec<String>, DnsError> {
+        self.find(name, |e| match e {
+            Entry::Txt(t) => Some(t.clone()),
+            _ => None,
+        })
+    }
+    fn a(&mut self, name: &str) -> Result<Vec<Ipv4Addr>, DnsError> {
+        self.find(name, |e| match e {
+            Entry::A(a) => Some(*a),
+            _ => None,
+        })
+    }
+    fn aaaa(&mut self, name: &str) -> Result<Vec<Ipv6Addr>, DnsError> {
+        self.find(name, |e| match e {
+            Entry::Aaaa(a) => Some(*a),
+            _ => None,
+        })
+    }
+    fn mx(&mut self, name: &str) -> Result<Vec<String>, DnsError> {
+        self.find(name, |e| match e {
+            Entry::Mx(m) => Some(key(m)),
+            _ => None,
+        })
+    }
+}
