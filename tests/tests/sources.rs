@@ -28,6 +28,17 @@ fn records() -> Vec<String> {
         r#"--txt-record=_missing.svc.test,v=spf1 include:_nowhere.svc.test"#.to_owned(),
         r#"--txt-record=_diamond.svc.test,v=spf1 include:_inc.svc.test include:_inc2.svc.test"#.to_owned(),
         r#"--txt-record=_inc2.svc.test,v=spf1 include:_inc.svc.test"#.to_owned(),
+        // Term order through include and redirect (see the test).
+        r#"--txt-record=_order.svc.test,v=spf1 -ip4:192.0.2.66 include:_oinc.svc.test redirect=_ored.svc.test"#.to_owned(),
+        r#"--txt-record=_oinc.svc.test,v=spf1 -ip4:192.0.2.1 ip4:192.0.2.0/24 ~all"#.to_owned(),
+        r#"--txt-record=_ored.svc.test,v=spf1 -ip4:198.51.100.7 ip4:198.51.100.0/24 ip4:192.0.2.1 -all"#.to_owned(),
+        // Terms that name no addresses, and records checkers reject.
+        r#"--txt-record=_hidden.svc.test,v=spf1 -exists:%{i}.bl.svc.test ip4:192.0.2.0/24 -all"#.to_owned(),
+        r#"--txt-record=_ptr.svc.test,v=spf1 ptr:svc.test ip4:192.0.2.0/24 -all"#.to_owned(),
+        r#"--txt-record=_all.svc.test,v=spf1 ip4:192.0.2.0/24 +all"#.to_owned(),
+        r#"--txt-record=_perm.svc.test,v=spf1 ip4:192.0.2.0/24 include:_bad.svc.test"#.to_owned(),
+        r#"--txt-record=_bad.svc.test,v=spf1 ip4:198.51.100.0/024"#.to_owned(),
+        r#"--txt-record=_mods.svc.test,v=spf1 moo.cow-far_out=man:dog/cat ip4:192.0.2.0/24 default=pass -all"#.to_owned(),
     ];
     // A chain of 12 includes: one past RFC 7208's limit of 10 (and 11).
     for i in 0..12 {
@@ -150,6 +161,87 @@ fn an_spf_chain_and_an_https_list_refresh_the_allowlist() {
             "2001:db8:5e::/48",
         ]
     );
+}
+
+#[test]
+fn spf_terms_apply_in_order_through_include_and_redirect() {
+    let w = World::new("src-order");
+    let out = w.refresh(&["spf:_order.svc.test"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let live = w.filter.filter().allowlist().unwrap();
+    for (host, allowed, why) in [
+        ("192.0.2.66", false, "failed by the first term"),
+        ("192.0.2.2", true, "passed by the include"),
+        ("192.0.2.67", true, "passed by the include"),
+        // The include fails .1, so it does not match: the redirect passes it.
+        ("192.0.2.1", true, "passed by the redirect"),
+        ("198.51.100.7", false, "failed by the redirect's record"),
+        ("198.51.100.6", true, "passed by the redirect"),
+        ("198.51.100.8", true, "passed by the redirect"),
+        ("203.0.113.1", false, "matched by nothing"),
+    ] {
+        let addr = host.parse().unwrap();
+        assert_eq!(live.lookup(addr).is_some(), allowed, "{host}: {why}");
+    }
+}
+
+#[test]
+fn unknown_modifiers_are_ignored() {
+    let w = World::new("src-mods");
+    let out = w.refresh(&["spf:_mods.svc.test"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(w.live(), ["192.0.2.0/24"]);
+}
+
+#[test]
+fn spf_records_checkers_reject_fail_and_change_nothing() {
+    let w = World::new("src-perm");
+    w.fails(
+        &["spf:_perm.svc.test"],
+        &[],
+        "_bad.svc.test: SPF term \"ip4:198.51.100.0/024\": bad prefix length",
+    );
+    w.fails(
+        &["spf:_all.svc.test"],
+        &[],
+        "`+all` in _all.svc.test passes every IPv4 address",
+    );
+}
+
+#[test]
+fn a_term_naming_no_addresses_is_reported_or_refused() {
+    let w = World::new("src-unlisted");
+    // It could pass senders the list cannot hold: a warning naming it.
+    let out = w.refresh(&["spf:_ptr.svc.test"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "mxgate: warning: spf:_ptr.svc.test:3: SPF term in _ptr.svc.test matches senders by \
+             their reverse DNS"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("warning").count(), 1, "{stderr}");
+    assert_eq!(w.live(), ["192.0.2.0/24"]);
+    // It could fail senders a later term passes: refused, unless asked.
+    let other = w.cache.path().join("other.txt");
+    std::fs::write(&other, format!("{LIVE}\n")).unwrap();
+    assert!(
+        w.refresh(&[&other.display().to_string()], &[])
+            .status
+            .success()
+    );
+    w.fails(
+        &["spf:_hidden.svc.test"],
+        &[],
+        "`-exists:%{i}.bl.svc.test` in _hidden.svc.test depends on the sender",
+    );
+    let out = w.refresh(&["spf:_hidden.svc.test"], &["--spf-allow-unenumerable"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("flattened past it"), "{stderr}");
+    assert_eq!(w.live(), ["192.0.2.0/24"]);
 }
 
 #[test]
