@@ -669,8 +669,20 @@ mod tests {
             ]
         );
         assert_eq!(options.spf.lookup_limit, 10);
+        assert!(!options.spf.allow_unenumerable);
         assert!(options.use_cache_on_failure);
         assert!(parse(&["refresh", "--ranges", "a", "--dns-server", "resolver"]).is_err());
+        let cli = parse(&[
+            "check",
+            "--ranges",
+            "spf:x.test",
+            "--spf-allow-unenumerable",
+        ])
+        .unwrap();
+        let Command::Check(c) = cli.command else {
+            panic!("not check")
+        };
+        assert!(c.list.sources.options().spf.allow_unenumerable);
     }
 
     #[test]
