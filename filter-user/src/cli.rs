@@ -598,7 +598,7 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
         let e = parse(&["attach", "--iface", "eth0"]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
-        assert_eq!(e.exit_code(), 2, "usage errors exit 2 as DESIGN says");
+        assert_eq!(e.exit_code(), 2, "usage errors exit 2 (docs/DESIGN.md §9)");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Failure classes and the exit status each one gives (DESIGN.md: 0 done,
+//! Failure classes and the exit status each one gives (docs/DESIGN.md §9: 0 done,
 //! 1 failed, 2 invalid input or usage, 3 refused by a safety guard).
 
 use std::process::ExitCode;

@@ -1,5 +1,5 @@
 //! Log lines: logfmt by default, one JSON object per line on request. Every
-//! line carries a timestamp, a level and an event name (DESIGN "Log lines").
+//! line carries a timestamp, a level and an event name (docs/DESIGN.md §8).
 
 use std::{io::Write as _, sync::Mutex, time::SystemTime};
 

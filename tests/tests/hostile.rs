@@ -1174,7 +1174,10 @@ fn bad_input_is_exit_2_with_a_clear_message_and_changes_nothing() {
         (vec!["lookup", "mail.example.com"], "invalid value"),
     ] {
         let out = h.expect(2, &args, needle);
-        assert!(out.matches("(os error").count() <= 1, "the OS error once: {out}");
+        assert!(
+            out.matches("(os error").count() <= 1,
+            "the OS error once: {out}"
+        );
     }
     assert_eq!(Live::of(h.mx()), before);
     h.protects();
