@@ -25,6 +25,19 @@ impl Allowlist {
         }
     }
 
+    /// The merged allowlist of `entries` (CIDRs), for tests.
+    #[cfg(test)]
+    pub(crate) fn of(entries: &[&str]) -> Self {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for e in entries {
+            match e.parse::<IpNet>().expect("a CIDR") {
+                IpNet::V4(n) => v4.push(n),
+                IpNet::V6(n) => v6.push(n),
+            }
+        }
+        Self::from_prefixes(v4, v6)
+    }
+
     /// Number of prefixes in both families.
     pub fn len(&self) -> usize {
         self.v4.len() + self.v6.len()
@@ -150,14 +163,7 @@ mod tests {
     use super::*;
 
     fn list(entries: &[&str]) -> Allowlist {
-        let (mut v4, mut v6) = (Vec::new(), Vec::new());
-        for e in entries {
-            match e.parse::<IpNet>().unwrap() {
-                IpNet::V4(n) => v4.push(n),
-                IpNet::V6(n) => v6.push(n),
-            }
-        }
-        Allowlist::from_prefixes(v4, v6)
+        Allowlist::of(entries)
     }
 
     #[test]

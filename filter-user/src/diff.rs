@@ -126,14 +126,7 @@ mod tests {
     use super::*;
 
     fn list(entries: &[&str]) -> Allowlist {
-        let (mut v4, mut v6) = (Vec::new(), Vec::new());
-        for e in entries {
-            match e.parse::<IpNet>().unwrap() {
-                IpNet::V4(n) => v4.push(n),
-                IpNet::V6(n) => v6.push(n),
-            }
-        }
-        Allowlist::from_prefixes(v4, v6)
+        Allowlist::of(entries)
     }
 
     #[test]

@@ -421,8 +421,8 @@ fn fetch(source: &Source, options: &SourceOptions) -> Result<(String, Warnings),
     }
 }
 
-/// The cache file of `source`: readable, and unique by a hash.
-fn cache_path(dir: &Path, source: &str) -> PathBuf {
+/// The cache file of `source` in `dir`: readable, and unique by a hash.
+pub fn cache_path(dir: &Path, source: &str) -> PathBuf {
     let readable: String = source
         .chars()
         .map(|c| {

@@ -4,11 +4,10 @@
 
 use std::{
     collections::BTreeMap,
-    ffi::CString,
     io,
     os::{
-        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-        unix::{ffi::OsStrExt as _, fs::MetadataExt as _},
+        fd::{FromRawFd as _, OwnedFd},
+        unix::fs::MetadataExt as _,
     },
     path::{Path, PathBuf},
     process::{Command, Output},
@@ -55,20 +54,7 @@ pub fn pin_foreign_map(path: &Path) -> io::Result<()> {
     let fd = bpf(0, &create)?; // BPF_MAP_CREATE
     // SAFETY: BPF_MAP_CREATE returned a new descriptor that we now own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    #[repr(C)]
-    struct ObjPin {
-        pathname: u64,
-        bpf_fd: u32,
-        file_flags: u32,
-    }
-    let pin = ObjPin {
-        pathname: c_path.as_ptr() as u64,
-        bpf_fd: fd.as_raw_fd() as u32,
-        file_flags: 0,
-    };
-    bpf(6, &pin).map(drop) // BPF_OBJ_PIN
+    filter_user::sys::pin_fd(std::os::fd::AsFd::as_fd(&fd), path)
 }
 
 fn bpf<A>(cmd: libc::c_long, attr: &A) -> io::Result<i32> {

@@ -40,6 +40,15 @@ impl Netns {
         ip(&all)
     }
 
+    /// Adds a veth pair `name`/`{name}-peer` inside this namespace, both
+    /// ends up: a second interface to attach to.
+    pub fn add_veth(&self, name: &str) -> anyhow::Result<()> {
+        let peer = format!("{name}-peer");
+        self.ip(&["link", "add", name, "type", "veth", "peer", "name", &peer])?;
+        self.ip(&["link", "set", name, "up"])?;
+        self.ip(&["link", "set", &peer, "up"])
+    }
+
     /// Runs `f` on a thread that has entered this namespace; sockets it
     /// creates belong to the namespace.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {

@@ -330,20 +330,7 @@ fn a_failed_attach_leaves_everything_as_it_was() {
 #[test]
 fn several_interfaces_are_all_checked_before_any_is_attached() {
     let s = Setup::new("ho-multi");
-    s.wire
-        .server
-        .ip(&[
-            "link",
-            "add",
-            "mx-b",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "mx-b-peer",
-        ])
-        .unwrap();
-    s.wire.server.ip(&["link", "set", "mx-b", "up"]).unwrap();
+    s.wire.server.add_veth("mx-b").unwrap();
     let other = bpffs_dir("ho-multi-other");
     let _cleanup = Cleanup(vec![other.clone()]);
     check(
@@ -482,34 +469,8 @@ fn a_filter_whose_program_is_gone_is_reloaded_with_its_allowlist() {
 #[test]
 fn run_names_damage_and_lost_interfaces_and_stops_only_on_a_real_detach() {
     let h = Host::new("ho-run");
-    h.s.wire
-        .server
-        .ip(&[
-            "link",
-            "add",
-            "mx-b",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "mx-b-peer",
-        ])
-        .unwrap();
-    h.s.wire.server.ip(&["link", "set", "mx-b", "up"]).unwrap();
-    h.s.wire
-        .server
-        .ip(&[
-            "link",
-            "add",
-            "mx-c",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "mx-c-peer",
-        ])
-        .unwrap();
-    h.s.wire.server.ip(&["link", "set", "mx-c", "up"]).unwrap();
+    h.s.wire.server.add_veth("mx-b").unwrap();
+    h.s.wire.server.add_veth("mx-c").unwrap();
     h.mx().ok(&[
         "attach",
         "--iface",
@@ -803,7 +764,7 @@ fn planted_temporaries_and_untrusted_caches_are_not_followed_or_used() {
         0o600
     );
     // An everyone-in list planted under the name the failing source uses.
-    let planted = cache_dir.join(format!("{}-{}.txt", sanitised(&url), hash_hex(&url)));
+    let planted = filter_user::sources::cache_path(&cache_dir, &url);
     fs::write(&planted, "0.0.0.0/1\n128.0.0.0/2\n").unwrap();
     let args = [
         "refresh",
@@ -853,29 +814,6 @@ fn planted_temporaries_and_untrusted_caches_are_not_followed_or_used() {
 
 fn ca_of(server: &Https) -> String {
     server.ca_file.display().to_string()
-}
-
-/// The readable part of a cache file name (as sources.rs makes it).
-fn sanitised(source: &str) -> String {
-    source
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(80)
-        .collect()
-}
-
-/// The hash part of a cache file name (FNV-1a, as sources.rs makes it).
-fn hash_hex(source: &str) -> String {
-    let hash = source.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{hash:016x}")
 }
 
 // ---------------------------------------------------------------------

@@ -43,24 +43,7 @@ fn run_json(mx: &Mxgate, extra: &[&str]) -> (Running, Lines<BufReader<ChildStdou
 #[test]
 fn one_attach_covers_several_interfaces_and_status_shows_each() {
     let s = Setup::new("pr-multi");
-    s.wire
-        .server
-        .ip(&[
-            "link",
-            "add",
-            "mx-b",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "mx-b-peer",
-        ])
-        .unwrap();
-    s.wire.server.ip(&["link", "set", "mx-b", "up"]).unwrap();
-    s.wire
-        .server
-        .ip(&["link", "set", "mx-b-peer", "up"])
-        .unwrap();
+    s.wire.server.add_veth("mx-b").unwrap();
     let out = s.mx.ok(&[
         "attach",
         "--iface",
