@@ -1387,3 +1387,37 @@ fn a_waiter_whose_directory_was_removed_meanwhile_starts_over() {
     pins.prepare().unwrap();
     assert!(pins.lock().unwrap().is_some());
 }
+
+#[test]
+fn status_reports_protected_destinations_only_while_their_flag_is_on() {
+    use aya::maps::{Array, Map, MapData};
+    use filter_common::{Config, FLAG_PROTECT_DST};
+
+    let h = Host::new("ho-flag");
+    h.mx().ok(&[
+        "attach",
+        "--iface",
+        SERVER_IF,
+        "--ranges",
+        &h.s.ranges(),
+        "--protect-dst",
+        "198.51.100.25",
+    ]);
+    let v: Value = serde_json::from_str(&h.mx().ok(&["status", "--json"])).unwrap();
+    assert_eq!(v["protect_dst"], serde_json::json!(["198.51.100.25"]));
+    // The flag off with the address still in the set (as an interrupted
+    // change of an older mxgate could leave it): every address is
+    // protected, and status must say so.
+    let data = MapData::from_pin(h.mx().pin_dir().join("CONFIG")).unwrap();
+    let mut config: Array<MapData, Config> = Map::from_map_data(data).unwrap().try_into().unwrap();
+    let mut c = config.get(&0, 0).unwrap();
+    c.flags &= !FLAG_PROTECT_DST;
+    config.set(0, &c, 0).unwrap();
+    let v: Value = serde_json::from_str(&h.mx().ok(&["status", "--json"])).unwrap();
+    assert_eq!(v["protect_dst"], serde_json::json!([]), "{v}");
+    h.expect(
+        0,
+        &["status"],
+        "protecting TCP port 25 on every local address",
+    );
+}
