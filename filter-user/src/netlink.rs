@@ -1,21 +1,28 @@
 //! What XDP program an interface runs, and in which mode, as the kernel
-//! reports it (rtnetlink RTM_GETLINK, attribute IFLA_XDP).
+//! reports it: one rtnetlink RTM_GETLINK request for the interface, and the
+//! IFLA_XDP attribute of the reply (IFLA_XDP_ATTACHED, IFLA_XDP_PROG_ID).
+//! `attach` refuses to replace a program it does not own, and `status` shows
+//! the mode the kernel chose, so both ask the kernel rather than trust a pin.
+//!
+//! The rust-netlink crates do the work: netlink-sys the socket (opened in
+//! the calling thread's network namespace), netlink-packet-core and
+//! netlink-packet-route the message layout and the IFLA_XDP nest. Only that
+//! one attribute is handed to the parser: a reply carries dozens of others,
+//! and one the crate misreads must not stop mxgate from attaching.
 
-use std::{
-    io,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+use std::io;
+
+use netlink_packet_core::{
+    DecodeError, Emitable as _, ErrorBuffer, ErrorMessage, NLM_F_REQUEST, NLMSG_ERROR,
+    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, Parseable as _,
+    ParseableParametrized as _,
 };
-
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    link::{LinkAttribute, LinkHeader, LinkMessage, LinkXdp, XdpAttached},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use serde::Serialize;
-
-const IFLA_XDP: u16 = 43;
-const IFLA_XDP_ATTACHED: u16 = 2;
-const IFLA_XDP_PROG_ID: u16 = 4;
-const NLA_TYPE_MASK: u16 = 0x3fff;
-const XDP_ATTACHED_DRV: u8 = 1;
-const XDP_ATTACHED_SKB: u8 = 2;
-const XDP_ATTACHED_HW: u8 = 3;
-const XDP_ATTACHED_MULTI: u8 = 4;
 
 /// The XDP program attached to an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -28,93 +35,82 @@ pub struct XdpAttachment {
 
 /// The XDP program on interface `ifindex` of this network namespace, if any.
 pub fn xdp_attachment(ifindex: u32) -> io::Result<Option<XdpAttachment>> {
-    // SAFETY: plain socket(2); the result is checked.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: socket(2) returned a new descriptor we now own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut link = LinkMessage::default();
+    link.header.index = ifindex;
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST;
+    header.sequence_number = 1;
+    let mut request = NetlinkMessage::new(
+        header,
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetLink(link)),
+    );
+    request.finalize();
+    let mut bytes = vec![0; request.buffer_len()];
+    request.serialize(&mut bytes);
 
-    // struct nlmsghdr (16 bytes) + struct ifinfomsg (16 bytes).
-    let mut request = [0u8; 32];
-    request[0..4].copy_from_slice(&32u32.to_ne_bytes());
-    request[4..6].copy_from_slice(&libc::RTM_GETLINK.to_ne_bytes());
-    request[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-    request[8..12].copy_from_slice(&1u32.to_ne_bytes());
-    request[16] = libc::AF_UNSPEC as u8;
-    request[20..24].copy_from_slice(&(ifindex as i32).to_ne_bytes());
-    // SAFETY: sending a buffer we own to the kernel (address defaults to it).
-    if unsafe { libc::send(fd.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut reply = vec![0u8; 64 * 1024];
-    // SAFETY: reply is writable for its length.
-    let n = unsafe { libc::recv(fd.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    parse_reply(&reply[..n as usize])
+    let socket = Socket::new(NETLINK_ROUTE)?;
+    socket.send_to(&bytes, &SocketAddr::new(0, 0), 0)?;
+    let (reply, _) = socket.recv_from_full()?;
+    parse_reply(&reply)
 }
 
+/// The attachment an RTM_GETLINK reply reports (an NLMSG_ERROR becomes the
+/// kernel's errno).
 fn parse_reply(reply: &[u8]) -> io::Result<Option<XdpAttachment>> {
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, "short netlink reply");
-    let header = reply.get(..16).ok_or_else(bad)?;
-    let kind = u16::from_ne_bytes([header[4], header[5]]);
-    if kind == libc::NLMSG_ERROR as u16 {
-        let errno = i32::from_ne_bytes(
-            reply
-                .get(16..20)
-                .ok_or_else(bad)?
-                .try_into()
-                .map_err(|_| bad())?,
-        );
-        return Err(io::Error::from_raw_os_error(-errno));
+    let message = NetlinkBuffer::new_checked(reply).map_err(invalid)?;
+    let payload = message.payload();
+    if message.message_type() == NLMSG_ERROR {
+        let error = ErrorBuffer::new_checked(&payload)
+            .and_then(|b| ErrorMessage::parse(&b))
+            .map_err(invalid)?;
+        return Err(error.to_io());
     }
-    let length = u32::from_ne_bytes(header[..4].try_into().map_err(|_| bad())?) as usize;
-    let attrs = reply.get(32..length.min(reply.len())).ok_or_else(bad)?;
-    let Some(xdp) = attributes(attrs)
-        .find(|(t, _)| *t == IFLA_XDP)
-        .map(|(_, v)| v)
-    else {
-        return Ok(None);
-    };
-    let mut mode = None;
-    let mut program_id = 0;
-    for (t, value) in attributes(xdp) {
-        match (t, value) {
-            (IFLA_XDP_ATTACHED, [m, ..]) => mode = Some(*m),
-            (IFLA_XDP_PROG_ID, [a, b, c, d, ..]) => {
-                program_id = u32::from_ne_bytes([*a, *b, *c, *d])
-            }
-            _ => {}
+    let link = LinkHeader::parse(payload).map_err(invalid)?;
+    let attributes = payload.get(link.buffer_len()..).unwrap_or_default();
+    for attribute in NlasIterator::new(attributes) {
+        let attribute = attribute.map_err(invalid)?;
+        if attribute.kind() != libc::IFLA_XDP {
+            continue;
         }
+        let parsed =
+            LinkAttribute::parse_with_param(&attribute, link.interface_family).map_err(invalid)?;
+        return Ok(match parsed {
+            LinkAttribute::Xdp(xdp) => attachment(&xdp),
+            _ => None,
+        });
     }
-    let mode = match mode {
-        Some(XDP_ATTACHED_DRV) => "native",
-        Some(XDP_ATTACHED_SKB) => "skb",
-        Some(XDP_ATTACHED_HW) => "hw",
-        Some(XDP_ATTACHED_MULTI) => "multi",
-        _ => return Ok(None),
-    };
-    Ok(Some(XdpAttachment { mode, program_id }))
+    Ok(None)
 }
 
-/// The (type, value) pairs of a run of netlink attributes.
-fn attributes(mut bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        let len = usize::from(u16::from_ne_bytes([*bytes.first()?, *bytes.get(1)?]));
-        let kind = u16::from_ne_bytes([*bytes.get(2)?, *bytes.get(3)?]) & NLA_TYPE_MASK;
-        let value = bytes.get(4..len)?;
-        bytes = bytes.get(len.next_multiple_of(4)..).unwrap_or_default();
-        Some((kind, value))
-    })
+/// The mode and program of an IFLA_XDP nest; `None` when nothing (or a mode
+/// this build does not know) is attached.
+fn attachment(xdp: &[LinkXdp]) -> Option<XdpAttachment> {
+    let mode = xdp.iter().find_map(|a| match a {
+        LinkXdp::Attached(mode) => Some(*mode),
+        _ => None,
+    })?;
+    let mode = match mode {
+        XdpAttached::Driver => "native",
+        XdpAttached::SocketBuffer => "skb",
+        XdpAttached::Hardware => "hw",
+        XdpAttached::Multiple => "multi",
+        _ => return None,
+    };
+    let program_id = xdp
+        .iter()
+        .find_map(|a| match a {
+            LinkXdp::ProgId(id) => Some(*id),
+            _ => None,
+        })
+        .unwrap_or(0);
+    Some(XdpAttachment { mode, program_id })
+}
+
+fn invalid(error: DecodeError) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("unreadable netlink reply: {error}"),
+    )
 }
 
 #[cfg(test)]
@@ -129,20 +125,135 @@ mod tests {
 
     #[test]
     fn a_missing_interface_is_an_error() {
-        assert!(xdp_attachment(0x7fff_fff0).is_err());
+        let error = xdp_attachment(0x7fff_fff0).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::ENODEV), "{error}");
+    }
+
+    /// One netlink attribute: header, value, padding to 4 bytes.
+    fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend(u16::try_from(4 + value.len()).unwrap().to_ne_bytes());
+        out.extend(kind.to_ne_bytes());
+        out.extend(value);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out
+    }
+
+    /// A netlink message of `kind` around `payload`.
+    fn message(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend(u32::try_from(16 + payload.len()).unwrap().to_ne_bytes());
+        out.extend(kind.to_ne_bytes());
+        out.extend([0; 10]);
+        out.extend(payload);
+        out
+    }
+
+    /// An RTM_NEWLINK reply for interface 7 carrying `attributes`.
+    fn newlink(attributes: &[Vec<u8>]) -> Vec<u8> {
+        let mut payload = vec![0u8; 16];
+        payload[4..8].copy_from_slice(&7u32.to_ne_bytes());
+        payload.extend(attributes.concat());
+        message(libc::RTM_NEWLINK, &payload)
+    }
+
+    /// IFLA_XDP (flagged nested, as the kernel sends it) around `inner`.
+    fn xdp(inner: &[Vec<u8>]) -> Vec<u8> {
+        nla(libc::IFLA_XDP | 0x8000, &inner.concat())
+    }
+
+    const ATTACHED: u16 = 2;
+    const PROG_ID: u16 = 4;
+    const SKB_PROG_ID: u16 = 6;
+    const DRV_PROG_ID: u16 = 5;
+
+    #[test]
+    fn reads_mode_and_program_behind_other_attributes() {
+        let reply = newlink(&[
+            nla(libc::IFLA_IFNAME, b"mx0\0"),
+            nla(libc::IFLA_MTU, &1500u32.to_ne_bytes()),
+            xdp(&[nla(ATTACHED, &[1]), nla(PROG_ID, &42u32.to_ne_bytes())]),
+        ]);
+        let found = parse_reply(&reply).unwrap();
+        assert_eq!(
+            found,
+            Some(XdpAttachment {
+                mode: "native",
+                program_id: 42
+            })
+        );
     }
 
     #[test]
-    fn attributes_are_walked_with_padding() {
-        // IFLA_XDP { ATTACHED=1 (padded to 8), PROG_ID=42 }
-        let mut nested = vec![5, 0, 2, 0, 1, 0, 0, 0];
-        nested.extend([8, 0, 4, 0]);
-        nested.extend(42u32.to_ne_bytes());
-        let mut outer = vec![(4 + nested.len()) as u8, 0, 43, 0x80];
-        outer.extend(&nested);
-        let found: Vec<u16> = attributes(&outer).map(|(t, _)| t).collect();
-        assert_eq!(found, [43]);
-        let inner: Vec<(u16, usize)> = attributes(&nested).map(|(t, v)| (t, v.len())).collect();
-        assert_eq!(inner, [(2, 1), (4, 4)]);
+    fn names_every_mode() {
+        for (byte, mode) in [(1, "native"), (2, "skb"), (3, "hw")] {
+            let reply = newlink(&[xdp(&[
+                nla(ATTACHED, &[byte]),
+                nla(PROG_ID, &9u32.to_ne_bytes()),
+            ])]);
+            let found = parse_reply(&reply).unwrap().expect("attached");
+            assert_eq!((found.mode, found.program_id), (mode, 9));
+        }
+    }
+
+    #[test]
+    fn several_modes_at_once_have_no_single_program() {
+        // The kernel sends per-mode ids and no IFLA_XDP_PROG_ID then.
+        let reply = newlink(&[xdp(&[
+            nla(ATTACHED, &[4]),
+            nla(DRV_PROG_ID, &5u32.to_ne_bytes()),
+            nla(SKB_PROG_ID, &6u32.to_ne_bytes()),
+        ])]);
+        let found = parse_reply(&reply).unwrap();
+        assert_eq!(
+            found,
+            Some(XdpAttachment {
+                mode: "multi",
+                program_id: 0
+            })
+        );
+    }
+
+    #[test]
+    fn nothing_attached_or_no_xdp_attribute_is_none() {
+        let none = newlink(&[xdp(&[nla(ATTACHED, &[0])])]);
+        assert_eq!(parse_reply(&none).unwrap(), None);
+        let absent = newlink(&[nla(libc::IFLA_MTU, &1500u32.to_ne_bytes())]);
+        assert_eq!(parse_reply(&absent).unwrap(), None);
+    }
+
+    #[test]
+    fn an_attribute_the_parser_would_reject_does_not_hide_xdp() {
+        // IFLA_MTU must hold 4 bytes; a parser of the whole message fails here.
+        let reply = newlink(&[
+            nla(libc::IFLA_MTU, &[1]),
+            xdp(&[nla(ATTACHED, &[2]), nla(PROG_ID, &3u32.to_ne_bytes())]),
+        ]);
+        let found = parse_reply(&reply).unwrap().expect("attached");
+        assert_eq!((found.mode, found.program_id), ("skb", 3));
+    }
+
+    #[test]
+    fn a_malformed_xdp_attribute_is_an_error_not_none() {
+        let reply = newlink(&[xdp(&[nla(ATTACHED, &[1]), nla(PROG_ID, &[1, 2])])]);
+        let error = parse_reply(&reply).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+    }
+
+    #[test]
+    fn a_kernel_error_becomes_its_errno() {
+        let mut payload = (-libc::ENODEV).to_ne_bytes().to_vec();
+        payload.extend(message(libc::RTM_GETLINK, &[0; 16]));
+        let error = parse_reply(&message(NLMSG_ERROR, &payload)).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::ENODEV), "{error}");
+    }
+
+    #[test]
+    fn a_truncated_reply_is_an_error() {
+        let reply = newlink(&[xdp(&[nla(ATTACHED, &[1])])]);
+        for len in [0, 10, 20, reply.len() - 1] {
+            let error = parse_reply(&reply[..len]).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{len}: {error}");
+        }
     }
 }
