@@ -16,6 +16,7 @@ use anyhow::{Context as _, bail};
 use mxgate_tests::{
     cli::Mxgate,
     netns::{SERVER_IF, Wire},
+    scenario::{ALLOWED_V4, ALLOWED_V6, DENIED_V4, DENIED_V6, SERVER_V4, SERVER_V6},
     tcp::{ALLOWED_TIMEOUT, DENIED_TIMEOUT, Server, connect},
 };
 
@@ -24,21 +25,15 @@ use crate::{setup::require_root, shell};
 const TAG: &str = "mxdemo";
 const PIN_NAME: &str = "mxgate-demo";
 const RANGES: &str = "examples/demo-ranges.txt";
-const SERVER_V4: &str = "198.51.100.25";
-const SERVER_V6: &str = "2001:db8:25::25";
 
-/// Who connects, from where, to which port, and what mxgate should do.
+/// Who connects, from where (the tests' scenario addresses), to which
+/// port, and what mxgate should do.
 const CONNECTS: &[(&str, &str, u16, bool)] = &[
-    ("the service's relay", "192.0.2.10", 25, true),
-    ("a spammer going around it", "203.0.113.66", 25, false),
-    ("the service's relay", "2001:db8:5e::10", 25, true),
-    ("a spammer going around it", "2001:db8:bad::66", 25, false),
-    (
-        "the spammer, to the submission port",
-        "203.0.113.66",
-        587,
-        true,
-    ),
+    ("the service's relay", ALLOWED_V4, 25, true),
+    ("a spammer going around it", DENIED_V4, 25, false),
+    ("the service's relay", ALLOWED_V6, 25, true),
+    ("a spammer going around it", DENIED_V6, 25, false),
+    ("the spammer, to the submission port", DENIED_V4, 587, true),
 ];
 
 /// Runs the demo.

@@ -1,6 +1,8 @@
-//! Prerequisites: each is checked, and installed when missing. When this
-//! cannot install something (not root, not Debian), it stops with the
-//! exact command to run. With everything present it takes about a second.
+//! Prerequisites: each is checked, and installed when missing, only what
+//! the task at hand needs ([`Needs`]). Toolchains install as the user;
+//! apt and mounts go through `sudo -E` when xtask is not root. When this
+//! cannot install something (not Debian), it stops with the exact command
+//! to run. With everything present it takes about a second.
 
 use std::{path::Path, time::Instant};
 
@@ -12,41 +14,106 @@ use crate::shell::{self, command, output, root};
 const LLVM_MAJOR: &str = "22";
 /// bpf-linker release built against [`LLVM_MAJOR`].
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// Debian packages: LLVM and what bpf-linker links against; the tools the
-/// kernel tests and the demo run (ip, nsenter); the real MTA test's Postfix
-/// and swaks (with IPv6 support); the benchmarks' nftables, ethtool and
-/// /usr/bin/time; dnsmasq, the DNS server of the spf: source tests.
-const DEBIAN_PACKAGES: &[&str] = &[
+/// What a task needs installed; `setup` checks and installs each part.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Needs {
+    /// Building mxgate: the pinned toolchains, LLVM and what bpf-linker
+    /// links against, bpf-linker.
+    pub build: bool,
+    /// Loading the program and making namespaces: ip, nsenter, bpffs.
+    pub kernel: bool,
+    /// The host-only tests: Postfix and swaks (the real MTA test), dnsmasq
+    /// (the spf: source tests).
+    pub host_tests: bool,
+    /// The benchmarks' baselines and measurements: nftables, ethtool, time.
+    pub bench: bool,
+    /// The kernel matrix: QEMU, what virtme-ng needs, virtme-ng itself in a
+    /// venv under target/, and the Debian kernels of xtask/kernels.toml.
+    pub vms: bool,
+    /// Building and checking the Debian package: lintian, debootstrap.
+    pub deb: bool,
+}
+
+impl Needs {
+    /// Everything: what `cargo xtask test` uses, and the benchmarks.
+    pub fn all() -> Self {
+        Self {
+            build: true,
+            kernel: true,
+            host_tests: true,
+            bench: true,
+            vms: true,
+            deb: true,
+        }
+    }
+}
+
+/// LLVM and what bpf-linker links against.
+const BUILD_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libclang-22-dev",
     "zlib1g-dev",
     "libzstd-dev",
-    "iproute2",
-    "util-linux",
+];
+/// ip and nsenter, for the demo and the kernel tests.
+const KERNEL_PACKAGES: &[&str] = &["iproute2", "util-linux"];
+/// Postfix and swaks (with IPv6 support) for the real MTA test; dnsmasq,
+/// the DNS server of the spf: source tests.
+const HOST_TEST_PACKAGES: &[&str] = &[
     "postfix",
     "swaks",
     "libio-socket-inet6-perl",
-    "nftables",
-    "ethtool",
-    "time",
     "dnsmasq-base",
+];
+/// The benchmarks' nftables baseline, ethtool and /usr/bin/time.
+const BENCH_PACKAGES: &[&str] = &["nftables", "ethtool", "time"];
+/// QEMU; python3-venv for virtme-ng; what virtme-ng runs on the host
+/// (busybox for its initramfs, depmod, file to read a kernel's version).
+const VM_PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "python3-venv",
+    "busybox-static",
+    "kmod",
+    "file",
 ];
 /// Postfix installed as a test tool only: no system instance is configured
 /// or started (each test runs its own, in its own namespace).
 const POSTFIX_PRESEED: &str = "postfix postfix/main_mailer_type select No configuration\n";
+/// The package's checker and the clean Debian 12 root its test installs into.
+const DEB_PACKAGES: &[&str] = &["lintian", "debootstrap", "dpkg-dev"];
 const BPFFS: &str = "/sys/fs/bpf";
 /// The eBPF crate's pin, relative to the workspace root.
 const EBPF_TOOLCHAIN: &str = "filter-ebpf/rust-toolchain.toml";
 
-/// Checks and installs every prerequisite.
-pub fn run() -> anyhow::Result<()> {
+/// Checks and installs what `needs` names.
+pub fn run(needs: Needs) -> anyhow::Result<()> {
     let started = Instant::now();
-    for file in ["rust-toolchain.toml", EBPF_TOOLCHAIN] {
-        toolchain(&root().join(file))?;
+    let mut packages = Vec::new();
+    for (wanted, list) in [
+        (needs.build, BUILD_PACKAGES),
+        (needs.kernel, KERNEL_PACKAGES),
+        (needs.host_tests, HOST_TEST_PACKAGES),
+        (needs.bench, BENCH_PACKAGES),
+        (needs.vms, VM_PACKAGES),
+        (needs.deb, DEB_PACKAGES),
+    ] {
+        if wanted {
+            packages.extend_from_slice(list);
+        }
     }
-    debian_packages(DEBIAN_PACKAGES)?;
-    bpf_linker()?;
-    bpffs()?;
+    debian_packages(&packages)?;
+    if needs.build {
+        for file in ["rust-toolchain.toml", EBPF_TOOLCHAIN] {
+            toolchain(&root().join(file))?;
+        }
+        bpf_linker()?;
+    }
+    if needs.kernel {
+        bpffs()?;
+    }
+    if needs.vms {
+        crate::kernels::setup()?;
+    }
     eprintln!(
         "setup: every prerequisite is present ({:.1} s)",
         started.elapsed().as_secs_f64()
@@ -57,8 +124,7 @@ pub fn run() -> anyhow::Result<()> {
 /// Fails unless running as root: loading XDP programs and making network
 /// namespaces need CAP_BPF and CAP_NET_ADMIN.
 pub fn require_root(task: &str) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !shell::is_root() {
         bail!(
             "`cargo xtask {task}` loads XDP programs into the kernel and makes network \
              namespaces: run it as root (sudo -E cargo xtask {task})"
@@ -141,9 +207,7 @@ fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
         return Ok(());
     }
     let install = format!("apt-get install -y {}", missing.join(" "));
-    // SAFETY: geteuid has no preconditions.
-    let is_root = unsafe { libc::geteuid() } == 0;
-    if !is_root || output(command("apt-get", &["--version"])).is_none() {
+    if output(command("apt-get", &["--version"])).is_none() {
         bail!(
             "missing Debian packages {}; install them with: sudo {install}",
             missing.join(", ")
@@ -152,10 +216,10 @@ fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
     let apt = |args: &[&str]| {
         let mut cmd = command("apt-get", args);
         cmd.env("DEBIAN_FRONTEND", "noninteractive");
-        cmd
+        shell::as_root(cmd)
     };
     if missing.contains(&"postfix") {
-        let mut preseed = command("debconf-set-selections", &[]);
+        let mut preseed = shell::as_root(command::<&str>("debconf-set-selections", &[]));
         preseed.stdin(std::process::Stdio::piped());
         let mut child = preseed.spawn().context("running debconf-set-selections")?;
         if let Some(stdin) = child.stdin.as_mut() {
@@ -224,9 +288,8 @@ fn bpffs() -> anyhow::Result<()> {
     if fs_type.trim() == "bpf_fs" {
         return Ok(());
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("bpffs is not mounted; mount it with: sudo mount -t bpf bpf {BPFFS}");
-    }
-    shell::run(command("mount", &["-t", "bpf", "bpf", BPFFS]))
+    shell::run(shell::as_root(command(
+        "mount",
+        &["-t", "bpf", "bpf", BPFFS],
+    )))
 }

@@ -1,6 +1,10 @@
 //! Running commands: each is echoed before it runs, and a failure names it.
+//! Builds run as the invoking user; what needs root (loading XDP programs,
+//! namespaces, apt, debootstrap) goes through [`as_root`], which adds
+//! `sudo -E` when xtask is not already root.
 
 use std::{
+    ffi::OsStr,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -17,7 +21,7 @@ pub fn root() -> PathBuf {
 
 /// A command run from the workspace root with `~/.cargo/bin` on PATH (where
 /// setup installs bpf-linker).
-pub fn command(program: &str, args: &[&str]) -> Command {
+pub fn command<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Command {
     let mut cmd = Command::new(program);
     cmd.args(args).current_dir(root());
     if let Some(path) = path_with_cargo_bin() {
@@ -26,11 +30,40 @@ pub fn command(program: &str, args: &[&str]) -> Command {
     cmd
 }
 
-/// [`command`] from one line of space-separated words (no quoting).
-pub fn command_line(line: &str) -> Command {
-    let mut words = line.split_whitespace();
-    let program = words.next().unwrap_or_default();
-    command(program, &words.collect::<Vec<_>>())
+/// `cargo ARGS` from the workspace root.
+pub fn cargo<S: AsRef<OsStr>>(args: &[S]) -> Command {
+    command("cargo", args)
+}
+
+/// Whether xtask runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `cmd` as root: itself when xtask is root, else through `sudo -E` (the
+/// environment, PATH included, is kept; so are its working directory and
+/// the variables set on it).
+pub fn as_root(cmd: Command) -> Command {
+    if is_root() {
+        return cmd;
+    }
+    let mut sudo = Command::new("sudo");
+    // `env` sets the command's own variables: sudo resets PATH otherwise.
+    sudo.args(["-E", "env"]);
+    for (key, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            let mut pair = key.to_os_string();
+            pair.push("=");
+            pair.push(value);
+            sudo.arg(pair);
+        }
+    }
+    sudo.arg(cmd.get_program()).args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        sudo.current_dir(dir);
+    }
+    sudo
 }
 
 /// Runs `cmd`, echoing it; fails if it fails.
@@ -53,7 +86,21 @@ pub fn output(mut cmd: Command) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn describe(cmd: &Command) -> String {
+/// Runs `cmd`, echoing it, and returns its stdout; fails if it fails.
+pub fn stdout(mut cmd: Command) -> anyhow::Result<String> {
+    eprintln!("==> {}", describe(&cmd));
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("starting {}", describe(&cmd)))?;
+    if !out.status.success() {
+        bail!("{} failed ({})", describe(&cmd), out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The command as one line, for messages.
+pub fn describe(cmd: &Command) -> String {
     let mut text = cmd.get_program().to_string_lossy().into_owned();
     for arg in cmd.get_args() {
         text.push(' ');
@@ -81,6 +128,13 @@ fn path_with_cargo_bin() -> Option<std::ffi::OsString> {
 
 /// Builds target/release/mxgate and returns its path.
 pub fn build_release() -> anyhow::Result<PathBuf> {
-    run(command_line("cargo build --release --package filter-user"))?;
+    run(cargo(&["build", "--release", "--package", "filter-user"]))?;
     Ok(root().join("target/release/mxgate"))
+}
+
+/// Today's date, UTC, as YYYY-MM-DD.
+pub fn today() -> String {
+    output(command("date", &["-u", "+%F"]))
+        .map(|d| d.trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned())
 }

@@ -1,71 +1,388 @@
-//! `cargo xtask test`: formatting, lints (user space and eBPF), unit tests
-//! and the kernel tests. The kernel tests never skip: without root or a
-//! prerequisite they fail and say what is missing.
+//! `cargo xtask test`: formatting, lints (user space and eBPF), generated
+//! files, unit tests, the Debian package, the kernel tests on this machine's
+//! kernel and in a VM per kernel of xtask/kernels.toml. Builds and checks
+//! run as the invoking user; the kernel tests, the package's install test
+//! and the VMs run as root (through `sudo -E` when xtask is not root). The
+//! kernel tests never skip: without a prerequisite they fail and say what
+//! is missing.
 
-use crate::{
-    setup::{ebpf_channel, require_root},
-    shell::{command_line, root, run},
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Instant,
 };
 
-/// Runs every check; `filter` is passed to `cargo test`.
-pub fn run_all(filter: &[String]) -> anyhow::Result<()> {
-    require_root("test")?;
-    run(command_line("cargo fmt --all -- --check"))?;
-    run(command_line(
-        "cargo clippy --workspace --exclude filter-ebpf --all-targets -- -D warnings",
-    ))?;
+use anyhow::{Context as _, bail};
+
+use crate::{
+    kernels::{self, KernelResult, SuiteResult, TestBinary},
+    readme,
+    setup::ebpf_channel,
+    shell::{self, as_root, cargo, root, run},
+};
+
+/// Which VMs `cargo xtask test` boots.
+#[derive(Clone, Debug)]
+pub enum Matrix {
+    /// Every kernel of the list, after every other check (the default).
+    Full,
+    /// Every other check, no VM.
+    HostOnly,
+    /// Only the VMs of these kernels (no other check).
+    Only(Vec<String>),
+}
+
+/// Runs the checks and tests `matrix` selects; `filter` is passed to the
+/// unit and host kernel test binaries.
+pub fn run_all(matrix: &Matrix, filter: &[String]) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let list = kernels::list()?;
+    let selected: Vec<&kernels::Kernel> = match matrix {
+        Matrix::Full => list.kernel.iter().collect(),
+        Matrix::HostOnly => Vec::new(),
+        Matrix::Only(names) => {
+            let mut chosen = Vec::new();
+            for name in names {
+                let kernel = list
+                    .kernel
+                    .iter()
+                    .find(|k| &k.name == name)
+                    .with_context(|| {
+                        format!(
+                            "no kernel {name} in xtask/kernels.toml (it has {})",
+                            list.kernel
+                                .iter()
+                                .map(|k| k.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })?;
+                chosen.push(kernel);
+            }
+            chosen
+        }
+    };
+    let host = !matches!(matrix, Matrix::Only(_));
+    if host {
+        checks()?;
+    }
+    run(cargo(&[
+        "build",
+        "--package",
+        "filter-user",
+        "--bin",
+        "mxgate",
+    ]))?;
+    let mxgate = root().join("target/debug/mxgate");
+    let binaries = test_binaries()?;
+    let mut failures = Vec::new();
+    let mut rows = Vec::new();
+    if host {
+        let mut unit = cargo(&["test", "--workspace", "--exclude", "filter-ebpf", "--lib"]);
+        unit.arg("--bins").arg("--").args(filter);
+        run(unit)?;
+        let result = host_kernel_tests(&binaries, &mxgate, filter)?;
+        summary("host", &result);
+        if !result.ok() {
+            failures.push(format!(
+                "host kernel {}: {}",
+                result.release,
+                failed(&result)
+            ));
+        }
+        if filter.is_empty() {
+            rows.push(readme::Row::host(&result));
+        }
+        crate::deb::test()?;
+    }
+    for kernel in &selected {
+        match kernels::run_one(kernel, &list.suite, &binaries, &mxgate) {
+            Ok(result) => {
+                summary(&kernel.name, &result);
+                for suite in result.suites.iter().filter(|s| !s.ok) {
+                    eprintln!("{}", kernels::failure_log(kernel, &suite.binary));
+                }
+                if !result.ok() {
+                    failures.push(format!("kernel {}: {}", kernel.name, failed(&result)));
+                }
+                eprintln!(
+                    "==> kernel {} ({}): {} in {} s",
+                    kernel.name,
+                    result.release,
+                    if result.ok() { "passed" } else { "FAILED" },
+                    result.secs
+                );
+                rows.push(readme::Row::vm(kernel, &result));
+            }
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    if !rows.is_empty() {
+        readme::update(&rows)?;
+    }
+    eprintln!(
+        "xtask test: {} in {:.0} s",
+        if failures.is_empty() {
+            "everything passed"
+        } else {
+            "FAILED"
+        },
+        started.elapsed().as_secs_f64()
+    );
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n"));
+    }
+    Ok(())
+}
+
+/// One line per suite: what passed, how long it took.
+fn summary(kernel: &str, result: &KernelResult) {
+    for s in &result.suites {
+        eprintln!(
+            "    {kernel} ({}): {:<13} {} {} passed, {} failed, {} s",
+            result.release,
+            s.binary,
+            if s.ok { "ok    " } else { "FAILED" },
+            s.passed,
+            s.failed,
+            s.secs
+        );
+    }
+    for line in &result.instructions {
+        eprintln!("    {kernel} ({}): program: {line}", result.release);
+    }
+}
+
+/// The names of the suites that failed.
+fn failed(result: &KernelResult) -> String {
+    result
+        .suites
+        .iter()
+        .filter(|s| !s.ok)
+        .map(|s| format!("{} ({} failed)", s.binary, s.failed))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// fmt, clippy for user space, the bench binary and the eBPF program, and
+/// the generated man pages and completions; all as the user.
+fn checks() -> anyhow::Result<()> {
+    run(cargo(&["fmt", "--all", "--", "--check"]))?;
+    run(cargo(&[
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "filter-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     // The benchmark binary needs its feature to be built, and linted.
-    run(command_line(
-        "cargo clippy --package mxgate-tests --features bench --all-targets -- -D warnings",
-    ))?;
+    run(cargo(&[
+        "clippy",
+        "--package",
+        "mxgate-tests",
+        "--features",
+        "bench",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     // The XDP program only builds for the BPF target, with the pinned
     // nightly, in a target dir of its own (another compiler than the rest).
-    let mut ebpf = command_line(&format!(
-        "rustup run {} cargo clippy --package filter-ebpf --release \
-         --target bpfel-unknown-none -Z build-std=core \
-         --target-dir ../target/ebpf-clippy -- -D warnings",
-        ebpf_channel()?
-    ));
+    let mut ebpf = shell::command(
+        "rustup",
+        &[
+            "run",
+            &ebpf_channel()?,
+            "cargo",
+            "clippy",
+            "--package",
+            "filter-ebpf",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--target-dir",
+            "../target/ebpf-clippy",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    );
     ebpf.current_dir(root().join("filter-ebpf"));
     run(ebpf)?;
-    run(command_line(
-        "cargo build --package filter-user --bin mxgate",
-    ))?;
-    let mut tests = command_line(&format!(
-        "cargo test --workspace --exclude filter-ebpf -- {}",
-        filter.join(" ")
-    ));
-    tests.env("MXGATE_BIN", root().join("target/debug/mxgate"));
-    run(tests)
+    dist(true)
+}
+
+/// Builds the kernel test binaries (tests/tests/*.rs) without running
+/// them; by name.
+fn test_binaries() -> anyhow::Result<BTreeMap<String, TestBinary>> {
+    let json = shell::stdout(cargo(&[
+        "test",
+        "--package",
+        "mxgate-tests",
+        "--tests",
+        "--no-run",
+        "--message-format=json",
+    ]))?;
+    let mut binaries = BTreeMap::new();
+    for line in json.lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let is_test_target = message["target"]["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "test"));
+        if message["reason"] != "compiler-artifact" || !is_test_target {
+            continue;
+        }
+        let (Some(name), Some(path), Some(manifest)) = (
+            message["target"]["name"].as_str(),
+            message["executable"].as_str(),
+            message["manifest_path"].as_str(),
+        ) else {
+            continue;
+        };
+        let cwd = Path::new(manifest)
+            .parent()
+            .context("a manifest path has a directory")?
+            .to_path_buf();
+        binaries.insert(
+            name.to_owned(),
+            TestBinary {
+                path: PathBuf::from(path),
+                cwd,
+            },
+        );
+    }
+    if binaries.is_empty() {
+        bail!("cargo test --no-run built no kernel test binary");
+    }
+    Ok(binaries)
+}
+
+/// Every kernel test binary on this machine's kernel, as root.
+fn host_kernel_tests(
+    binaries: &BTreeMap<String, TestBinary>,
+    mxgate: &Path,
+    filter: &[String],
+) -> anyhow::Result<KernelResult> {
+    let started = Instant::now();
+    let release = shell::output(shell::command("uname", &["-r"]))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let mut suites = Vec::new();
+    let mut instructions = Vec::new();
+    for (name, binary) in binaries {
+        let mut cmd = std::process::Command::new(&binary.path);
+        cmd.args(filter)
+            .current_dir(&binary.cwd)
+            .env("MXGATE_BIN", mxgate);
+        if name == "verdict" {
+            cmd.arg("--nocapture");
+        }
+        let mut cmd = as_root(cmd);
+        eprintln!("==> {} (host kernel {release})", shell::describe(&cmd));
+        let suite_started = Instant::now();
+        let out = cmd
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .with_context(|| format!("starting {}", binary.path.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        print!("{text}");
+        let closing = text
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("test result:"))
+            .unwrap_or_default();
+        let (passed, failed) = kernels::counts(closing);
+        if name == "verdict" {
+            instructions = kernels::instruction_lines(&text);
+        }
+        suites.push(SuiteResult {
+            binary: name.clone(),
+            passed,
+            failed,
+            ok: out.status.success(),
+            secs: suite_started.elapsed().as_secs(),
+        });
+    }
+    Ok(KernelResult {
+        release,
+        suites,
+        instructions,
+        secs: started.elapsed().as_secs(),
+    })
 }
 
 /// The differential test with `frames` frames from `seed`, optimised.
 pub fn fuzz(frames: u64, seed: &str) -> anyhow::Result<()> {
-    require_root("fuzz")?;
-    let mut test = command_line(
-        "cargo test --release --package mxgate-tests --test differential -- --nocapture",
-    );
+    let build = cargo(&[
+        "test",
+        "--release",
+        "--package",
+        "mxgate-tests",
+        "--test",
+        "differential",
+        "--no-run",
+    ]);
+    run(build)?;
+    let mut test = cargo(&[
+        "test",
+        "--release",
+        "--package",
+        "mxgate-tests",
+        "--test",
+        "differential",
+        "--",
+        "--nocapture",
+    ]);
     test.env("MXGATE_FUZZ_FRAMES", frames.to_string())
         .env("MXGATE_FUZZ_SEED", seed);
-    run(test)
+    run(as_root(test))
 }
 
 /// Writes dist/man and dist/completions, or with `check` fails if they are
 /// out of date with the CLI definitions.
 pub fn dist(check: bool) -> anyhow::Result<()> {
-    let check = if check { "--check " } else { "" };
-    run(command_line(&format!(
-        "cargo run --quiet --package filter-user --example dist -- {check}dist"
-    )))
+    let mut args = vec![
+        "run",
+        "--quiet",
+        "--package",
+        "filter-user",
+        "--example",
+        "dist",
+        "--",
+    ];
+    if check {
+        args.push("--check");
+    }
+    args.push("dist");
+    run(cargo(&args))
 }
 
 /// The benchmarks, optimised; their tables go into BENCHMARKS.md.
 pub fn bench() -> anyhow::Result<()> {
-    require_root("bench")?;
-    let binary = crate::shell::build_release()?;
-    let mut bench = command_line(
-        "cargo run --release --quiet --package mxgate-tests --features bench --bin bench -- BENCHMARKS.md",
-    );
-    bench.env("MXGATE_BIN", binary);
-    run(bench)
+    let binary = shell::build_release()?;
+    run(cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "mxgate-tests",
+        "--features",
+        "bench",
+        "--bin",
+        "bench",
+    ]))?;
+    let mut bench = std::process::Command::new(root().join("target/release/bench"));
+    bench
+        .arg("BENCHMARKS.md")
+        .current_dir(root())
+        .env("MXGATE_BIN", binary);
+    run(as_root(bench))
 }
