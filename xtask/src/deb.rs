@@ -321,7 +321,7 @@ fn in_root(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
 
 /// The package's test: build it (lintian clean), install it with `dpkg -i`
 /// into a clean Debian 12 root, and check what it installed.
-pub fn test() -> anyhow::Result<()> {
+pub fn test() -> anyhow::Result<PathBuf> {
     let deb = build()?;
     let dir = out_dir().join("install-test");
     clean_root(&dir)?;
@@ -395,5 +395,5 @@ pub fn test() -> anyhow::Result<()> {
         name.to_string_lossy(),
         version.trim()
     );
-    Ok(())
+    Ok(deb)
 }

@@ -59,6 +59,9 @@ pub struct Kernel {
     pub series: String,
     /// The whole VM run (boot and suites) must finish within this.
     pub timeout_secs: u64,
+    /// Also boot it with systemd as init and test the packaged unit there.
+    #[serde(default)]
+    pub unit_test: bool,
 }
 
 /// One test binary run inside the VMs.
@@ -127,6 +130,11 @@ pub fn setup() -> anyhow::Result<()> {
             &["install", "--quiet", VIRTME_NG],
         ))
         .context("installing virtme-ng from PyPI")?;
+    }
+    // virtme-ng with systemd as init mounts a tmpfs on /lib/modules of the
+    // (read-only) host root it boots: the empty directory must exist.
+    if !Path::new("/lib/modules").exists() {
+        shell::run(shell::as_root(command("mkdir", &["/lib/modules"])))?;
     }
     let list = list()?;
     let state = dir().join("apt");
@@ -368,41 +376,16 @@ pub fn run_one(
         script.push_str(&line);
         script.push('\n');
     }
+    script.push_str(&format!(
+        "suite caps {} sh {} \"$MXGATE_BIN\" {}\n",
+        quote(&root().display().to_string()),
+        quote(&root().join(UNIT_CAPS).display().to_string()),
+        quote(&unit_capabilities()?)
+    ));
     script.push_str("echo done >\"$R/finished\"\n");
     let script_path = results.join("run.sh");
     std::fs::write(&script_path, script)?;
 
-    let vng = venv().join("bin/vng");
-    let console = std::fs::File::create(results.join("console.log"))?;
-    let mut cmd = std::process::Command::new(&vng);
-    cmd.args([
-        "--disable-kvm",
-        "--verbose",
-        "--memory",
-        VM_MEMORY,
-        "--cpus",
-        VM_CPUS,
-    ])
-    .arg("--run")
-    .arg(&vmlinuz)
-    .arg(format!("--rwdir={r}"))
-    .arg("--exec")
-    .arg(format!("sh {}", quote(&script_path.display().to_string())))
-    .current_dir(root())
-    .env(
-        "PATH",
-        format!(
-            "{}:{}",
-            venv().join("bin").display(),
-            std::env::var("PATH").unwrap_or_default()
-        ),
-    );
-    let mut cmd = shell::as_root(cmd);
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(console.try_clone()?)
-        .stderr(console)
-        // Its own process group, so a timeout ends QEMU too.
-        .process_group(0);
     eprintln!(
         "==> kernel {} ({}, {package_version}): booting {} under virtme-ng (TCG), at most {} s",
         kernel.name,
@@ -411,33 +394,16 @@ pub fn run_one(
         kernel.timeout_secs
     );
     let started = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", shell::describe(&cmd)))?;
-    let limit = Duration::from_secs(kernel.timeout_secs);
     let mut shown = 0;
-    let status = loop {
-        shown = show_progress(&results, &kernel.name, shown);
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let pgid = i32::try_from(child.id()).context("a process id")?;
-            // SAFETY: kill has no memory preconditions; the group is the VM's own.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            let _ = child.wait();
-            bail!(
-                "kernel {}: the VM did not finish within {} s (guest log: {}/guest.log, \
-                 console: {}/console.log)",
-                kernel.name,
-                kernel.timeout_secs,
-                r,
-                r
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    show_progress(&results, &kernel.name, shown);
+    let status = boot(
+        &vmlinuz,
+        &results,
+        &script_path,
+        false,
+        Duration::from_secs(kernel.timeout_secs),
+        || shown = show_progress(&results, &kernel.name, shown),
+    )
+    .with_context(|| format!("kernel {}", kernel.name))?;
     let release = std::fs::read_to_string(results.join("uname")).unwrap_or_default();
     if release.trim().is_empty() {
         bail!(
@@ -459,6 +425,141 @@ pub fn run_one(
     Ok(result)
 }
 
+/// Boots `vmlinuz` under virtme-ng (TCG) with the host's files read-only
+/// and `results` read-write, runs `script` inside (with systemd as init
+/// when `systemd`), calls `tick` every half second; kills the VM and fails
+/// after `limit`.
+fn boot(
+    vmlinuz: &Path,
+    results: &Path,
+    script: &Path,
+    systemd: bool,
+    limit: Duration,
+    mut tick: impl FnMut(),
+) -> anyhow::Result<std::process::ExitStatus> {
+    let vng = venv().join("bin/vng");
+    let console = std::fs::File::create(results.join("console.log"))?;
+    let mut cmd = std::process::Command::new(&vng);
+    cmd.args([
+        "--disable-kvm",
+        "--verbose",
+        "--memory",
+        VM_MEMORY,
+        "--cpus",
+        VM_CPUS,
+    ]);
+    if systemd {
+        cmd.arg("--systemd");
+    }
+    cmd.arg("--run")
+        .arg(vmlinuz)
+        .arg(format!("--rwdir={}", results.display()))
+        .arg("--exec")
+        .arg(format!("sh {}", quote(&script.display().to_string())))
+        .current_dir(root())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                venv().join("bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+    let mut cmd = shell::as_root(cmd);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(console.try_clone()?)
+        .stderr(console)
+        // Its own process group, so a timeout ends QEMU too.
+        .process_group(0);
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", shell::describe(&cmd)))?;
+    loop {
+        tick();
+        if let Some(status) = child.try_wait()? {
+            tick();
+            return Ok(status);
+        }
+        if started.elapsed() > limit {
+            let pgid = i32::try_from(child.id()).context("a process id")?;
+            // SAFETY: kill has no memory preconditions; the group is the VM's own.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            let _ = child.wait();
+            bail!(
+                "the VM did not finish within {} s (guest output in {}, console in {}/console.log)",
+                limit.as_secs(),
+                results.display(),
+                results.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The packaged unit under systemd: boots `kernel` with systemd as init and
+/// runs xtask/unit-systemd.sh there (dpkg -i `deb`, start the hardened
+/// unit, attach, stats, refresh, metrics, no restart after exit 2).
+pub fn unit_under_systemd(kernel: &Kernel, deb: &Path) -> anyhow::Result<SuiteResult> {
+    let (_, vmlinuz, _) = current(kernel)?;
+    let results = dir().join("results").join(format!("systemd-{}", kernel.name));
+    if results.exists() {
+        std::fs::remove_dir_all(&results)?;
+    }
+    std::fs::create_dir_all(&results)?;
+    let r = quote(&results.display().to_string());
+    let script = format!(
+        "#!/bin/sh
+         # Written by cargo xtask test: runs inside a VM with systemd as init.
+         sh {} {} {r} >{r}/unit.log 2>&1
+         echo $? >{r}/rc
+",
+        quote(&root().join(UNIT_SYSTEMD).display().to_string()),
+        quote(&deb.display().to_string()),
+    );
+    let script_path = results.join("run.sh");
+    std::fs::write(&script_path, script)?;
+    eprintln!(
+        "==> the packaged unit under systemd: booting kernel {} with systemd as init",
+        kernel.name
+    );
+    let started = Instant::now();
+    let status = boot(
+        &vmlinuz,
+        &results,
+        &script_path,
+        true,
+        Duration::from_secs(UNIT_SYSTEMD_TIMEOUT_SECS),
+        || {},
+    )?;
+    let log = std::fs::read_to_string(results.join("unit.log")).unwrap_or_default();
+    print!("{log}");
+    let Ok(rc) = std::fs::read_to_string(results.join("rc")) else {
+        bail!(
+            "the systemd VM ran nothing ({status}); see {}/console.log",
+            results.display()
+        );
+    };
+    let (passed, failed) = counts(log.lines().last().unwrap_or_default());
+    if let Ok(security) = std::fs::read_to_string(results.join("security.txt")) {
+        if let Some(score) = security.lines().find(|l| l.contains("Overall exposure level")) {
+            eprintln!("    systemd-analyze security: {}", score.trim_start_matches('→').trim());
+        }
+    }
+    Ok(SuiteResult {
+        binary: "unit-systemd".to_owned(),
+        passed,
+        failed,
+        ok: rc.trim() == "0",
+        secs: started.elapsed().as_secs(),
+    })
+}
+
+/// The packaged unit's test under systemd.
+const UNIT_SYSTEMD: &str = "xtask/unit-systemd.sh";
+/// Its VM's time bound (a systemd boot under TCG takes about a minute).
+const UNIT_SYSTEMD_TIMEOUT_SECS: u64 = 600;
+
 /// Prints the suites finished since line `shown` of the progress file.
 fn show_progress(results: &Path, kernel: &str, shown: usize) -> usize {
     let text = std::fs::read_to_string(results.join("progress")).unwrap_or_default();
@@ -475,24 +576,65 @@ fn show_progress(results: &Path, kernel: &str, shown: usize) -> usize {
     lines.len()
 }
 
-/// libtest's last `test result:` line in `log`.
+/// The check that the unit's capability set is enough (`suite caps`).
+const UNIT_CAPS: &str = "xtask/unit-caps.sh";
+
+/// The unit's CapabilityBoundingSet, as setpriv takes it (`+bpf,+net_admin`).
+pub fn unit_capabilities() -> anyhow::Result<String> {
+    let unit = std::fs::read_to_string(root().join("dist/mxgate.service"))
+        .context("reading dist/mxgate.service")?;
+    let caps = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .context("dist/mxgate.service has no CapabilityBoundingSet=")?;
+    Ok(caps
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
+/// The unit-capabilities check on this machine's kernel, as root.
+pub fn host_unit_caps(mxgate: &Path) -> anyhow::Result<SuiteResult> {
+    let started = Instant::now();
+    let caps = unit_capabilities()?;
+    let script = root().join(UNIT_CAPS);
+    let cmd = shell::as_root(command(
+        "sh",
+        &[script.as_os_str(), mxgate.as_os_str(), std::ffi::OsStr::new(&caps)],
+    ));
+    eprintln!("==> {}", shell::describe(&cmd));
+    let mut cmd = cmd;
+    let out = cmd.stderr(std::process::Stdio::inherit()).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}");
+    let (passed, failed) = counts(text.lines().last().unwrap_or_default());
+    Ok(SuiteResult {
+        binary: "caps".to_owned(),
+        passed,
+        failed,
+        ok: out.status.success(),
+        secs: started.elapsed().as_secs(),
+    })
+}
+
+/// The closing line in `log`: libtest's last `test result:` line, or a
+/// plain `…: N passed, M failed`.
 fn closing_line(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     text.lines()
         .rev()
-        .find(|l| l.starts_with("test result:"))
+        .find(|l| l.starts_with("test result:") || l.ends_with(" failed"))
         .unwrap_or("no test result line")
         .to_owned()
 }
 
-/// (passed, failed) from a `test result:` line.
+/// (passed, failed) from a closing line.
 pub fn counts(line: &str) -> (u32, u32) {
     let number_before = |word: &str| {
         let mut last = None;
-        for part in line.split(';') {
-            let part = part.trim().trim_start_matches("test result: ok.");
-            let part = part.trim_start_matches("test result: FAILED.").trim();
-            if let Some(n) = part.strip_suffix(word) {
+        for part in line.split([';', ',', '.', ':']) {
+            if let Some(n) = part.trim().strip_suffix(word) {
                 last = n.trim().parse().ok();
             }
         }
@@ -581,6 +723,7 @@ mod tests {
             (3, 2)
         );
         assert_eq!(counts("no test result line"), (0, 0));
+        assert_eq!(counts("unit capabilities: 4 passed, 0 failed"), (4, 0));
     }
 
     #[test]

@@ -77,11 +77,13 @@ pub fn run_all(matrix: &Matrix, filter: &[String]) -> anyhow::Result<()> {
     let binaries = test_binaries()?;
     let mut failures = Vec::new();
     let mut rows = Vec::new();
+    let mut deb = None;
     if host {
         let mut unit = cargo(&["test", "--workspace", "--exclude", "filter-ebpf", "--lib"]);
         unit.arg("--bins").arg("--").args(filter);
         run(unit)?;
-        let result = host_kernel_tests(&binaries, &mxgate, filter)?;
+        let mut result = host_kernel_tests(&binaries, &mxgate, filter)?;
+        result.suites.push(kernels::host_unit_caps(&mxgate)?);
         summary("host", &result);
         if !result.ok() {
             failures.push(format!(
@@ -93,7 +95,7 @@ pub fn run_all(matrix: &Matrix, filter: &[String]) -> anyhow::Result<()> {
         if filter.is_empty() {
             rows.push(readme::Row::host(&result));
         }
-        crate::deb::test()?;
+        deb = Some(crate::deb::test()?);
     }
     for kernel in &selected {
         match kernels::run_one(kernel, &list.suite, &binaries, &mxgate) {
@@ -115,6 +117,16 @@ pub fn run_all(matrix: &Matrix, filter: &[String]) -> anyhow::Result<()> {
                 rows.push(readme::Row::vm(kernel, &result));
             }
             Err(e) => failures.push(format!("{e:#}")),
+        }
+        if let (true, Some(deb)) = (kernel.unit_test, &deb) {
+            match kernels::unit_under_systemd(kernel, deb) {
+                Ok(suite) if suite.ok => {}
+                Ok(suite) => failures.push(format!(
+                    "the packaged unit under systemd on kernel {}: {} failed",
+                    kernel.name, suite.failed
+                )),
+                Err(e) => failures.push(format!("the packaged unit under systemd: {e:#}")),
+            }
         }
     }
     if !rows.is_empty() {
