@@ -130,6 +130,11 @@ pub fn build() -> anyhow::Result<PathBuf> {
         &s("/usr/share/fish/vendor_completions.d/mxgate.fish"),
         0o644,
     )?;
+    install(
+        &pkg.join("lintian-overrides"),
+        &s("/usr/share/lintian/overrides/mxgate"),
+        0o644,
+    )?;
     let cache = s("/var/lib/mxgate");
     std::fs::create_dir_all(&cache)?;
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700))?;
@@ -141,7 +146,8 @@ pub fn build() -> anyhow::Result<PathBuf> {
     let changelog = std::fs::read_to_string(pkg.join("changelog"))?
         .replace("@VERSION@", &version)
         .replace("@DATE@", &rfc2822_now()?);
-    let changelog_path = s("/usr/share/doc/mxgate/changelog.Debian");
+    // A native package (no Debian revision): changelog.gz.
+    let changelog_path = s("/usr/share/doc/mxgate/changelog");
     write(&changelog_path, &changelog, 0o644)?;
     gzip(&changelog_path)?;
 
@@ -263,7 +269,7 @@ fn clean_root(dir: &Path) -> anyhow::Result<()> {
         }
         // systemd for `systemd-analyze verify`, man-db for the unit's
         // Documentation= pages.
-        run(as_root(command(
+        quiet(as_root(command(
             "debootstrap",
             &[
                 std::ffi::OsStr::new("--variant=minbase"),
@@ -307,6 +313,33 @@ fn clean_root(dir: &Path) -> anyhow::Result<()> {
             tarball.as_os_str(),
         ],
     )))
+}
+
+/// Runs `cmd` with its output in target/debian/debootstrap.log, shown only
+/// if it fails.
+fn quiet(mut cmd: std::process::Command) -> anyhow::Result<()> {
+    eprintln!(
+        "==> {} (output in target/debian/debootstrap.log)",
+        shell::describe(&cmd)
+    );
+    let log = out_dir().join("debootstrap.log");
+    let file = std::fs::File::create(&log)?;
+    let status = cmd
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .status()
+        .with_context(|| format!("starting {}", shell::describe(&cmd)))?;
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        bail!(
+            "{} failed ({status}); last lines of {}:\n{}",
+            shell::describe(&cmd),
+            log.display(),
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        );
+    }
+    Ok(())
 }
 
 /// Runs `args` in the chroot `dir` and returns its stdout.

@@ -502,7 +502,9 @@ fn boot(
 /// unit, attach, stats, refresh, metrics, no restart after exit 2).
 pub fn unit_under_systemd(kernel: &Kernel, deb: &Path) -> anyhow::Result<SuiteResult> {
     let (_, vmlinuz, _) = current(kernel)?;
-    let results = dir().join("results").join(format!("systemd-{}", kernel.name));
+    let results = dir()
+        .join("results")
+        .join(format!("systemd-{}", kernel.name));
     if results.exists() {
         std::fs::remove_dir_all(&results)?;
     }
@@ -541,10 +543,15 @@ pub fn unit_under_systemd(kernel: &Kernel, deb: &Path) -> anyhow::Result<SuiteRe
         );
     };
     let (passed, failed) = counts(log.lines().last().unwrap_or_default());
-    if let Ok(security) = std::fs::read_to_string(results.join("security.txt")) {
-        if let Some(score) = security.lines().find(|l| l.contains("Overall exposure level")) {
-            eprintln!("    systemd-analyze security: {}", score.trim_start_matches('→').trim());
-        }
+    let security = std::fs::read_to_string(results.join("security.txt")).unwrap_or_default();
+    if let Some(score) = security
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+    {
+        eprintln!(
+            "    systemd-analyze security: {}",
+            score.trim_start_matches('→').trim()
+        );
     }
     Ok(SuiteResult {
         binary: "unit-systemd".to_owned(),
@@ -601,7 +608,11 @@ pub fn host_unit_caps(mxgate: &Path) -> anyhow::Result<SuiteResult> {
     let script = root().join(UNIT_CAPS);
     let cmd = shell::as_root(command(
         "sh",
-        &[script.as_os_str(), mxgate.as_os_str(), std::ffi::OsStr::new(&caps)],
+        &[
+            script.as_os_str(),
+            mxgate.as_os_str(),
+            std::ffi::OsStr::new(&caps),
+        ],
     ));
     eprintln!("==> {}", shell::describe(&cmd));
     let mut cmd = cmd;

@@ -63,7 +63,12 @@ enum Task {
         check: bool,
     },
     /// Build target/debian/mxgate_VERSION_amd64.deb and check it with lintian.
-    Deb,
+    Deb {
+        /// Also install it into a clean Debian 12 root and check it there
+        /// (as `cargo xtask test` does).
+        #[arg(long)]
+        test: bool,
+    },
     /// Run the differential test (kernel vs reference classifier) longer.
     Fuzz {
         /// How many frames.
@@ -139,7 +144,13 @@ fn main() -> std::process::ExitCode {
         })
         .and_then(|()| test::bench()),
         Task::Dist { check } => setup::run(build).and_then(|()| test::dist(check)),
-        Task::Deb => setup::run(Needs { deb: true, ..build }).and_then(|()| deb::build().map(drop)),
+        Task::Deb { test } => setup::run(Needs { deb: true, ..build }).and_then(|()| {
+            if test {
+                deb::test().map(drop)
+            } else {
+                deb::build().map(drop)
+            }
+        }),
         Task::Fuzz { frames, seed } => setup::run(kernel).and_then(|()| test::fuzz(frames, &seed)),
     };
     match result {

@@ -82,6 +82,9 @@ pub fn run_all(matrix: &Matrix, filter: &[String]) -> anyhow::Result<()> {
         let mut unit = cargo(&["test", "--workspace", "--exclude", "filter-ebpf", "--lib"]);
         unit.arg("--bins").arg("--").args(filter);
         run(unit)?;
+        let mut doc = cargo(&["test", "--workspace", "--exclude", "filter-ebpf", "--doc"]);
+        doc.arg("--").args(filter);
+        run(doc)?;
         let mut result = host_kernel_tests(&binaries, &mxgate, filter)?;
         result.suites.push(kernels::host_unit_caps(&mxgate)?);
         summary("host", &result);
