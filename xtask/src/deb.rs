@@ -353,8 +353,11 @@ fn in_root(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// The package's test: build it (lintian clean), install it with `dpkg -i`
-/// into a clean Debian 12 root, and check what it installed.
-pub fn test() -> anyhow::Result<PathBuf> {
+/// into a clean Debian 12 root, and check what it installed; with
+/// `under_systemd`, also install it in a VM of the kernel list's
+/// `unit_test` kernel (Debian 12's) booted with systemd as init, and run
+/// the hardened unit there.
+pub fn test(under_systemd: bool) -> anyhow::Result<PathBuf> {
     let deb = build()?;
     let dir = out_dir().join("install-test");
     clean_root(&dir)?;
@@ -428,5 +431,21 @@ pub fn test() -> anyhow::Result<PathBuf> {
         name.to_string_lossy(),
         version.trim()
     );
+    if under_systemd {
+        let list = crate::kernels::list()?;
+        let kernel = list
+            .kernel
+            .iter()
+            .find(|k| k.unit_test)
+            .context("no kernel in xtask/kernels.toml has unit_test = true")?;
+        let suite = crate::kernels::unit_under_systemd(kernel, &deb)?;
+        if !suite.ok {
+            bail!(
+                "the packaged unit under systemd (kernel {}): {} failed",
+                kernel.name,
+                suite.failed
+            );
+        }
+    }
     Ok(deb)
 }

@@ -64,7 +64,8 @@ enum Task {
     },
     /// Build target/debian/mxgate_VERSION_amd64.deb and check it with lintian.
     Deb {
-        /// Also install it into a clean Debian 12 root and check it there
+        /// Also install it into a clean Debian 12 root and check it there,
+        /// then run the unit under systemd in a VM of Debian 12's kernel
         /// (as `cargo xtask test` does).
         #[arg(long)]
         test: bool,
@@ -144,9 +145,14 @@ fn main() -> std::process::ExitCode {
         })
         .and_then(|()| test::bench()),
         Task::Dist { check } => setup::run(build).and_then(|()| test::dist(check)),
-        Task::Deb { test } => setup::run(Needs { deb: true, ..build }).and_then(|()| {
+        Task::Deb { test } => setup::run(Needs {
+            deb: true,
+            vms: test,
+            ..build
+        })
+        .and_then(|()| {
             if test {
-                deb::test().map(drop)
+                deb::test(true).map(drop)
             } else {
                 deb::build().map(drop)
             }
