@@ -353,11 +353,9 @@ fn in_root(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// The package's test: build it (lintian clean), install it with `dpkg -i`
-/// into a clean Debian 12 root, and check what it installed; with
-/// `under_systemd`, also install it in a VM of the kernel list's
-/// `unit_test` kernel (Debian 12's) booted with systemd as init, and run
-/// the hardened unit there.
-pub fn test(under_systemd: bool) -> anyhow::Result<PathBuf> {
+/// into a clean Debian 12 root, check what it installed, and print
+/// `systemd-analyze security`'s score of the installed unit.
+pub fn test() -> anyhow::Result<PathBuf> {
     let deb = build()?;
     let dir = out_dir().join("install-test");
     clean_root(&dir)?;
@@ -418,6 +416,21 @@ pub fn test(under_systemd: bool) -> anyhow::Result<PathBuf> {
     if let Err(e) = verify {
         problems.push(format!("systemd-analyze verify: {e:#}"));
     }
+    // systemd is not running in the chroot: score the unit file offline.
+    let security = in_root(
+        &dir,
+        &[
+            "systemd-analyze",
+            "security",
+            "--offline=yes",
+            "/lib/systemd/system/mxgate.service",
+        ],
+    )?;
+    let score = security
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .map(|l| l.trim_start_matches('→').trim().to_owned())
+        .unwrap_or_else(|| "no score".to_owned());
     run(as_root(command(
         "rm",
         &[std::ffi::OsStr::new("-rf"), dir.as_os_str()],
@@ -427,25 +440,10 @@ pub fn test(under_systemd: bool) -> anyhow::Result<PathBuf> {
     }
     println!(
         "deb: {} installs into a clean Debian 12 root; {}; files, conffiles, \
-         /var/lib/mxgate 0700 and systemd-analyze verify ok",
+         /var/lib/mxgate 0700 and systemd-analyze verify ok; systemd-analyze \
+         security: {score}",
         name.to_string_lossy(),
         version.trim()
     );
-    if under_systemd {
-        let list = crate::kernels::list()?;
-        let kernel = list
-            .kernel
-            .iter()
-            .find(|k| k.unit_test)
-            .context("no kernel in xtask/kernels.toml has unit_test = true")?;
-        let suite = crate::kernels::unit_under_systemd(kernel, &deb)?;
-        if !suite.ok {
-            bail!(
-                "the packaged unit under systemd (kernel {}): {} failed",
-                kernel.name,
-                suite.failed
-            );
-        }
-    }
     Ok(deb)
 }

@@ -59,9 +59,6 @@ pub struct Kernel {
     pub series: String,
     /// The whole VM run (boot and suites) must finish within this.
     pub timeout_secs: u64,
-    /// Also boot it with systemd as init and test the packaged unit there.
-    #[serde(default)]
-    pub unit_test: bool,
 }
 
 /// One test binary run inside the VMs.
@@ -75,6 +72,9 @@ pub struct Suite {
     /// Environment for it.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Only on these kernels (by name); every kernel when absent.
+    #[serde(default)]
+    pub only: Option<Vec<String>>,
 }
 
 /// Reads xtask/kernels.toml.
@@ -130,11 +130,6 @@ pub fn setup() -> anyhow::Result<()> {
             &["install", "--quiet", VIRTME_NG],
         ))
         .context("installing virtme-ng from PyPI")?;
-    }
-    // virtme-ng with systemd as init mounts a tmpfs on /lib/modules of the
-    // (read-only) host root it boots: the empty directory must exist.
-    if !Path::new("/lib/modules").exists() {
-        shell::run(shell::as_root(command("mkdir", &["/lib/modules"])))?;
     }
     let list = list()?;
     let state = dir().join("apt");
@@ -355,6 +350,13 @@ pub fn run_one(
         bin = quote(&mxgate.display().to_string()),
     );
     for suite in suites {
+        if suite
+            .only
+            .as_ref()
+            .is_some_and(|only| !only.contains(&kernel.name))
+        {
+            continue;
+        }
         let binary = binaries.get(&suite.binary).with_context(|| {
             format!(
                 "{LIST} names test binary {}, which was not built",
@@ -399,7 +401,6 @@ pub fn run_one(
         &vmlinuz,
         &results,
         &script_path,
-        false,
         Duration::from_secs(kernel.timeout_secs),
         || shown = show_progress(&results, &kernel.name, shown),
     )
@@ -426,14 +427,12 @@ pub fn run_one(
 }
 
 /// Boots `vmlinuz` under virtme-ng (TCG) with the host's files read-only
-/// and `results` read-write, runs `script` inside (with systemd as init
-/// when `systemd`), calls `tick` every half second; kills the VM and fails
-/// after `limit`.
+/// and `results` read-write, runs `script` inside, calls `tick` every half
+/// second; kills the VM and fails after `limit`.
 fn boot(
     vmlinuz: &Path,
     results: &Path,
     script: &Path,
-    systemd: bool,
     limit: Duration,
     mut tick: impl FnMut(),
 ) -> anyhow::Result<std::process::ExitStatus> {
@@ -448,9 +447,6 @@ fn boot(
         "--cpus",
         VM_CPUS,
     ]);
-    if systemd {
-        cmd.arg("--systemd");
-    }
     cmd.arg("--run")
         .arg(vmlinuz)
         .arg(format!("--rwdir={}", results.display()))
@@ -496,76 +492,6 @@ fn boot(
         std::thread::sleep(Duration::from_millis(500));
     }
 }
-
-/// The packaged unit under systemd: boots `kernel` with systemd as init and
-/// runs xtask/unit-systemd.sh there (dpkg -i `deb`, start the hardened
-/// unit, attach, stats, refresh, metrics, no restart after exit 2).
-pub fn unit_under_systemd(kernel: &Kernel, deb: &Path) -> anyhow::Result<SuiteResult> {
-    let (_, vmlinuz, _) = current(kernel)?;
-    let results = dir()
-        .join("results")
-        .join(format!("systemd-{}", kernel.name));
-    if results.exists() {
-        std::fs::remove_dir_all(&results)?;
-    }
-    std::fs::create_dir_all(&results)?;
-    let r = quote(&results.display().to_string());
-    let script = format!(
-        "#!/bin/sh
-         # Written by cargo xtask test: runs inside a VM with systemd as init.
-         sh {} {} {r} >{r}/unit.log 2>&1
-         echo $? >{r}/rc
-",
-        quote(&root().join(UNIT_SYSTEMD).display().to_string()),
-        quote(&deb.display().to_string()),
-    );
-    let script_path = results.join("run.sh");
-    std::fs::write(&script_path, script)?;
-    eprintln!(
-        "==> the packaged unit under systemd: booting kernel {} with systemd as init",
-        kernel.name
-    );
-    let started = Instant::now();
-    let status = boot(
-        &vmlinuz,
-        &results,
-        &script_path,
-        true,
-        Duration::from_secs(UNIT_SYSTEMD_TIMEOUT_SECS),
-        || {},
-    )?;
-    let log = std::fs::read_to_string(results.join("unit.log")).unwrap_or_default();
-    print!("{log}");
-    let Ok(rc) = std::fs::read_to_string(results.join("rc")) else {
-        bail!(
-            "the systemd VM ran nothing ({status}); see {}/console.log",
-            results.display()
-        );
-    };
-    let (passed, failed) = counts(log.lines().last().unwrap_or_default());
-    let security = std::fs::read_to_string(results.join("security.txt")).unwrap_or_default();
-    if let Some(score) = security
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-    {
-        eprintln!(
-            "    systemd-analyze security: {}",
-            score.trim_start_matches('→').trim()
-        );
-    }
-    Ok(SuiteResult {
-        binary: "unit-systemd".to_owned(),
-        passed,
-        failed,
-        ok: rc.trim() == "0",
-        secs: started.elapsed().as_secs(),
-    })
-}
-
-/// The packaged unit's test under systemd.
-const UNIT_SYSTEMD: &str = "xtask/unit-systemd.sh";
-/// Its VM's time bound (a systemd boot under TCG takes about a minute).
-const UNIT_SYSTEMD_TIMEOUT_SECS: u64 = 600;
 
 /// Prints the suites finished since line `shown` of the progress file.
 fn show_progress(results: &Path, kernel: &str, shown: usize) -> usize {
