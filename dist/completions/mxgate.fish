@@ -60,6 +60,7 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l lock-timeout -d
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l dry-run -d 'Count denied SYNs as "would drop" and let them through'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l log-denials -d 'Log one kernel line per denied SYN (read by `mxgate run`); takes effect when the program is first loaded. Floods the log under attack'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l force -d 'Apply the list even when --max-shrink refuses it'
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l spf-allow-unenumerable -d 'Flatten an `spf:` source even when a term that names no addresses (`exists`, `ptr`, sender macros) could fail senders that a later term passes; those senders are then allowlisted. Without it such a source is refused'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -s V -l version -d 'Print version'
@@ -75,6 +76,7 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l cache-dir -d '
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l max-shrink -d 'Refuse a list that takes access from more than this percent of the live entries' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l spf-allow-unenumerable -d 'Flatten an `spf:` source even when a term that names no addresses (`exists`, `ptr`, sender macros) could fail senders that a later term passes; those senders are then allowlisted. Without it such a source is refused'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l force -d 'Apply even when --max-shrink refuses'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l diff -d 'Print the change and apply nothing'
@@ -111,6 +113,7 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l lock-timeout -d 'S
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l dry-run -d 'Count denied SYNs as "would drop" and let them through'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l log-denials -d 'Log one kernel line per denied SYN (read by `mxgate run`); takes effect when the program is first loaded. Floods the log under attack'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l force -d 'Apply the list even when --max-shrink refuses it'
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l spf-allow-unenumerable -d 'Flatten an `spf:` source even when a term that names no addresses (`exists`, `ptr`, sender macros) could fail senders that a later term passes; those senders are then allowlisted. Without it such a source is refused'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -s V -l version -d 'Print version'
@@ -139,6 +142,7 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l max-download -d 
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l cache-dir -d 'Where the last good copy of each remote source is kept' -r -F
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l spf-allow-unenumerable -d 'Flatten an `spf:` source even when a term that names no addresses (`exists`, `ptr`, sender macros) could fail senders that a later term passes; those senders are then allowlisted. Without it such a source is refused'
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l json -d 'Print JSON'
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -s h -l help -d 'Print help'
