@@ -7,8 +7,10 @@
 //! maps pinned by an older one instead of misreading them.
 #![no_std]
 
+pub mod fast_path;
+
 /// Version of the map layout below; stored in [`Config::layout`].
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Name of the XDP program in the object file (and in `bpftool prog`).
 pub const PROGRAM_NAME: &str = "mxgate";
@@ -32,13 +34,49 @@ pub mod map_names {
     /// Per-CPU table of recently denied sources, [`crate::DENIED_SLOTS`]
     /// [`crate::DeniedSlot`]s indexed by [`crate::denied_slot`].
     pub const DENIED: &str = "DENIED";
+    /// Bitmap of IPv4 /24 block states in front of ALLOW_V4: an array of
+    /// [`crate::fast_path::WORDS`] `u64`s (see [`crate::fast_path`]).
+    pub const FAST_V4: &str = "FAST_V4";
+    /// Bitmap of IPv6 /24 block states in front of ALLOW_V6.
+    pub const FAST_V6: &str = "FAST_V6";
+    /// The IPv6 /48 table for /24s in state `Next`: an array of
+    /// [`crate::fast_path::SUBBLOCK_SLOTS`] `u64` slots.
+    pub const BLOCKS_V6: &str = "BLOCKS_V6";
+    /// One-element array holding the [`crate::fast_path::ListDigest`].
+    pub const LIST_DIGEST: &str = "LIST_DIGEST";
+    /// Per-CPU one-element array holding each CPU's [`crate::Sampler`].
+    pub const SAMPLER: &str = "SAMPLER";
     /// aya-log's ring buffer, created by aya-log-ebpf.
     pub const AYA_LOGS: &str = "AYA_LOGS";
 
     /// Every map mxgate pins, in the order they are created.
-    pub const ALL: [&str; 8] = [
-        ALLOW_V4, ALLOW_V6, PORTS, PROTECT_V4, PROTECT_V6, CONFIG, COUNTERS, DENIED,
+    pub const ALL: [&str; 13] = [
+        ALLOW_V4,
+        ALLOW_V6,
+        FAST_V4,
+        FAST_V6,
+        BLOCKS_V6,
+        LIST_DIGEST,
+        PORTS,
+        PROTECT_V4,
+        PROTECT_V6,
+        CONFIG,
+        COUNTERS,
+        DENIED,
+        SAMPLER,
     ];
+}
+
+/// Load-time constants of the program (`.rodata`), set by user space with
+/// aya's `EbpfLoader::override_global`. The verifier sees their values and
+/// drops the code of the branches they rule out.
+pub mod globals {
+    /// `u8`: 1 where the kernel has `bpf_ktime_get_coarse_ns` (5.11+), 0
+    /// to stamp denied sources with `bpf_ktime_get_ns` instead (5.10).
+    pub const COARSE_CLOCK: &str = "MXGATE_COARSE_CLOCK";
+    /// `u8`: 1 (the default) records denied sources in the DENIED table; 0
+    /// leaves it out, so the benchmark can measure what it costs.
+    pub const DENIED_SOURCES: &str = "MXGATE_DENIED_SOURCES";
 }
 
 /// Capacity of each allowlist trie. Entries are allocated on insert
@@ -177,11 +215,44 @@ pub const fn v4_mapped(addr: Ipv4Key) -> SourceKey {
 pub struct DeniedSlot {
     /// The source; all zero while the slot is unused.
     pub source: SourceKey,
-    /// Denied SYNs from it seen by this CPU since it took the slot.
+    /// Denied SYNs from it seen by this CPU since it took the slot; an
+    /// estimate (each recorded SYN counting for its sampling period) when
+    /// `sampled` is not zero.
     pub count: u64,
-    /// `CLOCK_MONOTONIC_COARSE` time of the last one, in nanoseconds.
+    /// `CLOCK_MONOTONIC` time of the last one recorded, in nanoseconds
+    /// (coarse where the kernel has the coarse clock).
     pub last_seen_ns: u64,
+    /// 0 when `count` is exact; else the longest sampling period (1 in N)
+    /// in force while this source's SYNs were recorded.
+    pub sampled: u64,
 }
+
+/// Each CPU's sampler of denied SYNs for the DENIED table (the SAMPLER
+/// map's one element). While a CPU sees more than [`SAMPLE_BUDGET`] denied
+/// SYNs per [`SAMPLE_WINDOW_NS`], it records only one in `2^shift`, chosen
+/// at random, counting for `2^shift`: the table then costs the same per
+/// denied SYN whether a flood has one source or a new one each time. The
+/// per-family counters stay exact.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sampler {
+    /// xorshift32 state; 0 until first used.
+    pub rng: u32,
+    /// log2 of the sampling period in force.
+    pub shift: u32,
+    /// Start of the current window, on the `last_seen_ns` clock.
+    pub window_start_ns: u64,
+    /// Denied SYNs seen in the current window.
+    pub seen: u64,
+}
+
+/// Length of a sampling window.
+pub const SAMPLE_WINDOW_NS: u64 = 100_000_000;
+/// Denied SYNs a CPU records per window, at most: past it, the sampling
+/// period doubles.
+pub const SAMPLE_BUDGET: u64 = 256;
+/// Longest sampling period: one in 2^20.
+pub const MAX_SAMPLE_SHIFT: u32 = 20;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -189,6 +260,10 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::DeniedSlot {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::fast_path::ListDigest {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Sampler {}
 }
 
 #[cfg(test)]

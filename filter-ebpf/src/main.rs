@@ -4,16 +4,26 @@
 //! look its source up in the allowlist, and drop it if the source is not
 //! there (unless the filter is in dry-run or open mode). Everything else
 //! passes, malformed and truncated frames included: the program must never
-//! drop anything but the SYNs described in DESIGN.md, "The verdict".
+//! drop anything but the SYNs described in docs/DESIGN.md, "The verdict".
 //!
-//! Parsing is straight-line: every read goes through [`read`], which checks
-//! the frame bounds first, and a failed read means "not an examined SYN".
+//! Parsing is straight-line: every read goes through [`header`], which
+//! checks the frame bounds first, and a failed read means "not an examined
+//! SYN". The allowlist lookup asks the fast path first (a bitmap of /24
+//! block states, see `filter_common::fast_path`) and the LPM trie only for
+//! blocks the list covers in part.
 #![no_std]
 #![no_main]
 
+#[allow(
+    dead_code,
+    reason = "each header names all its fields; the parser reads some"
+)]
+mod headers;
+
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, xdp_action},
-    helpers::bpf_ktime_get_coarse_ns,
+    Global,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, xdp_action},
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::{map, xdp},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::XdpContext,
@@ -21,14 +31,34 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use filter_common::{
     COUNTER_COUNT, Config, DENIED_SLOTS, DeniedSlot, FLAG_DRY_RUN, FLAG_OPEN, FLAG_PROTECT_DST,
-    Family, Ipv4Key, Ipv6Key, MAX_IPV6_EXT_HEADERS, MAX_PREFIXES, MAX_PROTECTED_DST, MAX_VLAN_TAGS,
-    Outcome, PORT_COUNT, SourceKey, counter_index, denied_slot, v4_mapped,
+    Family, Ipv4Key, Ipv6Key, MAX_IPV6_EXT_HEADERS, MAX_PREFIXES, MAX_PROTECTED_DST,
+    MAX_SAMPLE_SHIFT, MAX_VLAN_TAGS, Outcome, PORT_COUNT, SAMPLE_BUDGET, SAMPLE_WINDOW_NS, Sampler,
+    SourceKey, counter_index, denied_slot,
+    fast_path::{
+        self, BlockState, Bucket, ListDigest, SUBBLOCK_BUCKETS, WORDS, bucket_state,
+        subblock_bucket, v4_block, v6_block, v6_subblock,
+    },
+    v4_mapped,
 };
+
+use crate::headers::{EthHdr, ExtHdr, FragHdr, Header, Ipv4Hdr, Ipv6Hdr, TcpHdr, VlanTag, be16};
 
 #[map(name = "ALLOW_V4")]
 static ALLOW_V4: LpmTrie<Ipv4Key, u8> = LpmTrie::with_max_entries(MAX_PREFIXES, BPF_F_NO_PREALLOC);
 #[map(name = "ALLOW_V6")]
 static ALLOW_V6: LpmTrie<Ipv6Key, u8> = LpmTrie::with_max_entries(MAX_PREFIXES, BPF_F_NO_PREALLOC);
+// Memory-mappable so user space rewrites a word with one store instead of a
+// syscall, and a refresh can compare all 4 MiB against the wanted bitmap.
+#[map(name = "FAST_V4")]
+static FAST_V4: Array<u64> = Array::with_max_entries(WORDS, BPF_F_MMAPABLE);
+#[map(name = "FAST_V6")]
+static FAST_V6: Array<u64> = Array::with_max_entries(WORDS, BPF_F_MMAPABLE);
+#[map(name = "BLOCKS_V6")]
+static BLOCKS_V6: Array<Bucket> = Array::with_max_entries(SUBBLOCK_BUCKETS, BPF_F_MMAPABLE);
+// Only user space reads and writes it; declared here so it is created and
+// pinned with the rest.
+#[map(name = "LIST_DIGEST")]
+static LIST_DIGEST: Array<ListDigest> = Array::with_max_entries(1, 0);
 #[map(name = "PORTS")]
 static PORTS: Array<u8> = Array::with_max_entries(PORT_COUNT, 0);
 #[map(name = "PROTECT_V4")]
@@ -41,19 +71,28 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 #[map(name = "DENIED")]
 static DENIED: PerCpuArray<DeniedSlot> = PerCpuArray::with_max_entries(DENIED_SLOTS, 0);
+#[map(name = "SAMPLER")]
+static SAMPLER: PerCpuArray<Sampler> = PerCpuArray::with_max_entries(1, 0);
 
-const ETH_HLEN: usize = 14;
+/// 1 where the kernel has `bpf_ktime_get_coarse_ns` (5.11+). User space
+/// sets it at load time; the verifier then never sees the other call, so
+/// a 5.10 kernel does not refuse the program for a helper it lacks.
+#[unsafe(no_mangle)]
+static MXGATE_COARSE_CLOCK: Global<u8> = Global::new(1);
+/// 0 leaves denied SYNs out of the DENIED table (only the benchmark sets
+/// it, to measure what the table costs).
+#[unsafe(no_mangle)]
+static MXGATE_DENIED_SOURCES: Global<u8> = Global::new(1);
+
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
-const VLAN_HLEN: usize = 4;
 
-const IPV4_MIN_HLEN: usize = 20;
 /// Fragment offset bits of the IPv4 flags/fragment field (RFC 791).
 const IPV4_FRAG_OFFSET: u16 = 0x1fff;
+const IPV4_MIN_HLEN: usize = size_of::<Ipv4Hdr>();
 
-const IPV6_HLEN: usize = 40;
 const NEXTHDR_HOP: u8 = 0;
 const NEXTHDR_ROUTING: u8 = 43;
 const NEXTHDR_FRAGMENT: u8 = 44;
@@ -63,7 +102,6 @@ const NEXTHDR_DEST: u8 = 60;
 const IPV6_FRAG_OFFSET: u16 = 0xfff8;
 
 const IPPROTO_TCP: u8 = 6;
-const TCP_MIN_HLEN: usize = 20;
 const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
 
@@ -87,34 +125,32 @@ fn examine(ctx: &XdpContext) -> Option<Outcome> {
     };
 
     // A frame too short for a whole TCP header is not a SYN Linux would accept.
-    let tcp: &[u8; TCP_MIN_HLEN] = header(ctx, l4)?;
+    let tcp: &TcpHdr = header(ctx, l4)?;
     // Only a connection's opening SYN is judged; SYN-ACK, ACK, RST and the
     // rest belong to connections that already got past this filter.
-    if tcp[13] & (TCP_SYN | TCP_ACK) != TCP_SYN {
+    if tcp.flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
         return None;
     }
-    let port = u16::from_be_bytes([tcp[2], tcp[3]]);
+    let port = be16(&tcp.dst_port);
     if *PORTS.get(u32::from(port))? == 0 {
         return None;
     }
     let flags = CONFIG.get(0)?.flags;
 
-    let (family, source, allowed) = match addrs {
+    let (family, allowed) = match &addrs {
         Addrs::V4 { src, dst } => {
             // SAFETY: a hash map lookup; the value is only compared with None.
-            if flags & FLAG_PROTECT_DST != 0 && unsafe { PROTECT_V4.get(&dst) }.is_none() {
+            if flags & FLAG_PROTECT_DST != 0 && unsafe { PROTECT_V4.get(dst) }.is_none() {
                 return None;
             }
-            let allowed = ALLOW_V4.get(&Key::new(32, src)).is_some();
-            (Family::V4, v4_mapped(src), allowed)
+            (Family::V4, allowed_v4(*src))
         }
         Addrs::V6 { src, dst } => {
             // SAFETY: as above.
-            if flags & FLAG_PROTECT_DST != 0 && unsafe { PROTECT_V6.get(&dst) }.is_none() {
+            if flags & FLAG_PROTECT_DST != 0 && unsafe { PROTECT_V6.get(dst) }.is_none() {
                 return None;
             }
-            let allowed = ALLOW_V6.get(&Key::new(128, src)).is_some();
-            (Family::V6, src, allowed)
+            (Family::V6, allowed_v6(src))
         }
     };
 
@@ -132,18 +168,87 @@ fn examine(ctx: &XdpContext) -> Option<Outcome> {
         unsafe { *counter += 1 };
     }
     if outcome != Outcome::Allowed {
-        remember_denied(&source);
-        // Compiled out by the verifier unless loaded with AYA_LOG_LEVEL at
-        // debug: one line per dropped SYN would flood the log under attack.
-        match family {
-            Family::V4 => {
-                let v4 = [source[12], source[13], source[14], source[15]];
-                debug!(ctx, "denied SYN from {:i} to port {}", v4, port);
+        // The table's key is made only for the SYNs the sampler records.
+        // The log lines are compiled out by the verifier unless loaded with
+        // AYA_LOG_LEVEL at debug: one line per dropped SYN would flood the
+        // log under attack.
+        let record = MXGATE_DENIED_SOURCES.load() != 0;
+        match &addrs {
+            Addrs::V4 { src, .. } => {
+                if record {
+                    remember_denied(|| v4_mapped(*src));
+                }
+                debug!(ctx, "denied SYN from {:i} to port {}", *src, port);
             }
-            Family::V6 => debug!(ctx, "denied SYN from {:i} to port {}", source, port),
+            Addrs::V6 { src, .. } => {
+                if record {
+                    remember_denied(|| *src);
+                }
+                debug!(ctx, "denied SYN from {:i} to port {}", *src, port);
+            }
         }
     }
     Some(outcome)
+}
+
+/// Whether the allowlist allows an IPv4 source: the /24's state, and the
+/// trie only for a /24 the list covers in part.
+#[inline(always)]
+fn allowed_v4(src: Ipv4Key) -> bool {
+    match block_state(&FAST_V4, v4_block(&src)) {
+        BlockState::None => false,
+        BlockState::Full => true,
+        BlockState::Next | BlockState::Trie => ALLOW_V4.get(&Key::new(32, src)).is_some(),
+    }
+}
+
+/// Whether the allowlist allows an IPv6 source: the /24's state, then for a
+/// /24 covered in part the /48's, then the trie.
+#[inline(always)]
+fn allowed_v6(src: &Ipv6Key) -> bool {
+    let state = match block_state(&FAST_V6, v6_block(src)) {
+        BlockState::Next => {
+            let subblock = v6_subblock(src);
+            match BLOCKS_V6.get(subblock_bucket(subblock)) {
+                Some(bucket) => bucket_state(bucket, subblock),
+                None => BlockState::Trie,
+            }
+        }
+        other => other,
+    };
+    match state {
+        BlockState::None => false,
+        BlockState::Full => true,
+        BlockState::Next | BlockState::Trie => ALLOW_V6.get(&Key::new(128, *src)).is_some(),
+    }
+}
+
+/// The state of `block` in a bitmap: its /16's from the first summary; if
+/// that is covered in part, its /20's from the second; if that too, its
+/// own. An index the array refuses cannot happen (blocks are 24 bits); if
+/// it did, the trie would decide.
+#[inline(always)]
+fn block_state(bitmap: &Array<u64>, block: u32) -> BlockState {
+    let region = fast_path::unit_of(0, block);
+    let state = state_at(bitmap, fast_path::summary_word_of(0, region), region);
+    if state != BlockState::Next {
+        return state;
+    }
+    let area = fast_path::unit_of(1, block);
+    let state = state_at(bitmap, fast_path::summary_word_of(1, area), area);
+    if state != BlockState::Next {
+        return state;
+    }
+    state_at(bitmap, fast_path::word_of(block), block)
+}
+
+/// The state of `unit` in word `index` of `bitmap`.
+#[inline(always)]
+fn state_at(bitmap: &Array<u64>, index: u32, unit: u32) -> BlockState {
+    match bitmap.get(index) {
+        Some(word) => fast_path::state_in(*word, unit),
+        None => BlockState::Trie,
+    }
 }
 
 /// Source and destination of an IP packet.
@@ -156,17 +261,16 @@ enum Addrs {
 /// the ethertype found and the offset of the header it names.
 #[inline(always)]
 fn skip_vlan_tags(ctx: &XdpContext) -> Option<(u16, usize)> {
-    let eth: &[u8; ETH_HLEN] = header(ctx, 0)?;
-    let mut ethertype = u16::from_be_bytes([eth[12], eth[13]]);
-    let mut off = ETH_HLEN;
+    let eth: &EthHdr = header(ctx, 0)?;
+    let mut ethertype = be16(&eth.ethertype);
+    let mut off = size_of::<EthHdr>();
     for _ in 0..MAX_VLAN_TAGS {
         if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
             break;
         }
-        // The tag's second half is the encapsulated ethertype.
-        let tag: &[u8; VLAN_HLEN] = header(ctx, off)?;
-        ethertype = u16::from_be_bytes([tag[2], tag[3]]);
-        off += VLAN_HLEN;
+        let tag: &VlanTag = header(ctx, off)?;
+        ethertype = be16(&tag.ethertype);
+        off += size_of::<VlanTag>();
     }
     // A third tag is left unparsed: its ethertype is neither IPv4 nor IPv6.
     Some((ethertype, off))
@@ -176,20 +280,20 @@ fn skip_vlan_tags(ctx: &XdpContext) -> Option<(u16, usize)> {
 /// the packet is TCP and carries the TCP header (not a non-first fragment).
 #[inline(always)]
 fn ipv4(ctx: &XdpContext, l3: usize) -> Option<(Addrs, usize)> {
-    let ip: &[u8; IPV4_MIN_HLEN] = header(ctx, l3)?;
-    let hlen = usize::from(ip[0] & 0x0f) * 4;
-    if ip[0] >> 4 != 4 || hlen < IPV4_MIN_HLEN {
+    let ip: &Ipv4Hdr = header(ctx, l3)?;
+    let hlen = usize::from(ip.version_ihl & 0x0f) * 4;
+    if ip.version_ihl >> 4 != 4 || hlen < IPV4_MIN_HLEN {
         return None;
     }
-    if u16::from_be_bytes([ip[6], ip[7]]) & IPV4_FRAG_OFFSET != 0 {
+    if be16(&ip.flags_frag) & IPV4_FRAG_OFFSET != 0 {
         return None;
     }
-    if ip[9] != IPPROTO_TCP {
+    if ip.protocol != IPPROTO_TCP {
         return None;
     }
     let addrs = Addrs::V4 {
-        src: [ip[12], ip[13], ip[14], ip[15]],
-        dst: [ip[16], ip[17], ip[18], ip[19]],
+        src: ip.src,
+        dst: ip.dst,
     };
     Some((addrs, l3 + hlen))
 }
@@ -198,33 +302,33 @@ fn ipv4(ctx: &XdpContext, l3: usize) -> Option<(Addrs, usize)> {
 /// walking up to [`MAX_IPV6_EXT_HEADERS`] extension headers (RFC 8200 4).
 #[inline(always)]
 fn ipv6(ctx: &XdpContext, l3: usize) -> Option<(Addrs, usize)> {
-    let ip: &[u8; IPV6_HLEN] = header(ctx, l3)?;
-    if ip[0] >> 4 != 6 {
+    let ip: &Ipv6Hdr = header(ctx, l3)?;
+    if ip.version_class_flow[0] >> 4 != 6 {
         return None;
     }
-    let mut next = ip[6];
-    let mut off = l3 + IPV6_HLEN;
+    let mut next = ip.next_header;
+    let mut off = l3 + size_of::<Ipv6Hdr>();
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         match next {
             NEXTHDR_FRAGMENT => {
-                let frag: &[u8; 8] = header(ctx, off)?;
-                if u16::from_be_bytes([frag[2], frag[3]]) & IPV6_FRAG_OFFSET != 0 {
+                let frag: &FragHdr = header(ctx, off)?;
+                if be16(&frag.offset_flags) & IPV6_FRAG_OFFSET != 0 {
                     return None;
                 }
-                next = frag[0];
-                off += 8;
+                next = frag.next_header;
+                off += size_of::<FragHdr>();
             }
             NEXTHDR_AUTH => {
-                let ext: &[u8; 2] = header(ctx, off)?;
-                next = ext[0];
+                let ext: &ExtHdr = header(ctx, off)?;
+                next = ext.next_header;
                 // AH counts 4-octet units, minus 2 (RFC 4302).
-                off += (usize::from(ext[1]) + 2) * 4;
+                off += (usize::from(ext.len) + 2) * 4;
             }
             NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST => {
-                let ext: &[u8; 2] = header(ctx, off)?;
-                next = ext[0];
+                let ext: &ExtHdr = header(ctx, off)?;
+                next = ext.next_header;
                 // 8-octet units, not counting the first.
-                off += (usize::from(ext[1]) + 1) * 8;
+                off += (usize::from(ext.len) + 1) * 8;
             }
             _ => break,
         }
@@ -233,44 +337,120 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Option<(Addrs, usize)> {
     if next != IPPROTO_TCP {
         return None;
     }
-    let mut src = [0; 16];
-    let mut dst = [0; 16];
-    src.copy_from_slice(&ip[8..24]);
-    dst.copy_from_slice(&ip[24..40]);
-    Some((Addrs::V6 { src, dst }, off))
+    Some((
+        Addrs::V6 {
+            src: ip.src,
+            dst: ip.dst,
+        },
+        off,
+    ))
 }
 
-/// Adds one to the denied count of `source` on this CPU.
+/// Records a denied SYN from `source` in this CPU's DENIED table: every one
+/// while they are few; while they come faster than [`SAMPLE_BUDGET`] a
+/// window, one in 2^shift, picked at random and counting for 2^shift. A
+/// flood then costs the same per SYN whatever its sources, and little: the
+/// sampler's element stays in cache, the clock is read on one SYN in 16,
+/// and the table is written only now and then.
 #[inline(always)]
-fn remember_denied(source: &SourceKey) {
-    let Some(slot) = DENIED.get_ptr_mut(denied_slot(source)) else {
+fn remember_denied(source: impl FnOnce() -> SourceKey) {
+    let Some(sampler) = SAMPLER.get_ptr_mut(0) else {
         return;
     };
-    // SAFETY: the coarse clock helper has no preconditions.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // SAFETY: a per-CPU element, only touched by this CPU.
+    let sampler = unsafe { &mut *sampler };
+    sampler.seen += 1;
+    let mut now = 0;
+    // While sampling, the window is looked at on every 16th SYN only: after
+    // a flood, up to 15 denied SYNs may pass unrecorded before the sampler
+    // sees that the rate fell.
+    if sampler.shift == 0 || sampler.seen % 16 == 0 {
+        now = now_ns();
+        let elapsed = now.wrapping_sub(sampler.window_start_ns);
+        if elapsed >= SAMPLE_WINDOW_NS {
+            // After a quiet window the rate goes back up, a step for each
+            // window that passed, so a lone SYN after a flood is recorded.
+            if sampler.seen >> (sampler.shift & 63) < SAMPLE_BUDGET / 4 {
+                let windows = elapsed / SAMPLE_WINDOW_NS;
+                sampler.shift = if windows >= u64::from(sampler.shift) {
+                    0
+                } else {
+                    sampler.shift - windows as u32
+                };
+            }
+            sampler.window_start_ns = now;
+            sampler.seen = 1;
+        }
+        if sampler.seen >> (sampler.shift & 63) >= SAMPLE_BUDGET && sampler.shift < MAX_SAMPLE_SHIFT
+        {
+            sampler.shift += 1;
+        }
+    }
+    let shift = sampler.shift & 31;
+    if shift > 0 {
+        if sampler.rng == 0 {
+            // SAFETY: the helper has no preconditions.
+            sampler.rng = unsafe { bpf_get_prandom_u32() } | 1;
+        }
+        // xorshift32 (Marsaglia): a random pick without a helper call.
+        let mut x = sampler.rng;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        sampler.rng = x;
+        if x & ((1u32 << shift) - 1) != 0 {
+            return;
+        }
+        if now == 0 {
+            now = now_ns();
+        }
+    }
+    let weight = 1u64 << shift;
+
+    let source = source();
+    let Some(slot) = DENIED.get_ptr_mut(denied_slot(&source)) else {
+        return;
+    };
     // SAFETY: a per-CPU slot, only touched by this CPU.
     let slot = unsafe { &mut *slot };
-    if slot.source != *source {
+    if slot.source != source {
         // Direct-mapped: a new source takes the slot over.
-        slot.source = *source;
+        slot.source = source;
         slot.count = 0;
+        slot.sampled = 0;
     }
-    slot.count += 1;
+    slot.count += weight;
     slot.last_seen_ns = now;
+    if weight > 1 && weight > slot.sampled {
+        slot.sampled = weight;
+    }
 }
 
-/// The `N` bytes of the frame at offset `off`, or `None` if the frame ends
-/// before them. Fields must be read through the returned reference: the
+/// `CLOCK_MONOTONIC` in nanoseconds, by the cheapest helper the kernel has.
+#[inline(always)]
+fn now_ns() -> u64 {
+    if MXGATE_COARSE_CLOCK.load() != 0 {
+        // SAFETY: the coarse clock helper has no preconditions.
+        unsafe { bpf_ktime_get_coarse_ns() }
+    } else {
+        // SAFETY: as above.
+        unsafe { bpf_ktime_get_ns() }
+    }
+}
+
+/// The header `H` at offset `off` of the frame, or `None` if the frame ends
+/// before it. Fields must be read through the returned reference: the
 /// verifier knows the bounds of this one pointer, not of a recomputed one.
 #[inline(always)]
-fn header<const N: usize>(ctx: &XdpContext, off: usize) -> Option<&[u8; N]> {
+fn header<H: Header>(ctx: &XdpContext, off: usize) -> Option<&H> {
     let start = ctx.data() + off;
-    if start + N > ctx.data_end() {
+    if start + size_of::<H>() > ctx.data_end() {
         return None;
     }
-    // SAFETY: [start, start + N) lies inside the frame, which stays valid
-    // while the program runs; [u8; N] has alignment 1.
-    Some(unsafe { &*(start as *const [u8; N]) })
+    // SAFETY: [start, start + size_of::<H>()) lies inside the frame, which
+    // stays valid while the program runs; a Header has alignment 1 and is
+    // valid for any bytes.
+    Some(unsafe { &*(start as *const H) })
 }
 
 #[cfg(not(test))]

@@ -28,6 +28,10 @@ pub struct TopSource {
     pub total: u64,
     /// When the last one was seen, RFC 3339.
     pub last_seen: String,
+    /// When the counts are estimates, the longest sampling period (one SYN
+    /// in N recorded) behind them; absent when they are exact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampled_one_in: Option<u64>,
 }
 
 /// One reading of everything `stats` and `run` report.
@@ -73,6 +77,7 @@ impl Reading {
                 count,
                 total: d.count,
                 last_seen: self.wall_time_of(d.last_seen_ns),
+                sampled_one_in: (d.sampled > 1).then_some(d.sampled),
             })
             .collect()
     }
@@ -237,11 +242,21 @@ pub fn stats_text(reading: &Reading, top: usize) -> String {
         out.push_str("no denied sources seen\n");
     } else {
         out.push_str("top denied sources:\n");
+        let sampled = sources.iter().filter_map(|s| s.sampled_one_in).max();
         for s in sources {
+            let approx = if s.sampled_one_in.is_some() { "~" } else { "" };
             let _ = writeln!(
                 out,
                 "  {:<39} {:>10} SYNs  last {}",
-                s.source, s.count, s.last_seen
+                s.source,
+                format!("{approx}{}", s.count),
+                s.last_seen
+            );
+        }
+        if let Some(n) = sampled {
+            let _ = writeln!(
+                out,
+                "(~: estimated; while denied SYNs came fast, one in up to {n} was recorded)"
             );
         }
     }
@@ -270,6 +285,7 @@ mod tests {
                     source: ip.parse().unwrap(),
                     count: *count,
                     last_seen_ns: seen * 1_000_000_000,
+                    sampled: 0,
                 })
                 .collect(),
             monotonic_ns: at_s * 1_000_000_000,

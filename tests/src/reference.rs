@@ -9,6 +9,7 @@ use std::{
 
 use filter_common::{MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, Outcome};
 use filter_user::allowlist::Allowlist;
+use ipnet::IpNet;
 
 /// What the filter is configured to do.
 #[derive(Clone, Debug, Default)]
@@ -50,7 +51,7 @@ pub fn examine(frame: &[u8], policy: &Policy) -> Option<(IpAddr, Outcome)> {
         return None;
     }
     // Step 5.
-    let outcome = if policy.allow.lookup(syn.src).is_some() {
+    let outcome = if allowed(&policy.allow, syn.src) {
         Outcome::Allowed
     } else if policy.open {
         Outcome::PassedOpen
@@ -60,6 +61,89 @@ pub fn examine(frame: &[u8], policy: &Policy) -> Option<(IpAddr, Outcome)> {
         Outcome::Dropped
     };
     Some((syn.src, outcome))
+}
+
+/// How the allowlist covers a block of addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Coverage {
+    /// No address of the block is allowed.
+    None,
+    /// Some are.
+    Part,
+    /// All are.
+    Full,
+}
+
+/// How `list` covers `net`: in full when one prefix of the merged list
+/// holds all of it, not at all when no prefix overlaps it, else in part.
+pub fn coverage(list: &Allowlist, net: IpNet) -> Coverage {
+    match net {
+        IpNet::V4(n) => covers(
+            &list.v4,
+            |p| {
+                (
+                    u128::from(u32::from(p.network())),
+                    u128::from(u32::from(p.broadcast())),
+                )
+            },
+            (
+                u128::from(u32::from(n.network())),
+                u128::from(u32::from(n.broadcast())),
+            ),
+        ),
+        IpNet::V6(n) => covers(
+            &list.v6,
+            |p| (u128::from(p.network()), u128::from(p.broadcast())),
+            (u128::from(n.network()), u128::from(n.broadcast())),
+        ),
+    }
+}
+
+/// [`coverage`] over a sorted list of disjoint prefixes, given as spans:
+/// only the last prefix starting at or before the range's end can hold or
+/// overlap its start, and any other overlapping one starts inside it.
+fn covers<N>(sorted: &[N], span: impl Fn(&N) -> (u128, u128), range: (u128, u128)) -> Coverage {
+    let (first, last) = range;
+    let after = sorted.partition_point(|p| span(p).0 <= last);
+    let Some(candidate) = after.checked_sub(1).map(|i| span(&sorted[i])) else {
+        return Coverage::None;
+    };
+    if candidate.0 <= first && last <= candidate.1 {
+        Coverage::Full
+    } else if candidate.1 >= first {
+        Coverage::Part
+    } else {
+        Coverage::None
+    }
+}
+
+/// The blocks around a source that step 5 looks at, widest first: its /16
+/// and /24, and for IPv6 its /48.
+pub fn blocks_of(src: IpAddr) -> Vec<IpNet> {
+    let lens: &[u8] = if src.is_ipv4() {
+        &[16, 24]
+    } else {
+        &[16, 24, 48]
+    };
+    lens.iter()
+        .map(|len| IpNet::new(src, *len).expect("a length").trunc())
+        .collect()
+}
+
+/// Step V7 (docs/DESIGN.md): whether the allowlist allows `src`. The first block around it
+/// (its /16, /24, then for IPv6 its /48) that the list covers in full or
+/// not at all decides; when all are covered in part, the longest-prefix
+/// match does. Either way the answer is whether a prefix holds `src`: the
+/// blocks only let the filter answer most SYNs without the trie.
+pub fn allowed(list: &Allowlist, src: IpAddr) -> bool {
+    for block in blocks_of(src) {
+        match coverage(list, block) {
+            Coverage::None => return false,
+            Coverage::Full => return true,
+            Coverage::Part => {}
+        }
+    }
+    list.lookup(src).is_some()
 }
 
 struct Syn {
@@ -180,6 +264,52 @@ mod tests {
             ),
             ports: [25].into(),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_blocks_answer_as_the_list_does() {
+        let list = Allowlist::from_prefixes(
+            [
+                "10.0.0.0/16",
+                "192.0.2.0/25",
+                "192.0.2.200/32",
+                "198.51.0.0/20",
+            ]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect(),
+            ["2001:db8::/48", "2001:db8:1::/64", "2001:db8:2:1::1/128"]
+                .iter()
+                .map(|p| p.parse().unwrap())
+                .collect(),
+        );
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        assert_eq!(coverage(&list, net("10.0.0.0/16")), Coverage::Full);
+        assert_eq!(coverage(&list, net("192.0.0.0/16")), Coverage::Part);
+        assert_eq!(coverage(&list, net("192.0.2.0/24")), Coverage::Part);
+        assert_eq!(coverage(&list, net("192.0.3.0/24")), Coverage::None);
+        assert_eq!(coverage(&list, net("198.51.15.0/24")), Coverage::Full);
+        assert_eq!(coverage(&list, net("2001:db8::/48")), Coverage::Full);
+        assert_eq!(coverage(&list, net("2001:db8:1::/48")), Coverage::Part);
+        for a in [
+            "10.0.9.9",
+            "10.1.0.1",
+            "192.0.2.1",
+            "192.0.2.130",
+            "192.0.2.200",
+            "192.0.2.201",
+            "198.51.15.255",
+            "198.51.16.0",
+            "2001:db8::1",
+            "2001:db8:1::1",
+            "2001:db8:1:1::1",
+            "2001:db8:2:1::1",
+            "2001:db8:2:1::2",
+            "2001:db9::1",
+        ] {
+            let addr: IpAddr = a.parse().unwrap();
+            assert_eq!(allowed(&list, addr), list.lookup(addr).is_some(), "{a}");
         }
     }
 

@@ -1,25 +1,41 @@
-//! Refresh run unattended: serialised by the pin directory's lock, safe to
-//! kill at any point, fine with 100,000 prefixes. The filter is loaded by
-//! the library; the refreshes are the real `mxgate` binary.
+//! Refresh run unattended: serialised by the pin directory's lock, never a
+//! moment's gap for a sender both lists allow (in the tries or the fast
+//! path in front of them), safe to kill at any point, fine with 100,000
+//! prefixes, and cheap when nothing changed. The filter is loaded by the
+//! library; the refreshes are the real `mxgate` binary.
 
 use std::{
     collections::BTreeSet,
     fs::File,
     io::{BufRead as _, BufReader},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::AsRawFd as _,
     path::Path,
     process::{Output, Stdio},
-    sync::mpsc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
     time::{Duration, Instant},
 };
 
+use aya::{TestRun as _, TestRunOptions};
+use filter_common::fast_path::{subblock_bucket, v6_subblock};
 use filter_user::{
     allowlist::Allowlist,
+    fast_path,
+    filter::Filter,
+    pins::PinDir,
     sources::{Source, SourceOptions, read_list},
 };
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use mxgate_tests::{
-    cli::Mxgate, kernel::LoadedFilter, mutate::Rng, reference::Policy, unique_name,
+    cli::Mxgate,
+    kernel::LoadedFilter,
+    mutate::Rng,
+    reference::{DROP, PASS, Policy},
+    scenario::syn,
+    unique_name,
 };
 
 /// `count` distinct random /24s, seeded.
@@ -137,6 +153,248 @@ fn concurrent_refreshes_wait_for_each_other_and_both_succeed() {
     );
 }
 
+/// SYNs to port 25 from `addrs`.
+fn syns(addrs: &[IpAddr]) -> Vec<Vec<u8>> {
+    addrs.iter().map(|a| syn(&a.to_string()).bytes()).collect()
+}
+
+/// Runs `frames` through the program pinned under `pins` over and over, on
+/// its own handle, until `stop`; returns how many ran and the first that
+/// did not get `want`.
+fn probe_until(
+    pins: &PinDir,
+    frames: &[Vec<u8>],
+    addrs: &[IpAddr],
+    want: u32,
+    stop: &AtomicBool,
+) -> (u64, Option<String>) {
+    let filter = Filter::open(pins).expect("opening the filter for the prober");
+    let mut runs = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        for (frame, addr) in frames.iter().zip(addrs) {
+            let result = filter
+                .program()
+                .test_run(TestRunOptions {
+                    data_in: Some(frame),
+                    ..TestRunOptions::default()
+                })
+                .expect("BPF_PROG_TEST_RUN");
+            runs += 1;
+            if result.return_value != want {
+                return (
+                    runs,
+                    Some(format!("{addr}: verdict {}", result.return_value)),
+                );
+            }
+        }
+    }
+    (runs, None)
+}
+
+/// A /48 of the /24 `other_block` (its top 24 bits) whose bucket in the /48
+/// table is `own`'s.
+fn same_bucket(own: &Ipv6Net, other_block: u128) -> Ipv6Net {
+    let bucket = subblock_bucket(v6_subblock(&own.network().octets()));
+    (0u128..1 << 24)
+        .map(|i| Ipv6Net::new(Ipv6Addr::from(other_block | i << 80), 48).expect("a /48"))
+        .find(|n| subblock_bucket(v6_subblock(&n.network().octets())) == bucket)
+        .expect("every bucket is reached within a /24's /48s")
+}
+
+/// Two lists between which the fast path changes every way it can: a /16
+/// covered whole and then in part, a /24 in full and in part, /24s that
+/// merge, an IPv6 /48 covered in full and then in part, /48 entries of a
+/// /40 that come and go, a /24 covered whole and then too big for the /48
+/// table, a /48 whose /24 becomes covered whole while a /48 of another /24
+/// takes its bucket; plus senders in one list only.
+fn flip_lists() -> (String, String) {
+    let colliding = same_bucket(
+        &"2a01:4000:1::/48".parse().expect("a /48"),
+        0x2a01_4100u128 << 96,
+    );
+    let a = "10.1.0.0/16\n10.2.3.0/24\n10.3.0.0/24\n10.3.1.0/25\n10.4.0.0/24\n\
+             2001:db8:100::/40\n2001:db8:5e::/48\n2a00:1000::/24\n2a01:4000:1::/48\n\
+             2001:db8:bad::/48\n"
+        .to_owned();
+    let b = format!(
+        "10.1.0.0/17\n10.1.128.0/18\n10.1.192.0/25\n10.2.3.0/25\n10.2.3.128/26\n10.3.0.0/23\n\
+         10.5.0.0/24\n2001:db8:100::/41\n2001:db8:180::/42\n2001:db8:5e::/49\n\
+         2001:db8:5e:8000::/50\n2a00:1000::/25\n2a01:4000::/24\n{colliding}\n\
+         2001:db8:bad:1::/64\n"
+    );
+    (a, b)
+}
+
+/// Addresses in and around every prefix of the lists: random ones inside,
+/// the first and last, one past each end, and random ones in the blocks
+/// around it (IPv4: its /16 and /24; IPv6: its /24, /32 and /48).
+fn candidates(lists: &[&Allowlist], rng: &mut Rng) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for l in lists {
+        for n in &l.v4 {
+            let (a, b) = (u32::from(n.network()), u32::from(n.broadcast()));
+            for _ in 0..8 {
+                let inside = a + (rng.next_u64() as u32 % (b - a + 1));
+                out.push(Ipv4Addr::from(inside).into());
+            }
+            for x in [a, b, a.wrapping_sub(1), b.wrapping_add(1)] {
+                out.push(Ipv4Addr::from(x).into());
+            }
+            for keep in [16, 24] {
+                let mask = u32::MAX << (32 - keep);
+                let x = (a & mask) | (rng.next_u64() as u32 & !mask);
+                out.push(Ipv4Addr::from(x).into());
+            }
+        }
+        for n in &l.v6 {
+            let (a, b) = (u128::from(n.network()), u128::from(n.broadcast()));
+            for _ in 0..8 {
+                let r = u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64());
+                let inside = a + r % (b - a).saturating_add(1).max(1);
+                out.push(Ipv6Addr::from(inside).into());
+            }
+            for x in [a, b, a.wrapping_sub(1), b.wrapping_add(1)] {
+                out.push(Ipv6Addr::from(x).into());
+            }
+            for keep in [24, 32, 48] {
+                let mask = u128::MAX << (128 - keep);
+                let r = u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64());
+                out.push(Ipv6Addr::from((a & mask) | (r & !mask)).into());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_refresh_refuses_a_sender_both_lists_allow_even_for_a_moment() {
+    let name = unique_name("rf-gap");
+    let mx = Mxgate::without_netns(&name);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a_text, mut b_text) = flip_lists();
+    // 5,000 /24s in each list only, in 172.16.0.0/12, so that every
+    // refresh spends a while on inserts and deletes: an order that left a
+    // gap would leave it open long enough for the probers to see.
+    let movers: Vec<Ipv4Net> = random_list(&mut Rng::new(0x6d6f76), 40_000)
+        .into_iter()
+        .map(|n| {
+            let [_, b, c, _] = n.network().octets();
+            Ipv4Net::new([172, 16 | (b & 15), c, 0].into(), 24).expect("a /24")
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .take(10_000)
+        .collect();
+    for (i, net) in movers.iter().enumerate() {
+        let text = if i % 2 == 0 { &mut a_text } else { &mut b_text };
+        text.push_str(&format!("{net}\n"));
+    }
+    let a_path = dir.path().join("a.txt").display().to_string();
+    let b_path = dir.path().join("b.txt").display().to_string();
+    std::fs::write(&a_path, a_text).unwrap();
+    std::fs::write(&b_path, b_text).unwrap();
+    let (a, b) = (parsed(&a_path), parsed(&b_path));
+    let filter = LoadedFilter::new(&name, &policy(a.clone())).expect("loading");
+    let pins = PinDir::new(mx.pin_dir());
+
+    let all = candidates(&[&a, &b], &mut Rng::new(0x0067_6170));
+    let (both, neither): (Vec<IpAddr>, Vec<IpAddr>) = (
+        all.iter()
+            .filter(|x| a.lookup(**x).is_some() && b.lookup(**x).is_some())
+            .copied()
+            .collect(),
+        all.iter()
+            .filter(|x| a.lookup(**x).is_none() && b.lookup(**x).is_none())
+            .copied()
+            .collect(),
+    );
+    assert!(
+        both.len() > 100 && neither.len() > 50,
+        "{} senders in both lists, {} in neither",
+        both.len(),
+        neither.len()
+    );
+    let (both_frames, neither_frames) = (syns(&both), syns(&neither));
+
+    let refreshes = 40;
+    let stop = AtomicBool::new(false);
+    let ((allowed_runs, gap), (denied_runs, leak)) = std::thread::scope(|scope| {
+        let allowed = scope.spawn(|| probe_until(&pins, &both_frames, &both, PASS, &stop));
+        let denied = scope.spawn(|| probe_until(&pins, &neither_frames, &neither, DROP, &stop));
+        for i in 0..refreshes {
+            let list = if i % 2 == 0 { &b_path } else { &a_path };
+            mx.ok(&["refresh", "--ranges", list, "--max-shrink", "100"]);
+        }
+        stop.store(true, Ordering::SeqCst);
+        (
+            allowed.join().expect("the prober"),
+            denied.join().expect("the prober"),
+        )
+    });
+    assert_eq!(gap, None, "a sender both lists allow was denied");
+    assert_eq!(leak, None, "a sender neither list allows got in");
+    assert!(
+        allowed_runs > refreshes && denied_runs > refreshes,
+        "the probers ran only {allowed_runs} and {denied_runs} times over {refreshes} refreshes"
+    );
+    // After the last refresh (to `a`): exactly `a`, in the tries and in the
+    // fast path, with its digest.
+    assert_eq!(filter.filter().allowlist().unwrap(), a);
+    assert_eq!(filter.filter().allow.check_fast_path().unwrap(), None);
+    assert_eq!(
+        filter.filter().allow.digest().unwrap(),
+        Some(fast_path::digest(&a))
+    );
+    for x in &all {
+        let want = if a.lookup(*x).is_some() { PASS } else { DROP };
+        assert_eq!(
+            filter.verdict(&syn(&x.to_string()).bytes()).unwrap(),
+            want,
+            "{x}"
+        );
+    }
+}
+
+#[test]
+fn a_refresh_whose_list_matches_the_digest_reads_nothing_back() {
+    let name = unique_name("rf-digest");
+    let mx = Mxgate::without_netns(&name);
+    let dir = tempfile::tempdir().unwrap();
+    let list = write_list(dir.path(), "list.txt", random_list(&mut Rng::new(9), 1000));
+    let filter = LoadedFilter::new(&name, &policy(parsed(&list))).expect("loading");
+    let digest = filter.filter().allow.digest().unwrap();
+    assert_eq!(digest, Some(fast_path::digest(&parsed(&list))));
+    // Behind mxgate's back (which nothing but mxgate ever does), a prefix
+    // the list lacks, under the list's digest: a refresh that compared the
+    // list with the tries would remove it; one that trusts the digest
+    // leaves it.
+    let extra: Ipv4Net = "203.0.113.0/24".parse().unwrap();
+    let mut with_extra = parsed(&list);
+    with_extra.v4.push(extra);
+    with_extra.v4.sort();
+    {
+        let mut f = Filter::open(&PinDir::new(mx.pin_dir())).unwrap();
+        f.apply(&with_extra).unwrap();
+        f.allow.fast.set_digest(digest).unwrap();
+    }
+    let out = mx.ok(&["refresh", "--ranges", &list]);
+    assert!(out.starts_with("no change:"), "{out}");
+    assert!(
+        filter.filter().allowlist().unwrap().v4.contains(&extra),
+        "the refresh read the tries back"
+    );
+    // Another list is compared with the tries, which then hold it exactly.
+    let other = write_list(
+        dir.path(),
+        "other.txt",
+        random_list(&mut Rng::new(10), 1000),
+    );
+    let out = mx.ok(&["refresh", "--ranges", &other, "--max-shrink", "100"]);
+    assert!(out.starts_with("refreshed:"), "{out}");
+    assert_eq!(filter.filter().allowlist().unwrap(), parsed(&other));
+    assert_eq!(filter.filter().allow.check_fast_path().unwrap(), None);
+}
+
 #[test]
 fn a_refresh_that_changes_nothing_says_so() {
     let name = unique_name("rf-noop");
@@ -182,6 +440,20 @@ fn a_list_of_100000_prefixes_parses_merges_and_loads() {
     assert!(answer.contains("allowed by"), "{answer}");
 }
 
+/// After a kill, the program must still let in every sender of `both`
+/// (allowed before and after) and keep out every sender of `neither`.
+fn assert_verdicts(filter: &LoadedFilter, both: &[IpAddr], neither: &[IpAddr], round: usize) {
+    for (addrs, want) in [(both, PASS), (neither, DROP)] {
+        for x in addrs {
+            assert_eq!(
+                filter.verdict(&syn(&x.to_string()).bytes()).unwrap(),
+                want,
+                "round {round}: {x}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_killed_refresh_leaves_the_live_set_between_old_and_new_and_the_next_converges() {
     let name = unique_name("rf-kill");
@@ -202,9 +474,47 @@ fn a_killed_refresh_leaves_the_live_set_between_old_and_new_and_the_next_converg
         .copied()
         .take(50_000)
         .collect();
+    // And the IPv6 and partly covered /24s of the gap test's lists, so the
+    // kills land among fast-path writes of every kind too.
+    let (flip_a, flip_b) = flip_lists();
     let a_path = write_list(dir.path(), "a.txt", shared.iter().chain(&only_a).copied());
     let b_path = write_list(dir.path(), "b.txt", shared.iter().chain(&only_b).copied());
+    for (path, extra) in [(&a_path, &flip_a), (&b_path, &flip_b)] {
+        let mut text = std::fs::read_to_string(path).unwrap();
+        text.push_str(extra);
+        std::fs::write(path, text).unwrap();
+    }
+    let flip = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        parsed(&path.display().to_string())
+    };
+    let (flip_a, flip_b) = (flip("flip-a.txt", &flip_a), flip("flip-b.txt", &flip_b));
     let (a, b) = (parsed(&a_path), parsed(&b_path));
+    // Senders to check after each kill: some in both lists (a sample of
+    // the shared /24s and all the flip lists' shared senders), some in
+    // neither.
+    let mut sample_rng = Rng::new(0x00_6b_69_6c);
+    let all = candidates(&[&a, &b], &mut sample_rng);
+    let step = all.len() / 3000 + 1;
+    let mut all: Vec<IpAddr> = all.into_iter().step_by(step).collect();
+    all.extend(candidates(&[&flip_a, &flip_b], &mut sample_rng));
+    let allowed_by_both: Vec<IpAddr> = all
+        .iter()
+        .filter(|x| a.lookup(**x).is_some() && b.lookup(**x).is_some())
+        .copied()
+        .collect();
+    let allowed_by_neither: Vec<IpAddr> = all
+        .iter()
+        .filter(|x| a.lookup(**x).is_none() && b.lookup(**x).is_none())
+        .copied()
+        .collect();
+    assert!(
+        allowed_by_both.len() > 200 && allowed_by_neither.len() > 40,
+        "{} / {}",
+        allowed_by_both.len(),
+        allowed_by_neither.len()
+    );
     let filter = LoadedFilter::new(&name, &policy(a.clone())).expect("loading");
     let limit = Duration::from_secs(60);
 
@@ -240,6 +550,9 @@ fn a_killed_refresh_leaves_the_live_set_between_old_and_new_and_the_next_converg
         child.kill().expect("SIGKILL to mxgate refresh");
         child.wait().expect("reaping the killed refresh");
 
+        // Whatever the kill interrupted, no sender of both lists is refused,
+        // and nobody the lists keep out gets in.
+        assert_verdicts(&filter, &allowed_by_both, &allowed_by_neither, rounds);
         let live = filter.filter().allowlist().unwrap();
         let set = |l: &Allowlist| l.v4.iter().copied().collect::<BTreeSet<_>>();
         let (live_set, old_set, new_set) = (set(&live), set(old), set(new));
@@ -255,6 +568,13 @@ fn a_killed_refresh_leaves_the_live_set_between_old_and_new_and_the_next_converg
         );
         if live_set != old_set && live_set != new_set {
             mid_apply += 1;
+            // Half applied: the digest says nothing, so the next refresh
+            // cannot skip the work.
+            assert_eq!(
+                filter.filter().allow.digest().unwrap(),
+                None,
+                "round {rounds}"
+            );
         }
         // The next refresh is not wedged by the dead one's lock and converges.
         let out = finish_within(
@@ -268,6 +588,17 @@ fn a_killed_refresh_leaves_the_live_set_between_old_and_new_and_the_next_converg
             new,
             "round {rounds}: did not converge"
         );
+        assert_eq!(
+            filter.filter().allow.check_fast_path().unwrap(),
+            None,
+            "round {rounds}: the fast path did not converge"
+        );
+        assert_eq!(
+            filter.filter().allow.digest().unwrap(),
+            Some(fast_path::digest(new)),
+            "round {rounds}"
+        );
+        assert_verdicts(&filter, &allowed_by_both, &allowed_by_neither, rounds);
         live_is = (live_is.2, live_is.3, live_is.0, live_is.1);
     }
     println!("{mid_apply} of {rounds} kills landed mid-refresh (a full refresh took {full:?})");

@@ -1,14 +1,18 @@
 //! `stats`, `status` and `lookup`: read the live filter, change nothing.
 //! Each opens only the maps it needs and names any damage it finds.
 
-use std::time::SystemTime;
+use std::{net::IpAddr, time::SystemTime};
 
 use filter_common::{FLAG_DRY_RUN, FLAG_OPEN};
 use serde_json::json;
 
 use super::{LookupRequest, StatsRequest, attach::describe_settings};
 use crate::{
-    filter::{AllowMaps, ConfigMap, Installed, Readout, SettingsMaps},
+    fast_path,
+    filter::{
+        AllowMaps, ConfigMap, Installed, Lookup, Readout, SettingsMaps,
+        memory::{human, map_memory},
+    },
     links,
     pins::PinDir,
     report::{self, FilterState, Reading},
@@ -79,6 +83,7 @@ pub fn stats(pins: &PinDir, request: &StatsRequest) -> anyhow::Result<()> {
                 "v4": { "examined": c.v4.examined(), "counts": c.v4 },
                 "v6": { "examined": c.v6.examined(), "counts": c.v6 },
                 "top_denied": reading.top_sources(None, request.top),
+                "sampled": reading.denied.iter().any(|d| d.sampled > 1),
             });
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
@@ -105,7 +110,12 @@ pub fn status(pins: &PinDir, json: bool) -> anyhow::Result<()> {
         .ok()
         .and_then(|c| SettingsMaps::open(&installed).ok()?.read(c).ok());
     let open = config.as_ref().ok().and_then(|c| c.flag(FLAG_OPEN).ok());
-    let allowlist = AllowMaps::open(&installed).and_then(|a| a.read()).ok();
+    let allow = AllowMaps::open(&installed).ok();
+    let allowlist = allow.as_ref().and_then(|a| a.read().ok());
+    // None when it cannot be checked (a damaged filter); Some(None) in step.
+    let fast_path = allow.as_ref().and_then(|a| a.check_fast_path().ok());
+    let memory = map_memory(pins);
+    let total: u64 = memory.iter().map(|m| m.bytes).sum();
     let links = links::links(pins, installed.entries())?;
     let instructions = info
         .as_ref()
@@ -125,6 +135,11 @@ pub fn status(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             "ports": settings.as_ref().map(|s| &s.ports),
             "protect_dst": settings.as_ref().map(|s| &s.protect_dst),
             "allowlist": allowlist.as_ref().map(|a| json!({ "v4": a.v4.len(), "v6": a.v6.len() })),
+            "fast_path": fast_path.as_ref().map(|d| json!({ "in_step": d.is_none(), "difference": d })),
+            "memory": {
+                "total_bytes": total,
+                "maps": memory.iter().map(|m| (m.name.to_owned(), json!(m.bytes))).collect::<serde_json::Map<_, _>>(),
+            },
             "interfaces": links.iter().map(|l| json!({
                 "iface": l.iface,
                 "ifindex": l.ifindex,
@@ -164,6 +179,19 @@ pub fn status(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             allowlist.v6.len()
         );
     }
+    match &fast_path {
+        Some(None) => println!("fast path: in step with the allowlist"),
+        Some(Some(difference)) => println!(
+            "fast path: OUT OF STEP with the allowlist ({difference}); a refresh is under way \
+             or was interrupted, and the next `mxgate refresh` repairs it"
+        ),
+        None => {}
+    }
+    let maps: Vec<String> = memory
+        .iter()
+        .map(|m| format!("{} {}", m.name, human(m.bytes)))
+        .collect();
+    println!("map memory: {} ({})", human(total), maps.join(", "));
     if links.is_empty() {
         println!("attached to no interface");
     }
@@ -215,17 +243,19 @@ pub fn lookup(pins: &PinDir, request: &LookupRequest) -> anyhow::Result<()> {
     let config = ConfigMap::open(&installed)?;
     let settings = SettingsMaps::open(&installed)?.read(&config)?;
     let open = config.flag(FLAG_OPEN)?;
-    let verdict = verdict_text(found.is_some(), open, settings.dry_run);
+    let verdict = verdict_text(found.allowed(), open, settings.dry_run);
+    let how = FastPathText::of(request.addr, &found);
     if request.json {
         let value = json!({
             "address": request.addr,
-            "allowed": found.is_some(),
-            "prefix": found.map(|p| p.to_string()),
+            "allowed": found.allowed(),
+            "prefix": found.prefix.map(|p| p.to_string()),
             "open": open,
             "dry_run": settings.dry_run,
             "verdict": verdict,
             "ports": settings.ports,
             "protect_dst": settings.protect_dst,
+            "fast_path": how.json(&found),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
@@ -241,16 +271,76 @@ pub fn lookup(pins: &PinDir, request: &LookupRequest) -> anyhow::Result<()> {
         to = format!("{to} on {}", dsts.join(", "));
     }
     let addr = request.addr;
-    match (found, verdict) {
-        (Some(prefix), _) => println!("{addr}: allowed by {prefix}"),
-        (None, "pass_open") => println!(
+    match (found.allowed(), found.prefix, verdict) {
+        (true, Some(prefix), _) => println!("{addr}: allowed by {prefix}"),
+        (true, None, _) => {
+            println!("{addr}: allowed by the fast path, though no prefix of the allowlist holds it")
+        }
+        (false, _, "pass_open") => println!(
             "{addr}: not in the allowlist; its SYNs {to} pass only because the filter is open"
         ),
-        (None, "would_drop") => println!(
+        (false, _, "would_drop") => println!(
             "{addr}: not in the allowlist; dry run: its SYNs {to} are counted as would-drop \
              and pass"
         ),
-        (None, _) => println!("{addr}: not in the allowlist; its SYNs {to} are dropped"),
+        (false, _, _) => println!("{addr}: not in the allowlist; its SYNs {to} are dropped"),
+    }
+    println!("{}", how.text(&found));
+    if !found.consistent() {
+        println!(
+            "warning: the fast path and the trie disagree about {addr}: a refresh is under way \
+             or was interrupted; the next `mxgate refresh` puts them back in step"
+        );
     }
     Ok(())
+}
+
+/// The blocks around an address the program reads, each with what it says.
+struct FastPathText {
+    levels: Vec<(String, &'static str)>,
+}
+
+impl FastPathText {
+    fn of(addr: IpAddr, found: &Lookup) -> Self {
+        let path = &found.path;
+        let mut levels = vec![(
+            fast_path::summary_net(0, addr).to_string(),
+            path.region.label(),
+        )];
+        if let Some(state) = path.area {
+            levels.push((fast_path::summary_net(1, addr).to_string(), state.label()));
+        }
+        if let Some(state) = path.block {
+            levels.push((fast_path::block_of(addr).to_string(), state.label()));
+        }
+        if let (IpAddr::V6(a), Some(state)) = (addr, path.subblock) {
+            levels.push((fast_path::subblock_of(a).to_string(), state.label()));
+        }
+        Self { levels }
+    }
+
+    fn text(&self, found: &Lookup) -> String {
+        let steps: Vec<String> = self
+            .levels
+            .iter()
+            .map(|(net, state)| format!("{net} is {state}"))
+            .collect();
+        let end = if found.path.answer().is_some() {
+            "which decides without the trie"
+        } else {
+            "so the trie decides"
+        };
+        format!("fast path: {}, {end}", steps.join("; "))
+    }
+
+    fn json(&self, found: &Lookup) -> serde_json::Value {
+        json!({
+            "blocks": self.levels.iter().map(|(net, state)| json!({
+                "prefix": net,
+                "state": state,
+            })).collect::<Vec<_>>(),
+            "decides": found.path.answer().is_some(),
+            "in_step": found.consistent(),
+        })
+    }
 }

@@ -7,8 +7,9 @@ use serde_json::json;
 use super::{CheckRequest, RefreshRequest, open_locked, read_nonempty_list};
 use crate::{
     allowlist::Allowlist,
-    diff::{Diff, Guard},
+    diff::{Diff, FamilyDiff, Guard},
     error::Refused,
+    fast_path,
     filter::{AllowMaps, ConfigMap},
     pins::PinDir,
 };
@@ -46,7 +47,9 @@ pub enum ApplyMode {
 
 /// Compares `new` with the live allowlist and applies it as `mode` says:
 /// nothing when they are equal; a refusal when `guard` says the list
-/// shrinks too much; otherwise every insert, then every delete.
+/// shrinks too much; otherwise every insert, then every delete (see
+/// [`crate::fast_path`] for the fast path's writes in between). When the
+/// maps' digest says they already hold `new`, nothing is read back.
 pub fn apply_list(
     allow: &mut AllowMaps,
     config: &mut ConfigMap,
@@ -54,6 +57,26 @@ pub fn apply_list(
     guard: Guard,
     mode: ApplyMode,
 ) -> anyhow::Result<RefreshOutcome> {
+    if allow.digest()? == Some(fast_path::digest(new)) {
+        return Ok(RefreshOutcome {
+            applied: false,
+            live_before: new.len(),
+            shrink_percent: 0.0,
+            refusal: None,
+            v4_after: new.v4.len(),
+            v6_after: new.v6.len(),
+            diff: Diff {
+                v4: FamilyDiff {
+                    unchanged: new.v4.len(),
+                    ..FamilyDiff::default()
+                },
+                v6: FamilyDiff {
+                    unchanged: new.v6.len(),
+                    ..FamilyDiff::default()
+                },
+            },
+        });
+    }
     let live = allow.read()?;
     let diff = Diff::between(&live, new);
     let shrink_percent = diff.shrink_percent(new, live.len());
@@ -75,7 +98,13 @@ pub fn apply_list(
         v6_after: new.v6.len(),
         diff,
     };
-    if mode == ApplyMode::Preview || outcome.diff.is_empty() {
+    if mode == ApplyMode::Preview {
+        return Ok(outcome);
+    }
+    if outcome.diff.is_empty() {
+        // The tries hold the list, but without its digest the fast path may
+        // not (a refresh killed halfway, or another mxgate): bring it in step.
+        outcome.applied = allow.apply(&live, &outcome.diff, new, config)? > 0;
         return Ok(outcome);
     }
     if let Some(reason) = &outcome.refusal {
@@ -87,7 +116,7 @@ pub fn apply_list(
         ))
         .into());
     }
-    allow.apply(&live, &outcome.diff, config)?;
+    allow.apply(&live, &outcome.diff, new, config)?;
     outcome.applied = true;
     Ok(outcome)
 }
@@ -116,7 +145,13 @@ pub fn command(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<()> {
         return Ok(());
     }
     let d = &outcome.diff;
-    if d.is_empty() {
+    if d.is_empty() && outcome.applied {
+        println!(
+            "no change to the allowlist ({} IPv4 and {} IPv6 prefixes); its fast path was out of \
+             step (a refresh interrupted?) and has been rewritten",
+            outcome.v4_after, outcome.v6_after
+        );
+    } else if d.is_empty() {
         println!(
             "no change: the live allowlist already holds these {} IPv4 and {} IPv6 prefixes; \
              nothing written",

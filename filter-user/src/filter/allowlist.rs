@@ -1,5 +1,6 @@
-//! The allowlist tries: read back, changed by a diff, and asked for one
-//! address. One generic function per operation serves both families.
+//! The allowlist tries and the fast path in front of them: read back,
+//! changed by a diff, and asked for one address. One generic function per
+//! operation serves both families.
 
 use std::net::IpAddr;
 
@@ -11,17 +12,45 @@ use aya::{
 use filter_common::{Ipv4Key, Ipv6Key, MAX_PREFIXES, map_names};
 use ipnet::IpNet;
 
-use super::{ConfigMap, Installed, ignore_missing};
+use super::{ConfigMap, FastMaps, Installed, ignore_missing};
 use crate::{
     allowlist::{Allowlist, Prefix},
     diff::Diff,
     error::Refused,
+    fast_path::{self, BlockMaps, FastPath, Path, Table, Update, Write},
 };
 
-/// The two tries, one per family; each entry's value is its prefix length.
+/// The two tries, one per family (each entry's value is its prefix
+/// length), and the fast path's maps in front of them.
 pub struct AllowMaps {
     v4: LpmTrie<MapData, Ipv4Key, u8>,
     v6: LpmTrie<MapData, Ipv6Key, u8>,
+    /// The bitmaps, the /48 table and the list's digest.
+    pub fast: FastMaps,
+}
+/// What the program does with one source, read from the live maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lookup {
+    /// The trie's longest match.
+    pub prefix: Option<IpNet>,
+    /// The source's way through the fast path.
+    pub path: Path,
+}
+
+impl Lookup {
+    /// Whether the program allows the source.
+    pub fn allowed(&self) -> bool {
+        self.path.allows(self.prefix.is_some())
+    }
+
+    /// False when the fast path decides otherwise than the trie would: only
+    /// while a refresh is under way, or after one was killed (the next
+    /// refresh repairs it).
+    pub fn consistent(&self) -> bool {
+        self.path
+            .answer()
+            .is_none_or(|allowed| allowed == self.prefix.is_some())
+    }
 }
 
 impl AllowMaps {
@@ -30,6 +59,7 @@ impl AllowMaps {
         Ok(Self {
             v4: installed.map(map_names::ALLOW_V4)?,
             v6: installed.map(map_names::ALLOW_V6)?,
+            fast: FastMaps::open(installed)?,
         })
     }
 
@@ -41,10 +71,13 @@ impl AllowMaps {
         })
     }
 
-    /// Applies `diff` (from the live list `live` to `new`) to the tries:
-    /// every insert before any delete, so an address allowed both before
-    /// and after is never denied in between. Bumps the list generation in
-    /// `config` when something changed.
+    /// Makes the tries hold `new` (by `diff`, their change from the live
+    /// list `live`) and the fast path `new`'s states, in the order
+    /// [`fast_path`]'s documentation proves never denies an address allowed
+    /// before and by `new`. The digest is cleared first and set last, so a
+    /// refresh killed halfway leaves none. Bumps the list generation in
+    /// `config` when something changed. Returns the number of fast-path
+    /// writes. The caller holds the pin directory's lock.
     ///
     /// A list never holds more than half a trie ([`MAX_LIST_PREFIXES`]), so
     /// the inserts fit; only a trie filled past that (by an older mxgate)
@@ -55,36 +88,93 @@ impl AllowMaps {
         &mut self,
         live: &Allowlist,
         diff: &Diff,
+        new: &Allowlist,
         config: &mut ConfigMap,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<usize> {
         let new_v4 = live_after(&live.v4, &diff.v4.added, &diff.v4.removed);
         let new_v6 = live_after(&live.v6, &diff.v6.added, &diff.v6.removed);
         let early_v4 = make_room(live.v4.len(), &diff.v4.added, &diff.v4.removed, &new_v4)?;
         let early_v6 = make_room(live.v6.len(), &diff.v6.added, &diff.v6.removed, &new_v6)?;
+        let wanted = FastPath::from_list(new);
+        // SAFETY: the maps are written only by the mxgate that holds the pin
+        // directory's lock (the caller), and only below, once `live_maps`
+        // is no longer used.
+        let live_maps = unsafe {
+            BlockMaps {
+                v4: self.fast.v4.unshared(),
+                v6: self.fast.v6.unshared(),
+                slots: self.fast.slots.unshared(),
+            }
+        };
+        let update = Update::new(diff.clone(), live_maps, &wanted);
+        if self.fast.digest()?.is_some() {
+            self.fast.set_digest(None)?;
+        }
         remove_all(&mut self.v4, &early_v4, map_names::ALLOW_V4)?;
         remove_all(&mut self.v6, &early_v6, map_names::ALLOW_V6)?;
-        insert_all(&mut self.v4, &diff.v4.added, map_names::ALLOW_V4)?;
-        insert_all(&mut self.v6, &diff.v6.added, map_names::ALLOW_V6)?;
-        remove_all(&mut self.v4, &diff.v4.removed, map_names::ALLOW_V4)?;
-        remove_all(&mut self.v6, &diff.v6.removed, map_names::ALLOW_V6)?;
-        if !diff.is_empty() {
+        let mut fast_writes = 0;
+        for write in update.writes() {
+            match write {
+                Write::Insert(IpNet::V4(n)) => insert(&mut self.v4, &n, map_names::ALLOW_V4)?,
+                Write::Insert(IpNet::V6(n)) => insert(&mut self.v6, &n, map_names::ALLOW_V6)?,
+                // The early ones are gone already: removing them again is
+                // a no-op.
+                Write::Remove(IpNet::V4(n)) => remove(&mut self.v4, &n, map_names::ALLOW_V4)?,
+                Write::Remove(IpNet::V6(n)) => remove(&mut self.v6, &n, map_names::ALLOW_V6)?,
+                Write::Word(table, index, value) => {
+                    self.fast.store(table, index, value)?;
+                    fast_writes += 1;
+                }
+            }
+        }
+        self.fast.set_digest(Some(fast_path::digest(new)))?;
+        if !update.is_empty() {
             config.bump_list_generation()?;
         }
-        Ok(())
+        Ok(fast_writes)
     }
 
-    /// The live prefix that allows `addr`, by the kernel's own longest-prefix
-    /// match.
-    pub fn lookup(&self, addr: IpAddr) -> anyhow::Result<Option<IpNet>> {
+    /// The digest of the list the maps hold, when known (see
+    /// [`fast_path::digest`]).
+    pub fn digest(&self) -> anyhow::Result<Option<[u8; 32]>> {
+        self.fast.digest()
+    }
+
+    /// What the program does with `addr`: its way through the fast path,
+    /// and the trie's longest match.
+    pub fn lookup(&self, addr: IpAddr) -> anyhow::Result<Lookup> {
         let found = match addr {
             IpAddr::V4(a) => self.v4.get(&Key::new(32, a.octets()), 0),
             IpAddr::V6(a) => self.v6.get(&Key::new(128, a.octets()), 0),
         };
-        match found {
-            Ok(len) => Ok(Some(IpNet::new(addr, len)?.trunc())),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(e).context("looking the address up in the allowlist"),
-        }
+        let prefix = match found {
+            Ok(len) => Some(IpNet::new(addr, len)?.trunc()),
+            Err(MapError::KeyNotFound) => None,
+            Err(e) => return Err(e).context("looking the address up in the allowlist"),
+        };
+        Ok(Lookup {
+            prefix,
+            path: self.path(addr),
+        })
+    }
+
+    /// `addr`'s way through the live fast path.
+    fn path(&self, addr: IpAddr) -> Path {
+        Path::read(addr, |table, index| match table {
+            Table::V4 => self.fast.v4.word(index),
+            Table::V6 => self.fast.v6.word(index),
+            Table::Slots => self.fast.slots.word(index),
+        })
+    }
+
+    /// The first way the fast path differs from what the live tries give,
+    /// or `None` when it is in step with them.
+    pub fn check_fast_path(&self) -> anyhow::Result<Option<String>> {
+        let live = self.fast.snapshot();
+        Ok(fast_path::first_difference(
+            live.maps(),
+            &FastPath::from_list(&self.read()?),
+        ))
     }
 }
 
@@ -151,20 +241,22 @@ where
     Ok(nets)
 }
 
-fn insert_all<N>(
-    trie: &mut LpmTrie<MapData, N::Octets, u8>,
-    nets: &[N],
-    name: &str,
-) -> anyhow::Result<()>
+fn insert<N>(trie: &mut LpmTrie<MapData, N::Octets, u8>, net: &N, name: &str) -> anyhow::Result<()>
 where
     N: Prefix,
     N::Octets: Pod,
 {
-    for net in nets {
-        trie.insert(&trie_key(net), &net.length(), 0)
-            .with_context(|| format!("adding {net} to {name}"))?;
-    }
-    Ok(())
+    trie.insert(&trie_key(net), &net.length(), 0)
+        .with_context(|| format!("adding {net} to {name}"))
+}
+
+fn remove<N>(trie: &mut LpmTrie<MapData, N::Octets, u8>, net: &N, name: &str) -> anyhow::Result<()>
+where
+    N: Prefix,
+    N::Octets: Pod,
+{
+    ignore_missing(trie.remove(&trie_key(net)))
+        .with_context(|| format!("removing {net} from {name}"))
 }
 
 fn remove_all<N>(
@@ -176,11 +268,7 @@ where
     N: Prefix,
     N::Octets: Pod,
 {
-    for net in nets {
-        ignore_missing(trie.remove(&trie_key(net)))
-            .with_context(|| format!("removing {net} from {name}"))?;
-    }
-    Ok(())
+    nets.iter().try_for_each(|net| remove(trie, net, name))
 }
 
 fn trie_key<N: Prefix>(net: &N) -> Key<N::Octets>

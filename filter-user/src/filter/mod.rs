@@ -4,7 +4,10 @@
 //! - this module: loading and pinning ([`Filter::install`]), finding what is
 //!   installed ([`Installed`]) even when a pin was removed by hand, and
 //!   opening all of it ([`Filter::open`]);
-//! - [`allowlist`]: reading and changing the allowlist tries;
+//! - [`allowlist`]: reading and changing the allowlist tries and the fast
+//!   path in front of them ([`fast_maps`]: the bitmaps, the /48 table, the
+//!   list's digest);
+//! - [`memory`]: what each map takes;
 //! - [`settings`]: ports, protected destinations, the dry-run and open
 //!   switches, and the generation counters `mxgate run` watches;
 //! - [`readout`]: counters and denied sources.
@@ -13,6 +16,8 @@
 //! stop the others (the emergency `open` needs only CONFIG).
 
 pub mod allowlist;
+pub mod fast_maps;
+pub mod memory;
 pub mod readout;
 pub mod settings;
 
@@ -26,10 +31,10 @@ use aya::{
 };
 use aya_obj::programs::XdpAttachType;
 use filter_common::{Config, LAYOUT_VERSION, PROGRAM_NAME, map_names};
-use ipnet::IpNet;
 
 pub use self::{
-    allowlist::AllowMaps,
+    allowlist::{AllowMaps, Lookup},
+    fast_maps::FastMaps,
     readout::{Counters, DeniedEntry, OutcomeCounts, Readout},
     settings::{ConfigMap, Settings, SettingsMaps},
 };
@@ -38,6 +43,7 @@ use crate::{
     allowlist::Allowlist,
     diff::Diff,
     error::Refused,
+    kernel_support,
     pins::{Entries, PinDir},
     sys,
 };
@@ -301,13 +307,28 @@ impl Filter {
     /// last. Returns the pins this call created; on failure it removes them
     /// itself.
     pub fn install(pins: &PinDir, log: KernelLog) -> anyhow::Result<Vec<PathBuf>> {
+        Self::install_with(pins, log, &[])
+    }
+
+    /// [`Filter::install`], with more load-time constants of the program
+    /// (`filter_common::globals`) set: the benchmark's variants.
+    pub fn install_with(
+        pins: &PinDir,
+        log: KernelLog,
+        extra: &[(&str, u8)],
+    ) -> anyhow::Result<Vec<PathBuf>> {
+        // Before anything is created: a kernel that cannot run the program
+        // is refused in one line, and the probe picks the variant it runs.
+        let support = kernel_support::probe()?;
+        let mut globals: Vec<(&str, u8)> = support.globals().to_vec();
+        globals.extend_from_slice(extra);
         let existing = pins.entries()?.maps;
         let mut created: Vec<PathBuf> = map_names::ALL
             .iter()
             .filter(|n| !existing.contains(n))
             .map(|n| pins.map(n))
             .collect();
-        let result = Self::load_and_pin(pins, log);
+        let result = Self::load_and_pin(pins, log, &globals);
         match result {
             Ok(()) => {
                 created.push(pins.program());
@@ -322,7 +343,7 @@ impl Filter {
         }
     }
 
-    fn load_and_pin(pins: &PinDir, log: KernelLog) -> anyhow::Result<()> {
+    fn load_and_pin(pins: &PinDir, log: KernelLog, globals: &[(&str, u8)]) -> anyhow::Result<()> {
         let mut loader = EbpfLoader::new();
         let map_pins: Vec<(&str, PathBuf)> =
             map_names::ALL.iter().map(|n| (*n, pins.map(n))).collect();
@@ -334,6 +355,9 @@ impl Filter {
             KernelLog::EveryDenial => aya_log::Level::Debug,
         } as u8;
         loader.override_global(aya_log::LEVEL, &level, true);
+        for (name, value) in globals {
+            loader.override_global(name, value, true);
+        }
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .context("loading mxgate's eBPF object")?;
@@ -351,7 +375,7 @@ impl Filter {
             .try_into()?;
         program
             .load()
-            .context("the kernel's verifier refused the XDP program")?;
+            .map_err(|e| anyhow!(kernel_support::refused_by_verifier(&e)))?;
         program
             .pin(pins.program())
             .with_context(|| format!("pinning the program at {}", pins.program().display()))?;
@@ -416,15 +440,16 @@ impl Filter {
         self.allow.read()
     }
 
-    /// Makes the allowlist `new` (see [`AllowMaps::apply`]).
-    pub fn apply(&mut self, new: &Allowlist) -> anyhow::Result<()> {
+    /// Makes the allowlist `new` (see [`AllowMaps::apply`]); returns the
+    /// fast-path writes made.
+    pub fn apply(&mut self, new: &Allowlist) -> anyhow::Result<usize> {
         let live = self.allow.read()?;
         self.allow
-            .apply(&live, &Diff::between(&live, new), &mut self.config)
+            .apply(&live, &Diff::between(&live, new), new, &mut self.config)
     }
 
-    /// The live prefix that allows `addr`, by the kernel's own match.
-    pub fn lookup(&self, addr: IpAddr) -> anyhow::Result<Option<IpNet>> {
+    /// What the program does with `addr`, read from the live maps.
+    pub fn lookup(&self, addr: IpAddr) -> anyhow::Result<Lookup> {
         self.allow.lookup(addr)
     }
 

@@ -79,6 +79,9 @@ pub struct DeniedEntry {
     pub count: u64,
     /// `CLOCK_MONOTONIC` nanoseconds of the last one.
     pub last_seen_ns: u64,
+    /// 0 when `count` is exact; else the longest sampling period (one in N
+    /// recorded) it was estimated with, while denied SYNs came fast.
+    pub sampled: u64,
 }
 
 /// The COUNTERS and DENIED maps.
@@ -113,18 +116,19 @@ impl Readout {
 
     /// Every source in the denied-source table, summed over CPUs.
     pub fn denied_sources(&self) -> anyhow::Result<Vec<DeniedEntry>> {
-        let mut by_source: HashMap<SourceKey, (u64, u64)> = HashMap::new();
+        let mut by_source: HashMap<SourceKey, (u64, u64, u64)> = HashMap::new();
         for slot in 0..DENIED_SLOTS {
             let per_cpu = self.denied.get(&slot, 0).context("reading DENIED")?;
             for entry in per_cpu.iter().filter(|e| e.count > 0) {
                 let seen = by_source.entry(entry.source).or_default();
                 seen.0 += entry.count;
                 seen.1 = seen.1.max(entry.last_seen_ns);
+                seen.2 = seen.2.max(entry.sampled);
             }
         }
         Ok(by_source
             .into_iter()
-            .map(|(key, (count, last_seen_ns))| {
+            .map(|(key, (count, last_seen_ns, sampled))| {
                 let ip = Ipv6Addr::from(key);
                 let source = match ip.to_ipv4_mapped() {
                     Some(v4) => IpAddr::V4(v4),
@@ -134,6 +138,7 @@ impl Readout {
                     source,
                     count,
                     last_seen_ns,
+                    sampled,
                 }
             })
             .collect())

@@ -1,0 +1,334 @@
+//! The fast path in front of the allowlist tries: what a block's state
+//! means and where it is stored.
+//!
+//! Both families keep one bitmap of 2 bits per /24 (IPv6: per /24 of the
+//! 128-bit space, the top 24 bits) in an array of `u64` words, 32 blocks a
+//! word, so that a lookup is one inlined array load and a shift. A block
+//! is not covered at all ([`BlockState::None`]: denied without touching
+//! the trie), covered in full ([`BlockState::Full`]: allowed), or covered
+//! in part: then IPv4 asks the trie, and IPv6 asks the /48 table
+//! ([`BlockState::Next`]) or, where that table would need too many
+//! entries, the trie ([`BlockState::Trie`]).
+//!
+//! In front of the /24s, the same array starts with two summaries of 2
+//! bits per unit: per /16 (16 KiB) and per /20 (256 KiB), [`SUMMARY_WORDS`]
+//! words in all. A unit no prefix touches is `None`, one covered whole is
+//! `Full`, any other is `Next` (ask the next level). A flood from sources
+//! spread over the whole space thus mostly reads the summaries, which stay
+//! in cache and in few pages, and reaches the 4 MiB of /24s only where the
+//! list has something in that /20.
+//!
+//! The /48 table is an array too, of [`SUBBLOCK_BUCKETS`] buckets of
+//! [`SLOTS_PER_BUCKET`] `u64` slots (32 bytes, half a cache line), indexed
+//! by a hash of the /48 ([`subblock_bucket`]): each slot holds one /48 and
+//! its state ([`slot_value`]) or is empty; a bucket more /48s hash to than
+//! it has slots holds [`SLOT_SHARED`] instead, and the trie decides for
+//! every /48 of it. A lookup is one more array load and four compares
+//! ([`bucket_state`]).
+//!
+//! The tries stay the source of truth; these maps are derived from the
+//! same list by user space and only ever answer "denied" where the list
+//! allows nothing.
+
+/// What the allowlist covers of one block.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BlockState {
+    /// No address of the block is allowed.
+    None = 0,
+    /// Every address of the block is allowed.
+    Full = 1,
+    /// Some addresses are allowed: IPv4 asks the trie, IPv6 the /48 map.
+    Next = 2,
+    /// Some addresses are allowed: ask the trie.
+    Trie = 3,
+}
+
+impl BlockState {
+    /// Every state, by its bits.
+    pub const ALL: [BlockState; 4] = [
+        BlockState::None,
+        BlockState::Full,
+        BlockState::Next,
+        BlockState::Trie,
+    ];
+
+    /// The state in the two low bits of `bits` (higher bits ignored).
+    #[inline(always)]
+    pub const fn from_bits(bits: u64) -> BlockState {
+        match bits & BLOCK_MASK {
+            0 => BlockState::None,
+            1 => BlockState::Full,
+            2 => BlockState::Next,
+            _ => BlockState::Trie,
+        }
+    }
+
+    /// The state's name, for `lookup` and `status`.
+    pub const fn label(self) -> &'static str {
+        match self {
+            BlockState::None => "not covered",
+            BlockState::Full => "covered in full",
+            BlockState::Next => "covered in part",
+            BlockState::Trie => "covered in part, for the trie to decide",
+        }
+    }
+}
+
+/// Prefix length of a bitmap block, in both families.
+pub const BLOCK_LEN: u8 = 24;
+/// Bits per block in a bitmap word.
+pub const BLOCK_BITS: u32 = 2;
+/// Mask of one block's bits.
+pub const BLOCK_MASK: u64 = (1 << BLOCK_BITS) - 1;
+/// Blocks per `u64` word.
+pub const BLOCKS_PER_WORD: u32 = 64 / BLOCK_BITS;
+/// Blocks in a bitmap: every /24.
+pub const BLOCKS: u32 = 1 << BLOCK_LEN;
+/// Prefix lengths of the summaries, widest first. Each level has 16 units
+/// under each unit of the level before (and each /20 16 /24s), so a unit's
+/// children are one half of a word.
+pub const SUMMARY_LENS: [u8; SUMMARY_LEVELS] = [16, 20];
+/// Levels of summary.
+pub const SUMMARY_LEVELS: usize = 2;
+/// Words of all summaries at the start of each bitmap (272 KiB).
+pub const SUMMARY_WORDS: u32 = summary_base(SUMMARY_LEVELS);
+/// Words in a bitmap: the summaries, then the /24s (4 MiB).
+pub const WORDS: u32 = SUMMARY_WORDS + BLOCKS / BLOCKS_PER_WORD;
+
+const _: () = {
+    assert!(SUMMARY_LENS[0] + 4 == SUMMARY_LENS[1] && SUMMARY_LENS[1] + 4 == BLOCK_LEN);
+};
+
+/// Index of the first word of summary `level` (of the words after the
+/// summaries, for `level` = [`SUMMARY_LEVELS`]).
+pub const fn summary_base(level: usize) -> u32 {
+    let mut base = 0;
+    let mut l = 0;
+    while l < level {
+        base += (1 << SUMMARY_LENS[l]) / BLOCKS_PER_WORD;
+        l += 1;
+    }
+    base
+}
+
+/// Prefix length of an IPv6 sub-block in the /48 table.
+pub const SUBBLOCK_LEN: u8 = 48;
+/// `u64` slots in a bucket of the /48 table.
+pub const SLOTS_PER_BUCKET: usize = 4;
+/// Buckets of the /48 table (2 MiB).
+pub const SUBBLOCK_BUCKETS: u32 = 1 << 16;
+/// Slots of the /48 table.
+pub const SUBBLOCK_SLOTS: u32 = SUBBLOCK_BUCKETS * SLOTS_PER_BUCKET as u32;
+/// Most /48 entries the table is given, one per bucket on average, so that
+/// few buckets overflow.
+pub const MAX_SUBBLOCKS: u32 = SUBBLOCK_BUCKETS;
+/// Most /48 entries one /24 may use; a /24 needing more asks the trie
+/// ([`BlockState::Trie`]). 4,096 is one /36.
+pub const MAX_SUBBLOCKS_PER_BLOCK: u32 = 1 << 12;
+/// A bucket more /48s hash to than it has slots: the trie decides for
+/// each of them.
+pub const SLOT_SHARED: u64 = 1 << 2;
+/// Bits of a slot below its /48.
+const SLOT_KEY_SHIFT: u32 = 16;
+
+/// A /48 of the IPv6 space: the top 48 bits of its addresses.
+pub type Subblock = u64;
+/// A bucket of the /48 table.
+pub type Bucket = [u64; SLOTS_PER_BUCKET];
+
+/// The block of an IPv4 address: its top 24 bits.
+#[inline(always)]
+pub const fn v4_block(addr: &[u8; 4]) -> u32 {
+    u32::from_be_bytes([0, addr[0], addr[1], addr[2]])
+}
+
+/// The block of an IPv6 address: its top 24 bits.
+#[inline(always)]
+pub const fn v6_block(addr: &[u8; 16]) -> u32 {
+    u32::from_be_bytes([0, addr[0], addr[1], addr[2]])
+}
+
+/// The /48 of an IPv6 address.
+#[inline(always)]
+pub const fn v6_subblock(addr: &[u8; 16]) -> Subblock {
+    u64::from_be_bytes([0, 0, addr[0], addr[1], addr[2], addr[3], addr[4], addr[5]])
+}
+
+/// The bucket of the /48 table a /48 hashes to (Fibonacci hashing: the
+/// top bits of a multiplication by 2^64 / φ).
+#[inline(always)]
+pub const fn subblock_bucket(subblock: Subblock) -> u32 {
+    (subblock.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SUBBLOCK_BUCKETS.trailing_zeros()))
+        as u32
+}
+
+/// The slot value that holds `subblock` in `state`.
+#[inline(always)]
+pub const fn slot_value(subblock: Subblock, state: BlockState) -> u64 {
+    (subblock << SLOT_KEY_SHIFT) | state as u64
+}
+
+/// What one slot says of `subblock`: `Some` of its state if the slot holds
+/// it, `Some(Trie)` if the slot marks its bucket shared, `None` otherwise
+/// (empty, or another /48's).
+#[inline(always)]
+pub const fn slot_state(slot: u64, subblock: Subblock) -> Option<BlockState> {
+    if slot & SLOT_SHARED != 0 {
+        Some(BlockState::Trie)
+    } else if slot & BLOCK_MASK != 0 && slot >> SLOT_KEY_SHIFT == subblock {
+        Some(BlockState::from_bits(slot))
+    } else {
+        None
+    }
+}
+
+/// What a bucket says of `subblock` (which hashes to it): the state a slot
+/// holding it gives, "ask the trie" if the bucket is shared, and not
+/// covered if no slot holds it.
+#[inline(always)]
+pub fn bucket_state(bucket: &Bucket, subblock: Subblock) -> BlockState {
+    for slot in bucket {
+        if let Some(state) = slot_state(*slot, subblock) {
+            return state;
+        }
+    }
+    BlockState::None
+}
+
+/// The /48 a slot value holds, if it holds one.
+#[inline(always)]
+pub const fn slot_subblock(slot: u64) -> Option<Subblock> {
+    if slot & SLOT_SHARED != 0 || slot & BLOCK_MASK == 0 {
+        None
+    } else {
+        Some(slot >> SLOT_KEY_SHIFT)
+    }
+}
+
+/// The unit of summary `level` that holds `block`.
+#[inline(always)]
+pub const fn unit_of(level: usize, block: u32) -> u32 {
+    block >> (BLOCK_LEN - SUMMARY_LENS[level])
+}
+
+/// Index of the word of summary `level` holding `unit`.
+#[inline(always)]
+pub const fn summary_word_of(level: usize, unit: u32) -> u32 {
+    summary_base(level) + unit / BLOCKS_PER_WORD
+}
+
+/// Index of the word holding `block`, after the summary.
+#[inline(always)]
+pub const fn word_of(block: u32) -> u32 {
+    SUMMARY_WORDS + block / BLOCKS_PER_WORD
+}
+
+/// Shift of a block's (or region's) bits inside its word. They never
+/// straddle a byte, so a block reads as its old or its new state even if a
+/// word were written a byte at a time.
+#[inline(always)]
+pub const fn shift_of(block: u32) -> u32 {
+    (block % BLOCKS_PER_WORD) * BLOCK_BITS
+}
+
+/// The state of `block` (or region) in `word`, the word that holds it.
+#[inline(always)]
+pub const fn state_in(word: u64, block: u32) -> BlockState {
+    BlockState::from_bits(word >> shift_of(block))
+}
+
+/// A digest of the allowlist the maps hold, kept in the LIST_DIGEST map so
+/// a refresh with the same list can stop before reading anything back.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListDigest {
+    /// [`DIGEST_VALID`] when `digest` describes the maps; anything else
+    /// (a refresh under way or killed) means "unknown".
+    pub valid: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// SHA-256 of the list, as user space computes it.
+    pub digest: [u8; 32],
+}
+
+/// [`ListDigest::valid`] when the digest may be trusted.
+pub const DIGEST_VALID: u32 = 0x6d78_6431;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_through_their_bits() {
+        for state in BlockState::ALL {
+            assert_eq!(BlockState::from_bits(state as u64), state);
+        }
+    }
+
+    #[test]
+    fn every_block_has_one_place() {
+        assert_eq!(WORDS, 2048 + 32768 + (1 << 19));
+        assert_eq!(summary_word_of(0, unit_of(0, BLOCKS - 1)), 2047);
+        assert_eq!(summary_word_of(1, unit_of(1, 0)), 2048);
+        assert_eq!(
+            summary_word_of(1, unit_of(1, BLOCKS - 1)),
+            SUMMARY_WORDS - 1
+        );
+        assert_eq!(word_of(0), SUMMARY_WORDS);
+        // The 256 /24s of a /16 are the 8 words of one 64-byte line.
+        assert_eq!((word_of(0x0a_0b_ff) - word_of(0x0a_0b_00)) as usize, 7);
+        assert_eq!(word_of(0x0a_0b_00) % 8, 0);
+        for block in [0, 1, 31, 32, 33, BLOCKS - 1] {
+            assert!(word_of(block) < WORDS);
+            assert!(shift_of(block) <= 62);
+            assert!(shift_of(block) % 8 + BLOCK_BITS <= 8);
+        }
+        let word = 0b10u64 << shift_of(33);
+        assert_eq!(state_in(word, 33), BlockState::Next);
+        assert_eq!(state_in(word, 32), BlockState::None);
+    }
+
+    #[test]
+    fn blocks_are_the_top_24_bits() {
+        assert_eq!(v4_block(&[192, 0, 2, 77]), 0x00c0_0002);
+        let mut v6 = [0u8; 16];
+        v6[..6].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0x00, 0x5e]);
+        v6[15] = 1;
+        assert_eq!(v6_block(&v6), 0x0020_010d);
+        assert_eq!(v6_subblock(&v6), 0x2001_0db8_005e);
+    }
+
+    #[test]
+    fn a_bucket_answers_only_for_its_own_48s() {
+        let a = 0x2001_0db8_005e;
+        let b = 0x2001_0db8_005f;
+        assert!(subblock_bucket(a) < SUBBLOCK_BUCKETS && subblock_bucket(b) < SUBBLOCK_BUCKETS);
+        let bucket = [slot_value(a, BlockState::Full), 0, 0, 0];
+        assert_eq!(bucket_state(&bucket, a), BlockState::Full);
+        assert_eq!(bucket_state(&bucket, b), BlockState::None);
+        let bucket = [
+            0,
+            slot_value(b, BlockState::Trie),
+            0,
+            slot_value(a, BlockState::Full),
+        ];
+        assert_eq!(bucket_state(&bucket, a), BlockState::Full);
+        assert_eq!(bucket_state(&bucket, b), BlockState::Trie);
+        // The /48 0::/48 is not held by an empty slot.
+        assert_eq!(bucket_state(&[0; 4], 0), BlockState::None);
+        assert_eq!(
+            bucket_state(&[0, 0, slot_value(0, BlockState::Full), 0], 0),
+            BlockState::Full
+        );
+        assert_eq!(bucket_state(&[SLOT_SHARED, 0, 0, 0], a), BlockState::Trie);
+        assert_eq!(slot_subblock(slot_value(a, BlockState::Full)), Some(a));
+        assert_eq!(slot_subblock(0), None);
+        assert_eq!(slot_subblock(SLOT_SHARED), None);
+        let top = 0xffff_ffff_ffff;
+        assert_eq!(
+            bucket_state(&[slot_value(top, BlockState::Trie), 0, 0, 0], top),
+            BlockState::Trie
+        );
+    }
+}

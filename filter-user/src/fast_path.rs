@@ -1,0 +1,1101 @@
+//! The fast path in front of the tries, as plain data: the block states an
+//! allowlist gives (see `filter_common::fast_path` for what they mean to
+//! the program), the changes that turn the live maps into those of a new
+//! list, and the order of every write of a refresh.
+//!
+//! # The order of a refresh's writes
+//!
+//! The program denies a source only where a bitmap says `None`, or where
+//! the IPv6 bitmap says `Next` and the source's /48 slot holds neither it
+//! nor the shared mark. A refresh writes, in this order
+//! ([`Update::writes`]):
+//!
+//! 1. every trie insert;
+//! 2. every /48 slot that changes, "widened": to its new value if it was
+//!    empty or held the same /48, else (two /48s) to the shared mark; a
+//!    slot that empties keeps its value for now;
+//! 3. every bitmap word that changes: the /24s, then the /16 summary;
+//! 4. every trie delete;
+//! 5. every /48 slot whose widened value is not its new one, to its new
+//!    value.
+//!
+//! Every map write is one 64-bit store, so the program reads each block
+//! and slot as it was before the store or after it. Take an address
+//! allowed before the refresh and by the new list. Until step 4 the trie
+//! holds all the prefixes of both, so wherever it is asked it allows the
+//! address. Until step 3 the bitmaps are the old ones; a slot the old maps
+//! used still answers for its /48 after step 2 (with its new state, which
+//! allows the address too, or the shared mark, which asks the trie).
+//! During step 3 each block is old or new; a new `Next` finds the slots
+//! its /48s need, widened or new. (The summary only says what the /24s
+//! under it say, and they are complete whatever it says, so it is safe
+//! whenever it changes; it changes last.) From step 4 on, the bitmaps are the new
+//! ones, every slot answers for the /48s of the new list, and the trie
+//! still holds all of it. Step 5 narrows slots to exactly the new list's.
+//! So no such address is denied at any point, including when the refresh
+//! is killed between two writes; and since the next refresh compares the
+//! wanted maps with the live ones (not with the old list's), it finishes
+//! whatever a killed one left half done. The module's tests run every
+//! prefix of the writes against a model of the program.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use filter_common::fast_path::{
+    BLOCK_LEN, BLOCKS_PER_WORD, BlockState, Bucket, MAX_SUBBLOCKS, MAX_SUBBLOCKS_PER_BLOCK,
+    SLOT_SHARED, SLOTS_PER_BUCKET, SUBBLOCK_LEN, SUBBLOCK_SLOTS, SUMMARY_LENS, SUMMARY_LEVELS,
+    SUMMARY_WORDS, Subblock, WORDS, bucket_state, shift_of, slot_state, slot_subblock, slot_value,
+    state_in, subblock_bucket, summary_base, summary_word_of, unit_of, v4_block, v6_block,
+    v6_subblock, word_of,
+};
+use ipnet::{IpNet, Ipv6Net};
+
+use crate::{allowlist::Allowlist, diff::Diff};
+
+/// The fast-path maps' contents for one allowlist.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FastPath {
+    /// IPv4 /16 summary and /24 states, [`WORDS`] words.
+    pub v4: Vec<u64>,
+    /// IPv6 /16 summary and /24 states, [`WORDS`] words.
+    pub v6: Vec<u64>,
+    /// The IPv6 /48 table: its buckets of
+    /// [`SLOTS_PER_BUCKET`] slots, one after the other.
+    pub slots: Vec<u64>,
+}
+
+impl std::fmt::Debug for FastPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let used = |w: &[u64]| w.iter().filter(|w| **w != 0).count();
+        f.debug_struct("FastPath")
+            .field("v4_nonzero_words", &used(&self.v4))
+            .field("v6_nonzero_words", &used(&self.v6))
+            .field("used_slots", &used(&self.slots))
+            .finish()
+    }
+}
+
+/// The fast-path maps as they are, borrowed (the live ones, or a
+/// [`FastPath`]'s).
+#[derive(Clone, Copy)]
+pub struct BlockMaps<'a> {
+    /// IPv4 /24 states.
+    pub v4: &'a [u64],
+    /// IPv6 /24 states.
+    pub v6: &'a [u64],
+    /// The IPv6 /48 table.
+    pub slots: &'a [u64],
+}
+
+/// One of the fast path's arrays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// The IPv4 /24 bitmap (FAST_V4).
+    V4,
+    /// The IPv6 /24 bitmap (FAST_V6).
+    V6,
+    /// The IPv6 /48 table (BLOCKS_V6).
+    Slots,
+}
+
+impl FastPath {
+    /// Every block not covered: what new maps hold.
+    pub fn empty() -> Self {
+        Self {
+            v4: vec![0; WORDS as usize],
+            v6: vec![0; WORDS as usize],
+            slots: vec![0; SUBBLOCK_SLOTS as usize],
+        }
+    }
+
+    /// The states `list` gives. Blocks a prefix covers in full are `Full`;
+    /// a /24 an IPv4 prefix covers in part asks the trie; an IPv6 /24
+    /// covered in part asks the /48 table, unless it alone would need more
+    /// than [`MAX_SUBBLOCKS_PER_BLOCK`] /48s or all of them more than
+    /// [`MAX_SUBBLOCKS`] (then the /24s needing most ask the trie).
+    pub fn from_list(list: &Allowlist) -> Self {
+        let mut fast = Self::empty();
+        for net in &list.v4 {
+            let first = v4_block(&net.network().octets());
+            match blocks_covered(net.prefix_len()) {
+                Some(count) => fill(&mut fast.v4, first, count, BlockState::Full),
+                None => raise(&mut fast.v4, first, BlockState::Trie),
+            }
+        }
+        let mut buckets: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+        for (subblock, state) in v6_states(&list.v6, &mut fast.v6) {
+            buckets
+                .entry(subblock_bucket(subblock))
+                .or_default()
+                .push(slot_value(subblock, state));
+        }
+        summarise(&mut fast.v4);
+        summarise(&mut fast.v6);
+        for (bucket, slots) in buckets {
+            let at = bucket as usize * SLOTS_PER_BUCKET;
+            if slots.len() <= SLOTS_PER_BUCKET {
+                // In the order of their /48s: the same set, the same slots.
+                fast.slots[at..at + slots.len()].copy_from_slice(&slots);
+            } else {
+                // More /48s than slots: the trie decides for all of them.
+                fast.slots[at] = SLOT_SHARED;
+            }
+        }
+        fast
+    }
+
+    /// The maps, borrowed.
+    pub fn maps(&self) -> BlockMaps<'_> {
+        BlockMaps {
+            v4: &self.v4,
+            v6: &self.v6,
+            slots: &self.slots,
+        }
+    }
+}
+
+/// Writes the summaries from the /24s, the narrowest level first: a unit
+/// is `None` when all its 16 children are, `Full` when all are, else
+/// `Next`. Its children's 32 bits are one half of a word of the level
+/// after it.
+fn summarise(words: &mut [u64]) {
+    let full_half = BlockState::Full as u64 * 0x5555_5555;
+    for level in (0..SUMMARY_LEVELS).rev() {
+        let children = summary_base(level + 1);
+        for unit in 0..1u32 << SUMMARY_LENS[level] {
+            let child_word = words[(children + unit / 2) as usize];
+            let half = (child_word >> ((unit % 2) * 32)) & 0xffff_ffff;
+            let state = match half {
+                0 => BlockState::None,
+                h if h == full_half => BlockState::Full,
+                _ => BlockState::Next,
+            };
+            let word = &mut words[summary_word_of(level, unit) as usize];
+            let shift = shift_of(unit);
+            *word = (*word & !(3 << shift)) | ((state as u64) << shift);
+        }
+    }
+}
+
+/// Sets the IPv6 /24 states in `words` and returns the /48s the /24s in
+/// state `Next` need, with their states.
+fn v6_states(list: &[Ipv6Net], words: &mut [u64]) -> BTreeMap<Subblock, BlockState> {
+    // Prefixes longer than a block, grouped by block (the list is sorted).
+    let mut partial: BTreeMap<u32, Vec<Ipv6Net>> = BTreeMap::new();
+    for net in list {
+        let first = v6_block(&net.network().octets());
+        match blocks_covered(net.prefix_len()) {
+            Some(count) => fill(words, first, count, BlockState::Full),
+            None => partial.entry(first).or_default().push(*net),
+        }
+    }
+    let mut needs: Vec<(u32, u64)> = partial
+        .iter()
+        .map(|(block, nets)| (*block, subblocks_needed(nets)))
+        .collect();
+    // Those needing most give way first: fewest /24s then ask the trie.
+    needs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut total: u64 = needs.iter().map(|(_, n)| n).sum();
+    let mut entries = BTreeMap::new();
+    for (block, need) in needs {
+        let fits = need <= u64::from(MAX_SUBBLOCKS_PER_BLOCK) && total <= u64::from(MAX_SUBBLOCKS);
+        if !fits {
+            total -= need;
+            raise(words, block, BlockState::Trie);
+            continue;
+        }
+        // A block covered in full by a shorter prefix of an unmerged list
+        // stays so: states are only ever raised.
+        raise(words, block, BlockState::Next);
+        for net in &partial[&block] {
+            add_subblocks(&mut entries, net);
+        }
+    }
+    entries
+}
+
+/// How many blocks a prefix of length `len` covers in full, or `None` if
+/// it is longer than a block.
+fn blocks_covered(len: u8) -> Option<u32> {
+    (len <= BLOCK_LEN).then(|| 1u32 << (BLOCK_LEN - len))
+}
+
+/// /48s the prefixes of one /24 need: every /48 of a prefix up to /48
+/// long, and each /48 holding longer ones once.
+fn subblocks_needed(nets: &[Ipv6Net]) -> u64 {
+    let mut need = 0u64;
+    let mut last_partial: Option<Subblock> = None;
+    for net in nets {
+        if net.prefix_len() <= SUBBLOCK_LEN {
+            need += 1u64 << (SUBBLOCK_LEN - net.prefix_len());
+        } else {
+            let subblock = v6_subblock(&net.network().octets());
+            if last_partial != Some(subblock) {
+                need += 1;
+                last_partial = Some(subblock);
+            }
+        }
+    }
+    need
+}
+
+fn add_subblocks(entries: &mut BTreeMap<Subblock, BlockState>, net: &Ipv6Net) {
+    let first = v6_subblock(&net.network().octets());
+    if net.prefix_len() <= SUBBLOCK_LEN {
+        for subblock in first..first + (1u64 << (SUBBLOCK_LEN - net.prefix_len())) {
+            entries.insert(subblock, BlockState::Full);
+        }
+    } else {
+        // A /48 already covered in full (by an unmerged list) stays so.
+        entries.entry(first).or_insert(BlockState::Trie);
+    }
+}
+
+/// Sets `count` blocks from `first` to `state`, whole words at a time where
+/// it can.
+fn fill(words: &mut [u64], first: u32, count: u32, state: BlockState) {
+    let pattern = (state as u64) * 0x5555_5555_5555_5555;
+    let mut block = first;
+    let end = first + (count - 1);
+    loop {
+        if block.is_multiple_of(BLOCKS_PER_WORD) && end - block >= BLOCKS_PER_WORD - 1 {
+            words[word_of(block) as usize] = pattern;
+            if end - block == BLOCKS_PER_WORD - 1 {
+                break;
+            }
+            block += BLOCKS_PER_WORD;
+        } else {
+            put(words, block, state);
+            if block == end {
+                break;
+            }
+            block += 1;
+        }
+    }
+}
+
+/// Makes `block` at least as permissive as `state`: `Full` beats the rest,
+/// which all beat `None`, and two kinds of "in part" make "ask the trie".
+fn raise(words: &mut [u64], block: u32, state: BlockState) {
+    let now = state_in(words[word_of(block) as usize], block);
+    let merged = match (now, state) {
+        (BlockState::Full, _) | (_, BlockState::Full) => BlockState::Full,
+        (BlockState::None, s) | (s, BlockState::None) => s,
+        (a, b) if a == b => a,
+        _ => BlockState::Trie,
+    };
+    put(words, block, merged);
+}
+
+fn put(words: &mut [u64], block: u32, state: BlockState) {
+    let word = &mut words[word_of(block) as usize];
+    let shift = shift_of(block);
+    *word = (*word & !(3 << shift)) | ((state as u64) << shift);
+}
+
+/// The digest of `list` as the LIST_DIGEST map keeps it: SHA-256 of the
+/// map layout and the fast path's limits (so a new mxgate never trusts an
+/// old one's maps) and of every prefix in order.
+pub fn digest(list: &Allowlist) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"mxgate allowlist\0");
+    for n in [
+        filter_common::LAYOUT_VERSION,
+        u32::from(BLOCK_LEN),
+        u32::from(SUBBLOCK_LEN),
+        SUBBLOCK_SLOTS,
+        MAX_SUBBLOCKS,
+        MAX_SUBBLOCKS_PER_BLOCK,
+    ] {
+        ctx.update(&n.to_le_bytes());
+    }
+    ctx.update(&(list.v4.len() as u64).to_le_bytes());
+    for net in &list.v4 {
+        ctx.update(&net.network().octets());
+        ctx.update(&[net.prefix_len()]);
+    }
+    ctx.update(&(list.v6.len() as u64).to_le_bytes());
+    for net in &list.v6 {
+        ctx.update(&net.network().octets());
+        ctx.update(&[net.prefix_len()]);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// One write of a refresh, in the order [`Update::writes`] gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Insert a prefix into its family's trie.
+    Insert(IpNet),
+    /// Store a word of a fast-path array.
+    Word(Table, u32, u64),
+    /// Delete a prefix from its family's trie.
+    Remove(IpNet),
+}
+
+/// Everything a refresh writes: the tries' diff and the fast path's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Update {
+    /// The tries' change.
+    pub diff: Diff,
+    /// /48 slots that change, widened (step 2).
+    pub slots_widened: Vec<(u32, u64)>,
+    /// Bitmap words of /24s that change, with their new value (step 3).
+    pub block_words: Vec<(Table, u32, u64)>,
+    /// Summary words that change, with their new value (step 3, after the
+    /// /24s they summarise).
+    pub summary_words: Vec<(Table, u32, u64)>,
+    /// /48 slots whose widened value is not yet the new one (step 5).
+    pub slots_final: Vec<(u32, u64)>,
+}
+
+impl Update {
+    /// What turns the live tries (`diff`) and fast-path maps (`live`) into
+    /// `wanted`'s.
+    pub fn new(diff: Diff, live: BlockMaps<'_>, wanted: &FastPath) -> Self {
+        let mut slots_widened = Vec::new();
+        let mut slots_final = Vec::new();
+        for (i, (old, new)) in live.slots.iter().zip(&wanted.slots).enumerate() {
+            if old == new {
+                continue;
+            }
+            let widened = widen(*old, *new);
+            if widened != *old {
+                slots_widened.push((i as u32, widened));
+            }
+            if widened != *new {
+                slots_final.push((i as u32, *new));
+            }
+        }
+        let mut block_words = Vec::new();
+        let mut summary_words = Vec::new();
+        for (table, live, wanted) in [
+            (Table::V4, live.v4, &wanted.v4),
+            (Table::V6, live.v6, &wanted.v6),
+        ] {
+            for (i, word) in changed_words(live, wanted) {
+                if i < SUMMARY_WORDS {
+                    summary_words.push((table, i, word));
+                } else {
+                    block_words.push((table, i, word));
+                }
+            }
+        }
+        Self {
+            diff,
+            slots_widened,
+            block_words,
+            summary_words,
+            slots_final,
+        }
+    }
+
+    /// True when nothing is written.
+    pub fn is_empty(&self) -> bool {
+        self.diff.is_empty()
+            && self.slots_widened.is_empty()
+            && self.block_words.is_empty()
+            && self.summary_words.is_empty()
+            && self.slots_final.is_empty()
+    }
+
+    /// Every write, in the order the module's documentation proves safe.
+    pub fn writes(&self) -> impl Iterator<Item = Write> + '_ {
+        let inserts = (self.diff.v4.added.iter().map(|n| IpNet::V4(*n)))
+            .chain(self.diff.v6.added.iter().map(|n| IpNet::V6(*n)))
+            .map(Write::Insert);
+        let widened = (self.slots_widened.iter()).map(|(i, v)| Write::Word(Table::Slots, *i, *v));
+        let words = (self.block_words.iter().chain(&self.summary_words))
+            .map(|(t, i, w)| Write::Word(*t, *i, *w));
+        let removes = (self.diff.v4.removed.iter().map(|n| IpNet::V4(*n)))
+            .chain(self.diff.v6.removed.iter().map(|n| IpNet::V6(*n)))
+            .map(Write::Remove);
+        let narrowed = (self.slots_final.iter()).map(|(i, v)| Write::Word(Table::Slots, *i, *v));
+        inserts
+            .chain(widened)
+            .chain(words)
+            .chain(removes)
+            .chain(narrowed)
+    }
+}
+
+/// A slot value that answers for every /48 either `old` or `new` answers
+/// for: `new` if `old` is empty or holds the same /48, `old` if `new` is
+/// empty, else the shared mark (the trie decides).
+fn widen(old: u64, new: u64) -> u64 {
+    match (slot_subblock(old), slot_subblock(new)) {
+        _ if old == 0 => new,
+        _ if new == 0 => old,
+        (Some(a), Some(b)) if a == b => new,
+        _ => SLOT_SHARED,
+    }
+}
+
+fn changed_words(live: &[u64], wanted: &[u64]) -> Vec<(u32, u64)> {
+    live.iter()
+        .zip(wanted)
+        .enumerate()
+        .filter(|(_, (l, w))| l != w)
+        .map(|(i, (_, w))| (i as u32, *w))
+        .collect()
+}
+
+/// How the program reaches its answer for one address, step by step as it
+/// reads the maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Path {
+    /// The /16's state in the first summary.
+    pub region: BlockState,
+    /// For a /16 in state `Next`: the /20's state in the second.
+    pub area: Option<BlockState>,
+    /// For a /20 in state `Next`: the /24's state.
+    pub block: Option<BlockState>,
+    /// For an IPv6 /24 in state `Next`: what the /48's bucket says of it.
+    pub subblock: Option<BlockState>,
+}
+
+impl Path {
+    /// The path `addr` takes through `maps`.
+    pub fn of(addr: IpAddr, maps: BlockMaps<'_>) -> Self {
+        Self::read(addr, |table, index| {
+            let words = match table {
+                Table::V4 => maps.v4,
+                Table::V6 => maps.v6,
+                Table::Slots => maps.slots,
+            };
+            words.get(index as usize).copied().unwrap_or(0)
+        })
+    }
+
+    /// The path `addr` takes through the maps `word` reads, as the program
+    /// reads them.
+    pub fn read(addr: IpAddr, word: impl Fn(Table, u32) -> u64) -> Self {
+        let (table, block) = match addr {
+            IpAddr::V4(a) => (Table::V4, v4_block(&a.octets())),
+            IpAddr::V6(a) => (Table::V6, v6_block(&a.octets())),
+        };
+        let (region, area) = (unit_of(0, block), unit_of(1, block));
+        let region_state = state_in(word(table, summary_word_of(0, region)), region);
+        let area_state = (region_state == BlockState::Next)
+            .then(|| state_in(word(table, summary_word_of(1, area)), area));
+        let block_state = (area_state == Some(BlockState::Next))
+            .then(|| state_in(word(table, word_of(block)), block));
+        let subblock = match (addr, block_state) {
+            (IpAddr::V6(a), Some(BlockState::Next)) => {
+                let subblock = v6_subblock(&a.octets());
+                let first = subblock_bucket(subblock) * SLOTS_PER_BUCKET as u32;
+                let bucket: Bucket = [0, 1, 2, 3].map(|i| word(Table::Slots, first + i));
+                Some(bucket_state(&bucket, subblock))
+            }
+            _ => None,
+        };
+        Self {
+            region: region_state,
+            area: area_state,
+            block: block_state,
+            subblock,
+        }
+    }
+
+    /// The fast path's answer: `Some(allowed)` when it decides without the
+    /// trie, `None` when the trie decides.
+    pub fn answer(&self) -> Option<bool> {
+        match (self.subblock.or(self.block).or(self.area)).unwrap_or(self.region) {
+            BlockState::None => Some(false),
+            BlockState::Full => Some(true),
+            // IPv4 asks the trie for a /24 in part either way.
+            BlockState::Next | BlockState::Trie => None,
+        }
+    }
+
+    /// Whether the program allows the address, given what the trie says.
+    pub fn allows(&self, trie_allows: bool) -> bool {
+        self.answer().unwrap_or(trie_allows)
+    }
+}
+
+/// The unit of summary `level` holding an address, as a prefix, for
+/// messages.
+pub fn summary_net(level: usize, addr: IpAddr) -> IpNet {
+    IpNet::new(addr, SUMMARY_LENS[level]).map_or_else(|_| addr.into(), |n| n.trunc())
+}
+
+/// The block (/24) of an address, as a prefix, for messages.
+pub fn block_of(addr: IpAddr) -> IpNet {
+    IpNet::new(addr, BLOCK_LEN).map_or_else(|_| addr.into(), |n| n.trunc())
+}
+
+/// The /48 of an IPv6 address, as a prefix, for messages.
+pub fn subblock_of(addr: Ipv6Addr) -> Ipv6Net {
+    Ipv6Net::new(addr, SUBBLOCK_LEN).map_or_else(|_| addr.into(), |n| n.trunc())
+}
+
+/// A /48 as a prefix, for messages.
+pub fn subblock_net(subblock: Subblock) -> Ipv6Net {
+    subblock_of(Ipv6Addr::from(u128::from(subblock) << 80))
+}
+
+/// What a slot value says, for messages.
+fn describe_slot(slot: u64) -> String {
+    match slot_subblock(slot) {
+        Some(subblock) => format!(
+            "{} {}",
+            subblock_net(subblock),
+            slot_state(slot, subblock).map_or("?", BlockState::label)
+        ),
+        None if slot & SLOT_SHARED != 0 => "shared (the trie decides)".to_owned(),
+        None => "empty".to_owned(),
+    }
+}
+
+/// The first way the live maps differ from `wanted`, in words, or `None`
+/// when they are equal.
+pub fn first_difference(live: BlockMaps<'_>, wanted: &FastPath) -> Option<String> {
+    for (v6, live, wanted) in [(false, live.v4, &wanted.v4), (true, live.v6, &wanted.v6)] {
+        let Some(i) = live.iter().zip(wanted).position(|(l, w)| l != w) else {
+            continue;
+        };
+        let i = i as u32;
+        // Which level the word is of, its first unit, and that unit's length.
+        let (level, first, len) = match (0..SUMMARY_LEVELS).find(|l| i < summary_base(l + 1)) {
+            Some(l) => (
+                Some(l),
+                (i - summary_base(l)) * BLOCKS_PER_WORD,
+                SUMMARY_LENS[l],
+            ),
+            None => (None, (i - SUMMARY_WORDS) * BLOCKS_PER_WORD, BLOCK_LEN),
+        };
+        let at = (0..BLOCKS_PER_WORD)
+            .find(|b| ((live[i as usize] ^ wanted[i as usize]) >> (b * 2)) & 3 != 0)
+            .unwrap_or(0);
+        // The first address of the unit that differs.
+        let top = u128::from(first + at) << (128 - u32::from(len));
+        let addr = if v6 {
+            IpAddr::V6(Ipv6Addr::from(top))
+        } else {
+            IpAddr::V4(Ipv4Addr::from((top >> 96) as u32))
+        };
+        let net = IpNet::new(addr, len).map_or_else(|_| addr.into(), |n| n.trunc());
+        return Some(format!(
+            "{net} is {} in the {}, {} by the list",
+            state_in(live[i as usize], first + at).label(),
+            if level.is_some() { "summary" } else { "bitmap" },
+            state_in(wanted[i as usize], first + at).label()
+        ));
+    }
+    let i = live
+        .slots
+        .iter()
+        .zip(&wanted.slots)
+        .position(|(l, w)| l != w)?;
+    Some(format!(
+        "slot {} of bucket {} of the /48 table is {}, {} by the list",
+        i % SLOTS_PER_BUCKET,
+        i / SLOTS_PER_BUCKET,
+        describe_slot(live.slots[i]),
+        describe_slot(wanted.slots[i])
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use ipnet::Ipv4Net;
+
+    use super::*;
+
+    /// SplitMix64, for seeded lists and addresses.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn list(entries: &[&str]) -> Allowlist {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for e in entries {
+            match e.parse::<IpNet>().unwrap() {
+                IpNet::V4(n) => v4.push(n),
+                IpNet::V6(n) => v6.push(n),
+            }
+        }
+        Allowlist::from_prefixes(v4, v6)
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    /// A /48 in another of [`random_list`]'s /24s in the same bucket.
+    fn colliding(own: Subblock, rng: &mut Rng) -> Subblock {
+        let slot = subblock_bucket(own);
+        let block = own >> 24;
+        let other = 0x0020_0100 + (block + 1 + rng.below(7) - 0x0020_0100) % 8;
+        let start = rng.below(1 << 24);
+        (0..1u64 << 24)
+            .map(|i| other << 24 | (start + i) % (1 << 24))
+            .find(|s| subblock_bucket(*s) == slot)
+            .expect("every bucket is reached within a /24's /48s")
+    }
+
+    /// The /48s a list's IPv6 /24s in state `Next` need.
+    fn entries(l: &Allowlist) -> BTreeMap<Subblock, BlockState> {
+        v6_states(&l.v6, &mut vec![0; WORDS as usize])
+    }
+
+    /// The program's verdict for `addr`, modelled: the fast path, then the
+    /// trie (a list lookup) where it asks.
+    fn allows(maps: BlockMaps<'_>, trie: &BTreeSet<IpNet>, addr: IpAddr) -> bool {
+        Path::of(addr, maps)
+            .answer()
+            .unwrap_or_else(|| trie.iter().any(|n| n.contains(&addr)))
+    }
+
+    #[test]
+    fn states_of_a_small_list() {
+        let l = list(&[
+            "10.0.0.0/16",
+            "192.0.2.0/25",
+            "198.51.100.7/32",
+            "2001:db8::/48",
+            "2001:db8:1::/64",
+            "2001:db9::/32",
+            "3000::/20",
+        ]);
+        let f = FastPath::from_list(&l);
+        let path = |a: &str| Path::of(ip(a), f.maps());
+        // A /16 covered whole, or not at all: the summary decides.
+        assert_eq!(path("10.0.255.1").region, BlockState::Full);
+        assert_eq!(path("10.0.255.1").block, None);
+        assert_eq!(path("10.1.0.1").region, BlockState::None);
+        assert_eq!(path("10.1.0.1").answer(), Some(false));
+        assert_eq!(path("192.0.2.200").region, BlockState::Next);
+        assert_eq!(path("192.0.2.200").block, Some(BlockState::Trie));
+        assert_eq!(path("198.51.100.8").answer(), None);
+        assert_eq!(path("203.0.113.1").answer(), Some(false));
+        // 2001:db8::/48 and 2001:db8:1::/64 share a /24 with 2001:db9::/32,
+        // which alone needs 65,536 /48s: the whole /24 asks the trie.
+        assert_eq!(path("2001:db8::1").block, Some(BlockState::Trie));
+        // A /20 covered whole: the second summary decides.
+        assert_eq!(path("3000:0fff::1").area, Some(BlockState::Full));
+        assert_eq!(path("3000:0fff::1").block, None);
+        assert_eq!(path("3000:1000::1").answer(), Some(false));
+        assert!(f.slots.iter().all(|s| *s == 0));
+
+        let l = list(&["2001:db8::/48", "2001:db8:1::/64", "2001:db8:100::/40"]);
+        let f = FastPath::from_list(&l);
+        let path = |a: &str| Path::of(ip(a), f.maps());
+        assert_eq!(path("2001:db8::1").block, Some(BlockState::Next));
+        assert_eq!(path("2001:db8::1").subblock, Some(BlockState::Full));
+        assert_eq!(path("2001:db8::1").answer(), Some(true));
+        assert_eq!(path("2001:db8:1::1").answer(), None);
+        assert_eq!(path("2001:db8:2::1").answer(), Some(false));
+        assert_eq!(path("2001:db8:1ff::1").answer(), Some(true));
+        assert_eq!(entries(&l).len(), 1 + 1 + 256);
+    }
+
+    #[test]
+    fn fill_crosses_words_exactly() {
+        for (first, count) in [(0, 1), (5, 40), (31, 2), (32, 32), (30, 100), (64, 64 * 3)] {
+            let mut words = vec![0u64; WORDS as usize];
+            fill(&mut words, first, count, BlockState::Full);
+            for block in 0..(16 * BLOCKS_PER_WORD) {
+                let want = if (first..first + count).contains(&block) {
+                    BlockState::Full
+                } else {
+                    BlockState::None
+                };
+                assert_eq!(
+                    state_in(words[word_of(block) as usize], block),
+                    want,
+                    "{first}+{count}: {block}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_per_block_and_total_limits_send_the_biggest_blocks_to_the_trie() {
+        // A /36 is exactly the per-/24 limit; a /35 is over it.
+        let f = FastPath::from_list(&list(&["2001:db8::/36", "2001:eb9:8000::/35"]));
+        assert_eq!(
+            Path::of(ip("2001:db8::1"), f.maps()).block,
+            Some(BlockState::Next)
+        );
+        assert_eq!(
+            Path::of(ip("2001:eb9:8000::1"), f.maps()).block,
+            Some(BlockState::Trie)
+        );
+        assert_eq!(
+            entries(&list(&["2001:db8::/36", "2001:eb9:8000::/35"])).len(),
+            MAX_SUBBLOCKS_PER_BLOCK as usize
+        );
+        // 40 /36s in 40 /24s need 163,840 /48s, more than the table takes:
+        // it takes as many /24s' as fit, the rest ask the trie.
+        let nets: Vec<String> = (0..40)
+            .map(|i| format!("2001:{:x}00::/36", 0x10 + i))
+            .collect();
+        let refs: Vec<&str> = nets.iter().map(String::as_str).collect();
+        let f = FastPath::from_list(&list(&refs));
+        let n = entries(&list(&refs)).len();
+        let fit = (MAX_SUBBLOCKS / MAX_SUBBLOCKS_PER_BLOCK) as usize;
+        assert_eq!(n, fit * MAX_SUBBLOCKS_PER_BLOCK as usize);
+        let next = nets
+            .iter()
+            .filter(|net| {
+                let addr = net.split('/').next().unwrap();
+                Path::of(ip(addr), f.maps()).block == Some(BlockState::Next)
+            })
+            .count();
+        assert_eq!(next, fit);
+        // A bucket more /48s hash to than it has slots sends them all to
+        // the trie; at one /48 a bucket on average, that is rare.
+        let shared = f.slots.iter().filter(|s| **s == SLOT_SHARED).count();
+        let held = f
+            .slots
+            .iter()
+            .filter(|s| slot_subblock(**s).is_some())
+            .count();
+        assert!(held + 5 * shared <= n);
+        assert!(held > n * 95 / 100, "{held} of {n}");
+    }
+
+    /// A random list with every kind of block: covered in full by short
+    /// prefixes, in part with holes (/25–/32, /49–/128), and not at all,
+    /// all inside a few regions so that blocks share words and /24s.
+    fn random_list(rng: &mut Rng, n: usize) -> Allowlist {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let base4 = 0x0a00_0000u32 | (rng.below(1 << 12) as u32) << 8;
+            let len4 = [8, 16, 20, 23, 24, 25, 26, 28, 30, 31, 32][rng.below(11) as usize];
+            let len4 = if len4 == 8 { 22 } else { len4 };
+            let addr4 = base4 | rng.below(256) as u32;
+            v4.push(Ipv4Net::new(Ipv4Addr::from(addr4), len4).unwrap().trunc());
+            // 8 /24s, 64 /48s in each; now and then a /24 or a /33 (a /24
+            // with too many /48s for the map).
+            let base6 =
+                (0x0020_0100 + u128::from(rng.below(8))) << 104 | u128::from(rng.below(64)) << 80;
+            let len6 = [24, 33, 40, 44, 47, 48, 49, 56, 64, 100, 128][rng.below(11) as usize];
+            let addr6 = base6 | u128::from(rng.next()) << 16 | u128::from(rng.next() as u16);
+            let len6 = if len6 <= 33 && rng.below(4) != 0 {
+                44
+            } else {
+                len6
+            };
+            v6.push(Ipv6Net::new(Ipv6Addr::from(addr6), len6).unwrap().trunc());
+        }
+        Allowlist::from_prefixes(v4, v6)
+    }
+
+    /// Addresses around every prefix of the lists: first, last, neighbours,
+    /// and random ones in its block and /48.
+    fn probes(rng: &mut Rng, lists: &[&Allowlist]) -> Vec<IpAddr> {
+        let mut out = Vec::new();
+        for l in lists {
+            for n in &l.v4 {
+                let a = u32::from(n.network());
+                let b = u32::from(n.broadcast());
+                for x in [
+                    a,
+                    b,
+                    a.wrapping_sub(1),
+                    b.wrapping_add(1),
+                    a ^ rng.below(256) as u32,
+                ] {
+                    out.push(IpAddr::V4(x.into()));
+                }
+            }
+            for n in &l.v6 {
+                let a = u128::from(n.network());
+                let b = u128::from(n.broadcast());
+                let r = u128::from(rng.next()) << 64 | u128::from(rng.next());
+                for x in [
+                    a,
+                    b,
+                    a.wrapping_sub(1),
+                    b.wrapping_add(1),
+                    a ^ (r >> 48),
+                    a ^ (r >> 80),
+                ] {
+                    out.push(IpAddr::V6(x.into()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_fast_path_never_contradicts_the_list() {
+        let mut rng = Rng(1);
+        for round in 0..20 {
+            let l = random_list(&mut rng, 1 + round * 20);
+            let f = FastPath::from_list(&l);
+            let trie: BTreeSet<IpNet> =
+                l.v4.iter()
+                    .map(|n| IpNet::V4(*n))
+                    .chain(l.v6.iter().map(|n| IpNet::V6(*n)))
+                    .collect();
+            for addr in probes(&mut rng, &[&l]) {
+                let allowed = l.lookup(addr).is_some();
+                let path = Path::of(addr, f.maps());
+                assert_eq!(
+                    allows(f.maps(), &trie, addr),
+                    allowed,
+                    "round {round}: {addr} {path:?}"
+                );
+                if let Some(answer) = path.answer() {
+                    assert_eq!(answer, allowed, "{addr}: the fast path decided wrongly");
+                }
+            }
+        }
+    }
+
+    /// The maps and tries as they stand after some of an update's writes.
+    struct Sim {
+        trie: BTreeSet<IpNet>,
+        fast: FastPath,
+    }
+
+    impl Sim {
+        fn of(list: &Allowlist) -> Self {
+            Self {
+                trie: list
+                    .v4
+                    .iter()
+                    .map(|n| IpNet::V4(*n))
+                    .chain(list.v6.iter().map(|n| IpNet::V6(*n)))
+                    .collect(),
+                fast: FastPath::from_list(list),
+            }
+        }
+
+        fn apply(&mut self, write: Write) {
+            match write {
+                Write::Insert(n) => {
+                    self.trie.insert(n);
+                }
+                Write::Remove(n) => {
+                    self.trie.remove(&n);
+                }
+                Write::Word(Table::V4, i, w) => self.fast.v4[i as usize] = w,
+                Write::Word(Table::V6, i, w) => self.fast.v6[i as usize] = w,
+                Write::Word(Table::Slots, i, w) => self.fast.slots[i as usize] = w,
+            }
+        }
+
+        fn allows(&self, addr: IpAddr) -> bool {
+            allows(self.fast.maps(), &self.trie, addr)
+        }
+
+        /// The update a refresh to `new` makes: the tries as they are
+        /// (read back, unmerged after a kill) against the new list, and the
+        /// live maps against the new list's.
+        fn update_to(&self, new: &Allowlist) -> Update {
+            let live = Allowlist {
+                v4: self
+                    .trie
+                    .iter()
+                    .filter_map(|n| match n {
+                        IpNet::V4(n) => Some(*n),
+                        IpNet::V6(_) => None,
+                    })
+                    .collect(),
+                v6: self
+                    .trie
+                    .iter()
+                    .filter_map(|n| match n {
+                        IpNet::V6(n) => Some(*n),
+                        IpNet::V4(_) => None,
+                    })
+                    .collect(),
+            };
+            Update::new(
+                Diff::between(&live, new),
+                self.fast.maps(),
+                &FastPath::from_list(new),
+            )
+        }
+    }
+
+    /// Every write of an update, one at a time: no address allowed before it
+    /// and by the new list is denied after any of them; at the end the maps
+    /// are exactly the new list's. Then a refresh killed at a random write
+    /// is followed by another, which must keep the same promise from the
+    /// half-done state and converge.
+    #[test]
+    fn no_write_order_prefix_denies_an_address_both_allow() {
+        let mut rng = Rng(7);
+        for round in 0..20 {
+            let old = random_list(&mut rng, 30);
+            let mut new_v4 = old.v4.clone();
+            let mut new_v6 = old.v6.clone();
+            // Keep some, split some, widen some, add some, drop some.
+            new_v4.retain(|_| rng.below(3) != 0);
+            new_v6.retain(|_| rng.below(3) != 0);
+            let extra = random_list(&mut rng, 15);
+            new_v4.extend(extra.v4);
+            new_v6.extend(extra.v6);
+            for n in old
+                .v4
+                .iter()
+                .filter(|n| n.prefix_len() < 32 && rng.below(4) == 0)
+            {
+                new_v4.extend(n.subnets(n.prefix_len() + 1).unwrap().take(1));
+            }
+            for n in &old.v6 {
+                match rng.below(14) {
+                    0 | 1 => new_v6.push(n.supernet().unwrap()),
+                    2 | 3 if n.prefix_len() < 128 => {
+                        new_v6.retain(|m| m != n);
+                        new_v6.extend(n.subnets(n.prefix_len() + 1).unwrap().take(1));
+                    }
+                    // Its whole /24, or a /33 beside it (too many /48s).
+                    4 => new_v6.push(Ipv6Net::new(n.network(), 24).unwrap().trunc()),
+                    5 => new_v6.push(Ipv6Net::new(n.network(), 33).unwrap().trunc()),
+                    // A /48 elsewhere that takes its slot, while its own
+                    // /48 leaves the /48 table (its /24 covered in full, or
+                    // asking the trie), or stays and shares the slot.
+                    6..=8 => {
+                        let own = v6_subblock(&n.network().octets());
+                        new_v6.push(subblock_net(colliding(own, &mut rng)));
+                        match rng.below(3) {
+                            0 => new_v6.push(Ipv6Net::new(n.network(), 24).unwrap().trunc()),
+                            1 => new_v6.push(Ipv6Net::new(n.network(), 33).unwrap().trunc()),
+                            _ => {}
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for n in &old.v4 {
+                if rng.below(10) == 0 {
+                    new_v4.push(Ipv4Net::new(n.network(), 24).unwrap().trunc());
+                }
+            }
+            let new = Allowlist::from_prefixes(new_v4, new_v6);
+            let samples = probes(&mut rng, &[&old, &new]);
+
+            let mut sim = Sim::of(&old);
+            let before: Vec<bool> = samples.iter().map(|a| sim.allows(*a)).collect();
+            let must: Vec<IpAddr> = samples
+                .iter()
+                .zip(&before)
+                .filter(|(a, b)| **b && new.lookup(**a).is_some())
+                .map(|(a, _)| *a)
+                .collect();
+            let update = sim.update_to(&new);
+            let writes: Vec<Write> = update.writes().collect();
+            let kill_at = rng.below(writes.len() as u64 + 1) as usize;
+            for (i, w) in writes.iter().enumerate() {
+                sim.apply(*w);
+                for a in &must {
+                    assert!(
+                        sim.allows(*a),
+                        "round {round}: write {i} ({w:?}) denies {a}"
+                    );
+                }
+                if i + 1 == kill_at {
+                    break;
+                }
+            }
+            // Killed at `kill_at`: the next refresh goes to yet another list.
+            let newer = Allowlist::from_prefixes(
+                new.v4
+                    .iter()
+                    .copied()
+                    .filter(|_| rng.below(2) == 0)
+                    .collect(),
+                new.v6
+                    .iter()
+                    .copied()
+                    .filter(|_| rng.below(2) == 0)
+                    .collect(),
+            );
+            let must: Vec<IpAddr> = samples
+                .iter()
+                .filter(|a| sim.allows(**a) && newer.lookup(**a).is_some())
+                .copied()
+                .collect();
+            let update = sim.update_to(&newer);
+            for (i, w) in update.writes().enumerate() {
+                sim.apply(w);
+                for a in &must {
+                    assert!(
+                        sim.allows(*a),
+                        "round {round}, after a kill: write {i} ({w:?}) denies {a}"
+                    );
+                }
+            }
+            assert_eq!(
+                sim.fast,
+                FastPath::from_list(&newer),
+                "round {round}: did not converge"
+            );
+            assert_eq!(
+                first_difference(sim.fast.maps(), &FastPath::from_list(&newer)),
+                None
+            );
+            for a in &samples {
+                assert_eq!(
+                    sim.allows(*a),
+                    newer.lookup(*a).is_some(),
+                    "round {round}: {a}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_update_to_the_same_list_writes_nothing() {
+        let l = random_list(&mut Rng(3), 50);
+        let f = FastPath::from_list(&l);
+        let u = Update::new(Diff::between(&l, &l), f.maps(), &f);
+        assert!(u.is_empty());
+        assert_eq!(u.writes().count(), 0);
+    }
+
+    #[test]
+    fn the_digest_tells_lists_apart() {
+        let a = list(&["192.0.2.0/24", "2001:db8::/48"]);
+        assert_eq!(digest(&a), digest(&a.clone()));
+        for other in [
+            list(&["192.0.2.0/25", "2001:db8::/48"]),
+            list(&["192.0.3.0/24", "2001:db8::/48"]),
+            list(&["192.0.2.0/24", "2001:db8::/47"]),
+            list(&["192.0.2.0/24"]),
+            // The same bytes split differently between the families.
+            Allowlist {
+                v4: vec![],
+                v6: vec!["2001:db8::/48".parse().unwrap()],
+            },
+        ] {
+            assert_ne!(digest(&a), digest(&other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn first_difference_names_the_block() {
+        let a = FastPath::from_list(&list(&["192.0.2.0/24"]));
+        let b = FastPath::from_list(&list(&["192.0.2.0/25"]));
+        let text = first_difference(a.maps(), &b).unwrap();
+        assert!(text.contains("192.0.2.0/24 is covered in full"), "{text}");
+        let c = FastPath::from_list(&list(&["2001:db8::/48"]));
+        let d = FastPath::from_list(&list(&["2001:db8:1::/48"]));
+        let text = first_difference(c.maps(), &d).unwrap();
+        assert!(text.contains("/48 table"), "{text}");
+    }
+}
