@@ -647,7 +647,7 @@ mod tests {
         let other = 0x0020_0100 + (block + 1 + rng.below(7) - 0x0020_0100) % 8;
         let start = rng.below(1 << 24);
         (0..1u64 << 24)
-            .map(|i| other << 24 | (start + i) % (1 << 24))
+            .map(|i| (other << 24) | ((start + i) % (1 << 24)))
             .find(|s| subblock_bucket(*s) == slot)
             .expect("every bucket is reached within a /24's /48s")
     }
