@@ -346,29 +346,37 @@ fn kernel_verdicts_match_the_reference_classifier() {
         examined > frames / 20,
         "too few examined SYNs ({examined}) to mean much"
     );
-    // Every way to a verdict, in both families, was taken often.
+    // Every way to a verdict, in both families, was taken often (an IPv6
+    // /24 covered whole is rare in the lists, as in real ones: less often).
     if frames >= DEFAULT_FRAMES {
+        let mut wanted = Vec::new();
         for family in ["IPv4", "IPv6"] {
-            let mut wanted = vec![
-                format!("{family} /16 not covered"),
-                format!("{family} /24 not covered"),
-                format!("{family} /24 covered in full"),
-                format!("{family}, every block covered in part: allowed"),
-                format!("{family}, every block covered in part: denied (a hole)"),
-            ];
-            if family == "IPv6" {
-                wanted.push("IPv6 /48 not covered".into());
-                wanted.push("IPv6 /48 covered in full".into());
-            } else {
-                wanted.push("IPv4 /16 covered in full".into());
-            }
-            for way in wanted {
-                let count = ways.get(&way).copied().unwrap_or(0);
-                assert!(
-                    count >= MIN_PER_WAY,
-                    "only {count} examined SYNs went the way {way:?}"
-                );
-            }
+            wanted.extend([
+                (format!("{family} /16 not covered"), MIN_PER_WAY),
+                (format!("{family} /24 not covered"), MIN_PER_WAY),
+                (
+                    format!("{family}, every block covered in part: allowed"),
+                    MIN_PER_WAY,
+                ),
+                (
+                    format!("{family}, every block covered in part: denied (a hole)"),
+                    MIN_PER_WAY,
+                ),
+            ]);
+        }
+        wanted.extend([
+            ("IPv4 /16 covered in full".to_owned(), MIN_PER_WAY),
+            ("IPv4 /24 covered in full".to_owned(), MIN_PER_WAY),
+            ("IPv6 /24 covered in full".to_owned(), MIN_PER_WAY / 10),
+            ("IPv6 /48 not covered".to_owned(), MIN_PER_WAY),
+            ("IPv6 /48 covered in full".to_owned(), MIN_PER_WAY),
+        ]);
+        for (way, min) in wanted {
+            let count = ways.get(&way).copied().unwrap_or(0);
+            assert!(
+                count >= min,
+                "only {count} examined SYNs went the way {way:?} (at least {min} wanted)"
+            );
         }
     }
 }
