@@ -271,6 +271,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn outcomes_are_listed_in_counter_order_with_distinct_labels() {
+        for (i, outcome) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, i, "{outcome:?}");
+            let label = outcome.label();
+            // A JSON key and a Prometheus label value as they are.
+            assert!(
+                !label.is_empty() && label.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{label:?}"
+            );
+            for other in &Outcome::ALL[..i] {
+                assert_ne!(other.label(), label);
+            }
+        }
+    }
+
+    #[test]
     fn counter_indexes_are_distinct_and_in_range() {
         let mut seen = [false; COUNTER_COUNT as usize];
         for family in [Family::V4, Family::V6] {

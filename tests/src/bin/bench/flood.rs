@@ -515,11 +515,12 @@ impl Bench {
             }
             Receiver::MxgateNoTable => {
                 // Installed here with the table left out; attach adopts it.
-                Filter::install_with(
-                    &PinDir::new(self.mx.pin_dir()),
-                    KernelLog::Quiet,
-                    &[(globals::DENIED_SOURCES, 0)],
-                )?;
+                {
+                    let pins = PinDir::new(self.mx.pin_dir());
+                    pins.prepare()?;
+                    let _lock = pins.lock()?.context("the pin directory went away")?;
+                    Filter::install_with(&pins, KernelLog::Quiet, &[(globals::DENIED_SOURCES, 0)])?;
+                }
                 attach();
                 Ok(())
             }
