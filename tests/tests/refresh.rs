@@ -158,33 +158,42 @@ fn syns(addrs: &[IpAddr]) -> Vec<Vec<u8>> {
     addrs.iter().map(|a| syn(&a.to_string()).bytes()).collect()
 }
 
-/// Runs `frames` through the program pinned under `pins` over and over, on
-/// its own handle, until `stop`; returns how many ran and the first that
-/// did not get `want`.
-fn probe_until(
-    pins: &PinDir,
-    frames: &[Vec<u8>],
-    addrs: &[IpAddr],
+/// SYNs from some senders and the verdict each must get.
+struct Probe<'a> {
+    frames: &'a [Vec<u8>],
+    addrs: &'a [IpAddr],
     want: u32,
-    stop: &AtomicBool,
-) -> (u64, Option<String>) {
+    what: &'a str,
+}
+
+/// Runs every probe's frames through the program pinned under `pins`, on
+/// its own handle, over and over until `stop`; returns how many ran and
+/// the first that did not get its verdict. One thread for all probes: two
+/// BPF_PROG_TEST_RUN callers at once hang Linux 5.10 under emulation
+/// (xtask/kernels.toml).
+fn probe_until(pins: &PinDir, probes: &[Probe], stop: &AtomicBool) -> (u64, Option<String>) {
     let filter = Filter::open(pins).expect("opening the filter for the prober");
     let mut runs = 0u64;
     while !stop.load(Ordering::SeqCst) {
-        for (frame, addr) in frames.iter().zip(addrs) {
-            let result = filter
-                .program()
-                .test_run(TestRunOptions {
-                    data_in: Some(frame),
-                    ..TestRunOptions::default()
-                })
-                .expect("BPF_PROG_TEST_RUN");
-            runs += 1;
-            if result.return_value != want {
-                return (
-                    runs,
-                    Some(format!("{addr}: verdict {}", result.return_value)),
-                );
+        for probe in probes {
+            for (frame, addr) in probe.frames.iter().zip(probe.addrs) {
+                let result = filter
+                    .program()
+                    .test_run(TestRunOptions {
+                        data_in: Some(frame),
+                        ..TestRunOptions::default()
+                    })
+                    .expect("BPF_PROG_TEST_RUN");
+                runs += 1;
+                if result.return_value != probe.want {
+                    return (
+                        runs,
+                        Some(format!(
+                            "{}: {addr} got verdict {}",
+                            probe.what, result.return_value
+                        )),
+                    );
+                }
             }
         }
     }
@@ -316,26 +325,35 @@ fn no_refresh_refuses_a_sender_both_lists_allow_even_for_a_moment() {
     );
     let (both_frames, neither_frames) = (syns(&both), syns(&neither));
 
-    let refreshes = 40;
+    let refreshes: u64 = 40;
     let stop = AtomicBool::new(false);
-    let ((allowed_runs, gap), (denied_runs, leak)) = std::thread::scope(|scope| {
-        let allowed = scope.spawn(|| probe_until(&pins, &both_frames, &both, PASS, &stop));
-        let denied = scope.spawn(|| probe_until(&pins, &neither_frames, &neither, DROP, &stop));
+    let probes = [
+        Probe {
+            frames: &both_frames,
+            addrs: &both,
+            want: PASS,
+            what: "a sender both lists allow was denied",
+        },
+        Probe {
+            frames: &neither_frames,
+            addrs: &neither,
+            want: DROP,
+            what: "a sender neither list allows got in",
+        },
+    ];
+    let (runs, wrong) = std::thread::scope(|scope| {
+        let prober = scope.spawn(|| probe_until(&pins, &probes, &stop));
         for i in 0..refreshes {
             let list = if i % 2 == 0 { &b_path } else { &a_path };
             mx.ok(&["refresh", "--ranges", list, "--max-shrink", "100"]);
         }
         stop.store(true, Ordering::SeqCst);
-        (
-            allowed.join().expect("the prober"),
-            denied.join().expect("the prober"),
-        )
+        prober.join().expect("the prober")
     });
-    assert_eq!(gap, None, "a sender both lists allow was denied");
-    assert_eq!(leak, None, "a sender neither list allows got in");
+    assert_eq!(wrong, None);
     assert!(
-        allowed_runs > refreshes && denied_runs > refreshes,
-        "the probers ran only {allowed_runs} and {denied_runs} times over {refreshes} refreshes"
+        runs > 2 * refreshes,
+        "the prober ran only {runs} SYNs over {refreshes} refreshes"
     );
     // After the last refresh (to `a`): exactly `a`, in the tries and in the
     // fast path, with its digest.

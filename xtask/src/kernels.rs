@@ -59,6 +59,9 @@ pub struct Kernel {
     pub series: String,
     /// The whole VM run (boot and suites) must finish within this.
     pub timeout_secs: u64,
+    /// Arguments added to every suite's on this kernel.
+    #[serde(default)]
+    pub test_args: Vec<String>,
 }
 
 /// One test binary run inside the VMs.
@@ -372,7 +375,7 @@ pub fn run_one(
             line.push_str(&format!(" {}", quote(&format!("{k}={v}"))));
         }
         line.push_str(&format!(" {}", quote(&binary.path.display().to_string())));
-        for a in &suite.args {
+        for a in suite.args.iter().chain(&kernel.test_args) {
             line.push_str(&format!(" {}", quote(a)));
         }
         script.push_str(&line);
