@@ -1,6 +1,7 @@
-//! The reference classifier: DESIGN.md "The verdict" in plain Rust over a
-//! byte slice. It is written from the design text, not from the eBPF code,
-//! so that the differential test compares two independent readings of it.
+//! The reference classifier: docs/DESIGN.md §2 "The verdict" (V1–V8) in
+//! plain Rust over a byte slice. It is written from the design text, not
+//! from the eBPF code, so that the differential test compares two
+//! independent readings of it.
 
 use std::{
     collections::BTreeSet,
@@ -40,17 +41,17 @@ pub fn verdict(frame: &[u8], policy: &Policy) -> u32 {
 }
 
 /// The examined SYN's source and outcome, or `None` when the frame is not
-/// an examined SYN (step 6: it passes untouched and uncounted).
+/// an examined SYN (V8: it passes untouched and uncounted).
 pub fn examine(frame: &[u8], policy: &Policy) -> Option<(IpAddr, Outcome)> {
     let syn = find_syn(frame)?;
-    // Step 4: the destination port, then the destination address.
+    // V6: the destination port, then the destination address.
     if !policy.ports.contains(&syn.dport) {
         return None;
     }
     if !policy.protect_dst.is_empty() && !policy.protect_dst.contains(&syn.dst) {
         return None;
     }
-    // Step 5.
+    // V7.
     let outcome = if allowed(&policy.allow, syn.src) {
         Outcome::Allowed
     } else if policy.open {
@@ -117,7 +118,7 @@ fn covers<N>(sorted: &[N], span: impl Fn(&N) -> (u128, u128), range: (u128, u128
     }
 }
 
-/// The blocks around a source that step 5 looks at, widest first: its /16
+/// The blocks around a source that step V7 looks at, widest first: its /16
 /// and /24, and for IPv6 its /48.
 pub fn blocks_of(src: IpAddr) -> Vec<IpNet> {
     let lens: &[u8] = if src.is_ipv4() {
@@ -130,8 +131,8 @@ pub fn blocks_of(src: IpAddr) -> Vec<IpNet> {
         .collect()
 }
 
-/// Step V7 (docs/DESIGN.md): whether the allowlist allows `src`. The first block around it
-/// (its /16, /24, then for IPv6 its /48) that the list covers in full or
+/// Step V7: whether the allowlist allows `src`. The first block around
+/// it (its /16, /24, then for IPv6 its /48) that the list covers in full or
 /// not at all decides; when all are covered in part, the longest-prefix
 /// match does. Either way the answer is whether a prefix holds `src`: the
 /// blocks only let the filter answer most SYNs without the trie.
@@ -152,10 +153,10 @@ struct Syn {
     dport: u16,
 }
 
-/// Steps 1–4 up to the port: a TCP segment with SYN set and ACK clear
+/// Steps V1–V5: a TCP segment with SYN set and ACK clear
 /// whose whole 20-byte header is in the frame.
 fn find_syn(frame: &[u8]) -> Option<Syn> {
-    // Step 1: Ethernet, then at most MAX_VLAN_TAGS tags of either kind.
+    // V1, V2: Ethernet, then at most MAX_VLAN_TAGS tags of either kind.
     let mut at = 12;
     let mut ethertype = be16(frame, at)?;
     let mut tags = 0;
@@ -167,7 +168,7 @@ fn find_syn(frame: &[u8]) -> Option<Syn> {
         tags += 1;
     }
     let l3 = at + 2;
-    // Step 2 and 3.
+    // V3, V4.
     let (src, dst, tcp) = match ethertype {
         0x0800 => ipv4(frame, l3)?,
         0x86dd => ipv6(frame, l3)?,

@@ -1,5 +1,5 @@
 //! The program's verdict on crafted frames, run in the kernel with
-//! BPF_PROG_TEST_RUN: DESIGN "The verdict", case by case.
+//! BPF_PROG_TEST_RUN: docs/DESIGN.md §2 "The verdict" (V1–V8), case by case.
 
 use filter_common::{MAX_IPV6_EXT_HEADERS, Outcome};
 use filter_user::{

@@ -30,13 +30,13 @@ const POOL: u32 = 1 << 16;
 
 /// The cheapest XDP program: the floor every cost is measured above.
 #[xdp]
-pub fn xdp_pass(_ctx: XdpContext) -> u32 {
+fn xdp_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
 /// Drops every frame: the floor of a SYN flood's cost at the receiver.
 #[xdp]
-pub fn xdp_drop(_ctx: XdpContext) -> u32 {
+fn xdp_drop(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_DROP
 }
 
@@ -45,7 +45,7 @@ pub fn xdp_drop(_ctx: XdpContext) -> u32 {
 /// reused across runs, so each run rewrites the source it finds there and
 /// updates the checksums incrementally: every frame leaves with valid ones.
 #[xdp]
-pub fn xdp_tx(ctx: XdpContext) -> u32 {
+fn xdp_tx(ctx: XdpContext) -> u32 {
     let _ = spoof(&ctx);
     xdp_action::XDP_TX
 }
