@@ -251,6 +251,9 @@ impl PinDir {
         {
             Ok(dir) => dir,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(permission_denied(&self.root));
+            }
             Err(e) => {
                 return Err(e)
                     .with_context(|| format!("opening {} to lock it", self.root.display()));

@@ -8,7 +8,7 @@
 //! step fails, exactly what this call did is undone: links it made, pins it
 //! created, and the list and settings it changed.
 
-use std::path::PathBuf;
+use std::{collections::BTreeSet, path::PathBuf};
 
 use filter_common::{FLAG_OPEN, MAX_PROTECTED_DST};
 
@@ -321,14 +321,20 @@ fn print_report(pins: &PinDir, report: &AttachReport, options: &AttachOptions) {
     }
 }
 
+/// The protected ports in words: `TCP port 25`, `TCP ports 25, 587`, or
+/// `no TCP port (nothing is examined)`.
+pub fn ports_text(ports: &BTreeSet<u16>) -> String {
+    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+    match list.len() {
+        0 => "no TCP port (nothing is examined)".to_owned(),
+        1 => format!("TCP port {}", list[0]),
+        _ => format!("TCP ports {}", list.join(", ")),
+    }
+}
+
 /// One line saying what the filter does with these settings.
 pub fn describe_settings(settings: &Settings, open: bool) -> String {
-    let ports: Vec<String> = settings.ports.iter().map(u16::to_string).collect();
-    let ports = match ports.len() {
-        0 => "no TCP port (nothing is examined)".to_owned(),
-        1 => format!("TCP port {}", ports[0]),
-        _ => format!("TCP ports {}", ports.join(", ")),
-    };
+    let ports = ports_text(&settings.ports);
     let where_ = if settings.protect_dst.is_empty() {
         "every local address".to_owned()
     } else {
@@ -347,4 +353,17 @@ pub fn describe_settings(settings: &Settings, open: bool) -> String {
         "enforcing: SYNs from outside the allowlist are dropped"
     };
     format!("protecting {ports} on {where_}; {mode}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_read_as_words_even_when_there_are_none() {
+        let text = |ports: &[u16]| ports_text(&ports.iter().copied().collect());
+        assert_eq!(text(&[]), "no TCP port (nothing is examined)");
+        assert_eq!(text(&[25]), "TCP port 25");
+        assert_eq!(text(&[587, 25]), "TCP ports 25, 587");
+    }
 }

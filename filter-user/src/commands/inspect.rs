@@ -6,7 +6,10 @@ use std::{net::IpAddr, time::SystemTime};
 use filter_common::{FLAG_DRY_RUN, FLAG_OPEN};
 use serde_json::json;
 
-use super::{LookupRequest, StatsRequest, attach::describe_settings};
+use super::{
+    LookupRequest, StatsRequest,
+    attach::{describe_settings, ports_text},
+};
 use crate::{
     fast_path,
     filter::{
@@ -260,8 +263,7 @@ pub fn lookup(pins: &PinDir, request: &LookupRequest) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
-    let ports: Vec<String> = settings.ports.iter().map(u16::to_string).collect();
-    let mut to = format!("to TCP port {}", ports.join(", "));
+    let mut to = format!("to {}", ports_text(&settings.ports));
     if !settings.protect_dst.is_empty() {
         let dsts: Vec<String> = settings
             .protect_dst
@@ -272,6 +274,9 @@ pub fn lookup(pins: &PinDir, request: &LookupRequest) -> anyhow::Result<()> {
     }
     let addr = request.addr;
     match (found.allowed(), found.prefix, verdict) {
+        (false, _, _) if settings.ports.is_empty() => println!(
+            "{addr}: not in the allowlist, but no TCP port is protected: its SYNs pass unexamined"
+        ),
         (true, Some(prefix), _) => println!("{addr}: allowed by {prefix}"),
         (true, None, _) => {
             println!("{addr}: allowed by the fast path, though no prefix of the allowlist holds it")

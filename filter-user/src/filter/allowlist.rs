@@ -277,3 +277,51 @@ where
 {
     Key::new(u32::from(net.length()), net.octets())
 }
+
+#[cfg(test)]
+mod tests {
+    use ipnet::{Ipv4Net, Ipv6Net};
+
+    use super::*;
+
+    fn v4(i: u32, len: u8) -> Ipv4Net {
+        Ipv4Net::new((i << 8).into(), len).expect("a prefix")
+    }
+
+    const CAPACITY: usize = MAX_PREFIXES as usize;
+
+    #[test]
+    fn inserts_that_fit_remove_nothing_first() {
+        let added = [v4(1, 24)];
+        let early = make_room(CAPACITY - 1, &added, &[v4(2, 24)], &added).expect("fits");
+        assert!(early.is_empty());
+    }
+
+    #[test]
+    fn a_full_trie_first_removes_only_prefixes_that_lose_access_anyway() {
+        // 192.0.2.0/24 leaves, and 10.0.1.0/24 goes too but 10.0.1.0/25
+        // stays allowed by the new list: removing it early would open a gap.
+        let leaving = Ipv4Net::new([192, 0, 2, 0].into(), 24).expect("a /24");
+        let narrowed = Ipv4Net::new([10, 0, 1, 0].into(), 24).expect("a /24");
+        let kept_half = Ipv4Net::new([10, 0, 1, 0].into(), 25).expect("a /25");
+        let added = [kept_half, v4(7, 24)];
+        // Sorted, as `live_after` gives it.
+        let after = [v4(7, 24), kept_half];
+        let early = make_room(CAPACITY - 1, &added, &[leaving, narrowed], &after).expect("fits");
+        assert_eq!(early, vec![leaving]);
+    }
+
+    #[test]
+    fn a_trie_too_full_even_after_the_early_removals_is_refused_and_says_how_to_proceed() {
+        let added: Vec<Ipv6Net> = (0..3u128)
+            .map(|i| Ipv6Net::new((0x2001_0db8u128 << 96 | i << 64).into(), 64).expect("a /64"))
+            .collect();
+        let err = make_room(CAPACITY, &added, &[], &added).expect_err("no room");
+        let text = format!("{err:#}");
+        assert!(err.downcast_ref::<Refused>().is_some(), "{text}");
+        assert!(
+            text.contains("IPv6") && text.contains("nothing changed"),
+            "{text}"
+        );
+    }
+}
