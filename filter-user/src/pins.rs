@@ -318,18 +318,25 @@ impl PinDir {
             let kind = sys::pin_kind(&entry.path()).unwrap_or(sys::PinKind::Other);
             names.insert(name, kind);
         }
+        // The id of the program pinned here, if it is mxgate's: its links are
+        // recognised by it even where asking a program's name by its id
+        // would need CAP_SYS_ADMIN, which the systemd unit does not keep.
+        let own_program = match names.get(PROGRAM) {
+            Some(sys::PinKind::Program) => our_program_id(&self.root.join(PROGRAM)),
+            _ => None,
+        };
         for (name, kind) in names {
             let path = self.root.join(&name);
             let map = map_names::ALL.into_iter().find(|m| *m == name);
             match (name.as_str(), kind) {
-                (PROGRAM, sys::PinKind::Program) if is_our_program_pin(&path) => {
+                (PROGRAM, sys::PinKind::Program) if own_program.is_some() => {
                     found.program = true;
                 }
                 (_, sys::PinKind::Map) if map.is_some_and(|m| is_map_pin_named(&path, m)) => {
                     found.maps.extend(map);
                 }
                 (_, sys::PinKind::Link)
-                    if name.starts_with(LINK_PREFIX) && is_our_link_pin(&path) =>
+                    if name.starts_with(LINK_PREFIX) && is_our_link_pin(&path, own_program) =>
                 {
                     found.links.push(name[LINK_PREFIX.len()..].to_owned());
                 }
@@ -389,10 +396,12 @@ impl PinDir {
     }
 }
 
-/// True when the program pinned at `path` is an mxgate program.
-fn is_our_program_pin(path: &Path) -> bool {
+/// The id of the program pinned at `path`, if it is an mxgate program.
+fn our_program_id(path: &Path) -> Option<u32> {
     aya::programs::ProgramInfo::from_pin(path)
-        .is_ok_and(|info| info.name_as_str() == Some(PROGRAM_NAME))
+        .ok()
+        .filter(|info| info.name_as_str() == Some(PROGRAM_NAME))
+        .map(|info| info.id())
 }
 
 /// True when the map pinned at `path` is called `name`.
@@ -400,10 +409,15 @@ fn is_map_pin_named(path: &Path, name: &str) -> bool {
     aya::maps::MapInfo::from_pin(path).is_ok_and(|info| info.name_as_str() == Some(name))
 }
 
-/// True when the link pinned at `path` is an XDP link of an mxgate program.
-fn is_our_link_pin(path: &Path) -> bool {
-    sys::pinned_xdp_link(path)
-        .is_ok_and(|link| program_name(link.program_id).as_deref() == Some(PROGRAM_NAME))
+/// True when the link pinned at `path` is an XDP link of an mxgate
+/// program: the one pinned beside it (`own_program`), or, when that pin is
+/// missing, one whose name the kernel gives for the link's program id
+/// (which needs CAP_SYS_ADMIN).
+fn is_our_link_pin(path: &Path, own_program: Option<u32>) -> bool {
+    sys::pinned_xdp_link(path).is_ok_and(|link| {
+        Some(link.program_id) == own_program
+            || program_name(link.program_id).as_deref() == Some(PROGRAM_NAME)
+    })
 }
 
 /// The name of the loaded program with id `id`.

@@ -176,17 +176,30 @@ async fn stream(
     let mut sighup = signal(SignalKind::hangup()).context("catching SIGHUP")?;
     let forwarder = Forwarder::new(Arc::clone(sink), request.kernel_log);
     let logger = match installed.program_id() {
-        Some(id) => {
-            let logger = EbpfLogger::init_from_id_with_logger(id, forwarder.clone())
-                .context("reading the kernel's log buffer")?;
+        Some(id) => match EbpfLogger::init_from_id_with_logger(id, forwarder.clone()) {
             // SAFETY: the logger owns its ring buffer's descriptor, which
             // stays open and unchanged until the AsyncFd (and with it the
             // logger) is dropped.
-            Some(
+            Ok(logger) => Some(
                 unsafe { AsyncFd::register_with_interest(logger, Interest::READABLE) }
                     .context("watching the kernel's log buffer")?,
-            )
-        }
+            ),
+            // aya-log finds the buffer through the program's id, which
+            // needs CAP_SYS_ADMIN: the systemd unit does not keep it. The
+            // filter, counters and stats do not depend on it, and a program
+            // loaded without --log-denials writes no lines: info, not warn.
+            Err(e) => {
+                sink.emit(&LogLine::info("kernel_log_unavailable").field(
+                    "message",
+                    format!(
+                        "the program's own log lines (attach --log-denials) cannot be \
+                             shown: finding its log buffer by program id needs CAP_SYS_ADMIN \
+                             ({e}); filtering, counters and stats are not affected"
+                    ),
+                ));
+                None
+            }
+        },
         None => None,
     };
     let mut logger = logger;
