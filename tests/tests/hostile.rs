@@ -512,7 +512,10 @@ fn run_names_damage_and_lost_interfaces_and_stops_only_on_a_real_detach() {
     );
     h.s.wire.server.ip(&["link", "del", "mx-c"]).unwrap();
     let v = next("interface_gone");
-    assert_eq!(v["iface"], "mx-c");
+    assert_eq!(
+        (v["level"].as_str(), v["iface"].as_str()),
+        (Some("warn"), Some("mx-c"))
+    );
     h.protects();
     // SIGHUP (a closed terminal, a careless `kill -HUP`) stops run cleanly,
     // saying so; the filter stays.
@@ -608,6 +611,46 @@ fn attach_and_run_take_the_guard_options_and_run_never_loops_on_a_refusal() {
             "--force",
         ],
         "(+2 -1)",
+    );
+
+    // run takes the same options: with them, the shrinking list is applied.
+    for guard in [&["--max-shrink", "100"][..], &["--force"]] {
+        let mut args = vec![
+            "run",
+            "--iface",
+            SERVER_IF,
+            "--ranges",
+            &other,
+            "--log-format",
+            "json",
+        ];
+        args.extend_from_slice(guard);
+        let mut run = h.mx().start(&args);
+        let mut lines = run.lines();
+        let applied: Value = loop {
+            let v: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+            assert_ne!(v["event"], "refresh_refused", "{guard:?}: {v}");
+            if v["event"] == "refreshed" {
+                break v;
+            }
+        };
+        assert_eq!(applied["v4_prefixes"], 1, "{guard:?}: {applied}");
+        assert!(run.signal(libc::SIGTERM).success());
+        h.mx()
+            .ok(&["refresh", "--ranges", &h.s.ranges(), "--force"]);
+    }
+
+    // And the unit never restarts a run that a guard (3) or bad input (2)
+    // stopped: it would only be refused again, every 5 s.
+    let unit = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../dist/mxgate.service"
+    ))
+    .expect("reading dist/mxgate.service");
+    assert!(
+        unit.lines()
+            .any(|l| l.trim() == "RestartPreventExitStatus=2 3"),
+        "{unit}"
     );
 }
 

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use aya_log::EbpfLogger;
 use tokio::{
     io::{Interest, unix::AsyncFd},
-    signal::unix::{SignalKind, signal},
+    signal::unix::{Signal, SignalKind, signal},
 };
 
 use filter_common::{Config, FLAG_DRY_RUN, FLAG_OPEN};
@@ -47,6 +47,17 @@ const KERNEL_LINES_PER_SECOND: u32 = 20;
 /// allowlist, logs a warning and goes on. Only invalid input (exit 2) stops
 /// it: that needs the administrator.
 pub fn command(pins: &PinDir, request: &RunRequest) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the event loop")?;
+    // Caught from the start: a signal while run attaches, or before its
+    // first line, lets it finish that and stop with a `stopped` line
+    // instead of killing it halfway.
+    let signals = {
+        let _context = runtime.enter();
+        Signals::catch()?
+    };
     let sink = Arc::new(LogSink::stdout(request.log_format));
     let mut events = Vec::new();
     if let Some(attach) = &request.attach {
@@ -84,15 +95,40 @@ pub fn command(pins: &PinDir, request: &RunRequest) -> anyhow::Result<()> {
     for event in &events {
         sink.emit(event);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the event loop")?;
-    let result = runtime.block_on(stream(pins, &installed, &maps, &sink, request, baseline));
+    let result = runtime.block_on(stream(
+        pins, &installed, &maps, &sink, request, baseline, signals,
+    ));
     if let Err(e) = &result {
         sink.emit(&LogLine::new("error", "error").field("message", format!("{e:#}")));
     }
     result
+}
+
+/// The signals that stop run cleanly.
+struct Signals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    /// Starts catching them; needs the runtime's context.
+    fn catch() -> anyhow::Result<Self> {
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+            term: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+            hup: signal(SignalKind::hangup()).context("catching SIGHUP")?,
+        })
+    }
+
+    /// The name of the next one to arrive.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.hup.recv() => "SIGHUP",
+        }
+    }
 }
 
 /// The maps `run` reads, opened once (they stay valid even if a pin is
@@ -170,10 +206,8 @@ async fn stream(
     sink: &Arc<LogSink>,
     request: &RunRequest,
     mut previous: Reading,
+    mut signals: Signals,
 ) -> anyhow::Result<()> {
-    let mut sigint = signal(SignalKind::interrupt()).context("catching SIGINT")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("catching SIGTERM")?;
-    let mut sighup = signal(SignalKind::hangup()).context("catching SIGHUP")?;
     let forwarder = Forwarder::new(Arc::clone(sink), request.kernel_log);
     let logger = match installed.program_id() {
         Some(id) => match EbpfLogger::init_from_id_with_logger(id, forwarder.clone()) {
@@ -248,9 +282,7 @@ async fn stream(
                     guard.clear_ready();
                 }
             }
-            _ = sigint.recv() => break "SIGINT",
-            _ = sigterm.recv() => break "SIGTERM",
-            _ = sighup.recv() => break "SIGHUP",
+            name = signals.recv() => break name,
         }
     };
     sink.emit(
