@@ -387,12 +387,21 @@ fn remote(source: &Source, options: &SourceOptions) -> anyhow::Result<ListBuilde
                 }
                 .into());
             };
+            // A copy that does not parse as mxgate wrote it (host bits, a
+            // cut line) is damaged: the source stays failed, nothing changes.
+            let mut part = ListBuilder::strict();
+            if let Err(e) = part.add_text(&format!("{name} (cached)"), text.as_bytes()) {
+                eprintln!("mxgate: warning: not using the copy of {source}: {e}");
+                return Err(SourceFailed {
+                    source_name: name,
+                    reason,
+                }
+                .into());
+            }
             eprintln!(
                 "mxgate: warning: {source} failed ({reason}); using its last good copy, from {}",
                 humantime::format_rfc3339_seconds(saved)
             );
-            let mut part = ListBuilder::strict();
-            part.add_text(&format!("{name} (cached)"), text.as_bytes())?;
             Ok(part)
         }
     }

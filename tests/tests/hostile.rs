@@ -9,7 +9,7 @@
 
 use std::{
     fs,
-    io::{BufRead as _, Write as _},
+    io::{self, BufRead as _, Write as _},
     os::unix::{
         fs::{PermissionsExt as _, symlink},
         process::ExitStatusExt as _,
@@ -527,6 +527,28 @@ fn run_names_damage_and_lost_interfaces_and_stops_only_on_a_real_detach() {
 }
 
 #[test]
+fn run_warns_when_the_filter_is_left_attached_nowhere() {
+    let h = Host::new("ho-unprot");
+    let mut run = h.mx().start(&["run", "--log-format", "json"]);
+    let mut lines = run.lines();
+    until_event(&mut lines, "adopted");
+    h.mx().ok(&["detach", "--iface", SERVER_IF]);
+    let (removed, _) = until_event(&mut lines, "link_removed");
+    assert_eq!(removed["iface"], SERVER_IF, "{removed}");
+    let (v, _) = until_event(&mut lines, "unprotected");
+    assert_eq!(v["level"], "warn", "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("protects nothing"),
+        "{v}"
+    );
+    // The filter is still installed: run keeps watching until stopped.
+    assert!(run.signal(libc::SIGTERM).success());
+}
+
+#[test]
 fn run_adopting_a_filter_attached_nowhere_warns() {
     let h = Host::new("ho-nowhere");
     h.mx().ok(&["detach", "--iface", SERVER_IF]);
@@ -544,6 +566,20 @@ fn run_adopting_a_filter_attached_nowhere_warns() {
 // ---------------------------------------------------------------------
 // The shrink guard under attach and run (case 6).
 
+/// Reads run's JSON lines up to the first whose event is `event`; returns
+/// it and the events of the lines before it.
+fn until_event<B: io::BufRead>(lines: &mut io::Lines<B>, event: &str) -> (Value, Vec<String>) {
+    let mut earlier = Vec::new();
+    loop {
+        let line = lines.next().expect("run ended early").expect("reading run");
+        let v: Value = serde_json::from_str(&line).expect("a JSON log line");
+        if v["event"] == event {
+            return (v, earlier);
+        }
+        earlier.push(v["event"].as_str().unwrap_or_default().to_owned());
+    }
+}
+
 #[test]
 fn attach_and_run_take_the_guard_options_and_run_never_loops_on_a_refusal() {
     let h = Host::new("ho-guard");
@@ -560,22 +596,21 @@ fn attach_and_run_take_the_guard_options_and_run_never_loops_on_a_refusal() {
     assert_eq!(Live::of(h.mx()), before);
 
     // run (the service) keeps the live list, warns, and keeps running.
-    let mut run = h.mx().start(&[
-        "run",
-        "--iface",
-        SERVER_IF,
-        "--ranges",
-        &other,
-        "--log-format",
-        "json",
-    ]);
-    let mut lines = run.lines();
-    let refused: Value = loop {
-        let v: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-        if v["event"] == "refresh_refused" {
-            break v;
-        }
+    let run_with = |guard: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--iface",
+            SERVER_IF,
+            "--ranges",
+            &other,
+            "--log-format",
+            "json",
+        ];
+        args.extend_from_slice(guard);
+        h.mx().start(&args)
     };
+    let mut run = run_with(&[]);
+    let (refused, _) = until_event(&mut run.lines(), "refresh_refused");
     assert_eq!(refused["level"], "warn");
     assert!(
         refused["action"]
@@ -615,25 +650,12 @@ fn attach_and_run_take_the_guard_options_and_run_never_loops_on_a_refusal() {
 
     // run takes the same options: with them, the shrinking list is applied.
     for guard in [&["--max-shrink", "100"][..], &["--force"]] {
-        let mut args = vec![
-            "run",
-            "--iface",
-            SERVER_IF,
-            "--ranges",
-            &other,
-            "--log-format",
-            "json",
-        ];
-        args.extend_from_slice(guard);
-        let mut run = h.mx().start(&args);
-        let mut lines = run.lines();
-        let applied: Value = loop {
-            let v: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-            assert_ne!(v["event"], "refresh_refused", "{guard:?}: {v}");
-            if v["event"] == "refreshed" {
-                break v;
-            }
-        };
+        let mut run = run_with(guard);
+        let (applied, earlier) = until_event(&mut run.lines(), "refreshed");
+        assert!(
+            !earlier.contains(&"refresh_refused".to_owned()),
+            "{guard:?}: {earlier:?}"
+        );
         assert_eq!(applied["v4_prefixes"], 1, "{guard:?}: {applied}");
         assert!(run.signal(libc::SIGTERM).success());
         h.mx()
@@ -673,12 +695,7 @@ fn run_keeps_the_live_list_when_its_source_fails() {
         "json",
     ]);
     let mut lines = run.lines();
-    let failed: Value = loop {
-        let v: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-        if v["event"] == "list_failed" {
-            break v;
-        }
-    };
+    let (failed, _) = until_event(&mut lines, "list_failed");
     assert!(
         failed["message"]
             .as_str()
@@ -838,6 +855,17 @@ fn planted_temporaries_and_untrusted_caches_are_not_followed_or_used() {
         assert!(out.contains(needle), "{out}");
         assert_eq!(Live::of(h.mx()), before);
     }
+    // A trusted copy (root's, 0600) that holds host bits is damaged, not
+    // widened into 192.0.2.0/24: refused like a cut-off download.
+    fs::write(&planted, "192.0.2.77/24\n").unwrap();
+    std::os::unix::fs::chown(&planted, Some(0), Some(0)).unwrap();
+    fs::set_permissions(&planted, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = h.expect(1, &args, "failed: HTTP status 500 (nothing changed)");
+    assert!(
+        out.contains("not using the copy") && out.contains("(cached):1: host bits"),
+        "{out}"
+    );
+    assert_eq!(Live::of(h.mx()), before);
     // A cache directory that is a symlink is neither written nor read.
     let elsewhere = tempfile::tempdir().unwrap();
     let link = cache.path().join("linked");
