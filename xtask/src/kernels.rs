@@ -616,6 +616,9 @@ pub fn instruction_lines(output: &str) -> Vec<String> {
     output
         .lines()
         .filter(|l| l.contains(" instructions, ") && l.contains("verifier"))
+        // One test at a time, libtest prints `test NAME ... ` and then the
+        // test's own output on the same line.
+        .filter_map(|l| l.rsplit(" ... ").next())
         .map(|l| l.trim().to_owned())
         .collect()
 }
@@ -647,6 +650,21 @@ pub fn package_version(kernel: &Kernel) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instruction_lines_are_found_behind_libtests_test_name() {
+        let output = "running 18 tests\n\
+            test the_program_stays ... Quiet: 1395 instructions, ? processed by the verifier (kernel 5.10.262 has no count)\n\
+            EveryDenial: 2180 instructions, 18486 processed by the verifier\n\
+            ok\n";
+        assert_eq!(
+            instruction_lines(output),
+            [
+                "Quiet: 1395 instructions, ? processed by the verifier (kernel 5.10.262 has no count)",
+                "EveryDenial: 2180 instructions, 18486 processed by the verifier",
+            ]
+        );
+    }
 
     #[test]
     fn counts_read_libtests_closing_line() {
