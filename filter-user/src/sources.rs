@@ -373,31 +373,33 @@ fn remote(source: &Source, options: &SourceOptions) -> anyhow::Result<ListBuilde
                 .use_cache_on_failure
                 .then_some(options.cache_dir.as_deref())
                 .flatten();
-            let cached = match dir.map(|dir| load(dir, &name)).transpose() {
-                Ok(cached) => cached.flatten(),
+            // A copy that cannot be trusted, or that does not parse as
+            // mxgate wrote it (host bits, a cut line), is not used: the
+            // source stays failed and nothing changes.
+            let copy = dir
+                .map(|dir| -> anyhow::Result<_> {
+                    let Some((text, saved)) = load(dir, &name)? else {
+                        return Ok(None);
+                    };
+                    let mut part = ListBuilder::strict();
+                    part.add_text(&format!("{name} (cached)"), text.as_bytes())?;
+                    Ok(Some((part, saved)))
+                })
+                .transpose();
+            let copy = match copy {
+                Ok(copy) => copy.flatten(),
                 Err(e) => {
                     eprintln!("mxgate: warning: not using the copy of {source}: {e:#}");
                     None
                 }
             };
-            let Some((text, saved)) = cached else {
+            let Some((part, saved)) = copy else {
                 return Err(SourceFailed {
                     source_name: name,
                     reason,
                 }
                 .into());
             };
-            // A copy that does not parse as mxgate wrote it (host bits, a
-            // cut line) is damaged: the source stays failed, nothing changes.
-            let mut part = ListBuilder::strict();
-            if let Err(e) = part.add_text(&format!("{name} (cached)"), text.as_bytes()) {
-                eprintln!("mxgate: warning: not using the copy of {source}: {e}");
-                return Err(SourceFailed {
-                    source_name: name,
-                    reason,
-                }
-                .into());
-            }
             eprintln!(
                 "mxgate: warning: {source} failed ({reason}); using its last good copy, from {}",
                 humantime::format_rfc3339_seconds(saved)
