@@ -1,0 +1,136 @@
+//! Sources that are cut short or never end.
+
+use super::*;
+
+// ---------------------------------------------------------------------
+// Downloads cut short (case 11).
+
+#[test]
+fn a_cut_off_download_is_a_failed_source_and_nothing_is_kept() {
+    let h = Host::new("ho-cut");
+    let before = Live::of(h.mx());
+    let full = b"192.0.2.0/24\n198.51.100.0/24\n2001:db8:5e::/48\n".to_vec();
+    let cut = full[..17].to_vec(); // "192.0.2.0/24\n198." — or worse:
+    let server = Https::start(&h.s.wire.server, move |path| match path {
+        "/unframed" => Reply::Unframed(b"192.0.2.0/24\n192.0.2.0/2".to_vec()),
+        "/short" => Reply::CutShort {
+            body: cut.clone(),
+            claimed: full.len(),
+        },
+        "/hostbits" => Reply::Body(b"192.0.2.0/24\n192.0.2.0/2\n".to_vec()),
+        _ => Reply::Status(404),
+    })
+    .unwrap();
+    let ca = ca_of(&server);
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().join("c");
+    let cache_arg = cache_dir.display().to_string();
+    for (path, needle) in [
+        ("/unframed", "did not say how long the body is"),
+        ("/short", "failed:"),
+        ("/hostbits", "host bits set in a fetched list"),
+    ] {
+        let url = server.url(path);
+        h.expect(
+            1,
+            &[
+                "refresh",
+                "--ranges",
+                &url,
+                "--https-ca",
+                &ca,
+                "--cache-dir",
+                &cache_arg,
+            ],
+            needle,
+        );
+        h.expect(1, &["check", "--ranges", &url, "--https-ca", &ca], needle);
+        assert!(!cache_dir.exists(), "{path}: nothing was cached");
+        assert_eq!(Live::of(h.mx()), before, "{path}");
+    }
+    h.protects();
+}
+
+#[test]
+fn refresh_diff_writes_nothing_not_even_the_cache() {
+    let h = Host::new("ho-diff");
+    let before = Live::of(h.mx());
+    let server = Https::start(&h.s.wire.server, |_| {
+        Reply::Body(b"198.51.100.0/24\n192.0.2.0/24\n".to_vec())
+    })
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().join("c");
+    h.expect(
+        0,
+        &[
+            "refresh",
+            "--diff",
+            "--ranges",
+            &server.url("/l"),
+            "--https-ca",
+            &ca_of(&server),
+            "--cache-dir",
+            &cache_dir.display().to_string(),
+        ],
+        "+ 198.51.100.0/24",
+    );
+    assert!(!cache_dir.exists());
+    assert_eq!(Live::of(h.mx()), before);
+}
+
+// ---------------------------------------------------------------------
+// Local sources that never end (case 13).
+
+#[test]
+fn endless_and_odd_local_sources_are_refused() {
+    let h = Host::new("ho-endless");
+    let before = Live::of(h.mx());
+    let fifo = h.s.write("placeholder", "");
+    let fifo = Path::new(&fifo).with_file_name("fifo");
+    must({
+        let mut c = Command::new("mkfifo");
+        c.arg(&fifo);
+        c
+    });
+    let dir = h.victim.path().display().to_string();
+    for (source, needle) in [
+        ("/dev/zero", "reading /dev/zero: not a regular file"),
+        (fifo.to_str().unwrap(), "not a regular file"),
+        (dir.as_str(), "not a regular file"),
+    ] {
+        h.expect(2, &["refresh", "--ranges", source], needle);
+        h.expect(2, &["check", "--ranges", source], needle);
+    }
+    // A file larger than --max-download.
+    let big = h.file("big.txt", &"192.0.2.0/24\n".repeat(1000));
+    h.expect(
+        2,
+        &["check", "--ranges", &big, "--max-download", "1000"],
+        "larger than 1000 bytes",
+    );
+    // Standard input without end: /dev/zero, and a pipe never closed.
+    let zero = fs::File::open("/dev/zero").unwrap();
+    let out = h
+        .mx()
+        .command(&["refresh", "--ranges", "-"])
+        .stdin(zero)
+        .output()
+        .unwrap();
+    judge(&out, 2, "reading -: larger than 10485760 bytes");
+    let mut child = h
+        .mx()
+        .command(&["check", "--ranges", "-", "--fetch-timeout", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"192.0.2.0/24\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    judge(&out, 2, "no end of input within --fetch-timeout");
+    assert_eq!(Live::of(h.mx()), before);
+    h.protects();
+}
