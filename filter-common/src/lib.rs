@@ -10,7 +10,7 @@
 pub mod fast_path;
 
 /// Version of the map layout below; stored in [`Config::layout`].
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// Name of the XDP program in the object file (and in `bpftool prog`).
 pub const PROGRAM_NAME: &str = "mxgate";
@@ -92,12 +92,18 @@ pub const PORT_COUNT: u32 = 1 << 16;
 pub const DEFAULT_PORT: u16 = 25;
 
 /// VLAN tags the program looks through (802.1Q and 802.1ad, in any order).
-/// A frame with more tags is not parsed further and passes.
-pub const MAX_VLAN_TAGS: usize = 2;
-/// IPv6 extension headers the program walks to reach TCP. A longer chain is
-/// not parsed further and passes. Real traffic carries at most two or three;
-/// the bound keeps the verifier's work small.
-pub const MAX_IPV6_EXT_HEADERS: usize = 6;
+/// Real traffic carries at most two (802.1ad); the kernel strips any number
+/// of priority tags, so a frame with more is dropped (docs/DESIGN.md V2).
+pub const MAX_VLAN_TAGS: usize = 8;
+/// IPv6 extension headers the program walks to reach TCP. Real traffic
+/// carries two or three; a longer chain is judged by its source, never
+/// passed unseen (docs/DESIGN.md V3).
+pub const MAX_IPV6_EXT_HEADERS: usize = 16;
+/// How far into a frame the program follows an IPv6 header chain. A chain
+/// reaching past it is judged as one too long: XDP frames are smaller
+/// (a page at most), and the bound lets the verifier prove every offset
+/// the walk computes stays small.
+pub const MAX_CHAIN_OFFSET: usize = 4096;
 
 /// Dry run: denied SYNs are counted as "would drop" and pass.
 pub const FLAG_DRY_RUN: u32 = 1 << 0;
@@ -145,15 +151,21 @@ pub enum Outcome {
     WouldDrop = 2,
     /// Source not in the allowlist, filter open: passed and counted.
     PassedOpen = 3,
+    /// A frame the program could not parse to a whole TCP header (a tiny
+    /// first fragment, a header chain longer than it walks, an IPv4
+    /// fragment at offset 1), judged as a SYN to a protected port: its
+    /// source is not in the allowlist, so it was dropped.
+    DroppedUnparsed = 4,
 }
 
 impl Outcome {
     /// Every outcome, in counter order.
-    pub const ALL: [Outcome; 4] = [
+    pub const ALL: [Outcome; 5] = [
         Outcome::Allowed,
         Outcome::Dropped,
         Outcome::WouldDrop,
         Outcome::PassedOpen,
+        Outcome::DroppedUnparsed,
     ];
 
     /// The outcome's name in stats, logs, metrics and JSON.
@@ -163,12 +175,26 @@ impl Outcome {
             Outcome::Dropped => "dropped",
             Outcome::WouldDrop => "would_drop",
             Outcome::PassedOpen => "passed_open",
+            Outcome::DroppedUnparsed => "dropped_unparsed",
         }
+    }
+
+    /// Whether the frame was dropped.
+    pub const fn drops(self) -> bool {
+        matches!(self, Outcome::Dropped | Outcome::DroppedUnparsed)
     }
 }
 
+/// Index in COUNTERS of the count of frames whose IP header lies behind
+/// more than [`MAX_VLAN_TAGS`] tags (docs/DESIGN.md V2): they have no
+/// family, so they are counted once, after the family blocks.
+pub const NO_IP_HEADER_COUNTER: u32 = 2 * Outcome::ALL.len() as u32;
+
+/// Name of the [`NO_IP_HEADER_COUNTER`] in stats, logs, metrics and JSON.
+pub const NO_IP_HEADER_LABEL: &str = "no_ip_header";
+
 /// Number of entries in the COUNTERS array.
-pub const COUNTER_COUNT: u32 = 2 * Outcome::ALL.len() as u32;
+pub const COUNTER_COUNT: u32 = NO_IP_HEADER_COUNTER + 1;
 
 /// Index in COUNTERS of the counter for `outcome` in `family`.
 #[inline(always)]
@@ -289,6 +315,7 @@ mod tests {
     #[test]
     fn counter_indexes_are_distinct_and_in_range() {
         let mut seen = [false; COUNTER_COUNT as usize];
+        seen[NO_IP_HEADER_COUNTER as usize] = true;
         for family in [Family::V4, Family::V6] {
             for outcome in Outcome::ALL {
                 let i = counter_index(family, outcome) as usize;

@@ -67,6 +67,16 @@ pub(crate) struct ExtHdr {
     pub(crate) len: u8,
 }
 
+/// The first four bytes of an IPv6 routing header (RFC 8200 4.4).
+#[repr(C)]
+pub(crate) struct RoutingHdr {
+    pub(crate) next_header: u8,
+    /// 8-octet units, not counting the first.
+    pub(crate) len: u8,
+    pub(crate) routing_type: u8,
+    pub(crate) segments_left: u8,
+}
+
 /// The IPv6 fragment header (RFC 8200 4.5).
 #[repr(C)]
 pub(crate) struct FragHdr {
@@ -75,6 +85,14 @@ pub(crate) struct FragHdr {
     /// Fragment offset (13 high bits), reserved, M flag.
     pub(crate) offset_flags: [u8; 2],
     pub(crate) id: [u8; 4],
+}
+
+/// The ports, the first four bytes of a TCP header: all a tiny first
+/// fragment may hold (RFC 1858 3.1).
+#[repr(C)]
+pub(crate) struct TcpPorts {
+    pub(crate) src_port: [u8; 2],
+    pub(crate) dst_port: [u8; 2],
 }
 
 /// The fixed part of a TCP header (RFC 9293 3.1); options follow.
@@ -107,6 +125,10 @@ unsafe impl Header for ExtHdr {}
 unsafe impl Header for FragHdr {}
 // SAFETY: as above.
 unsafe impl Header for TcpHdr {}
+// SAFETY: as above.
+unsafe impl Header for TcpPorts {}
+// SAFETY: as above.
+unsafe impl Header for RoutingHdr {}
 
 // The sizes the parser's offsets rely on.
 const _: () = {
@@ -117,6 +139,8 @@ const _: () = {
     assert!(size_of::<ExtHdr>() == 2);
     assert!(size_of::<FragHdr>() == 8);
     assert!(size_of::<TcpHdr>() == 20);
+    assert!(size_of::<TcpPorts>() == 4);
+    assert!(size_of::<RoutingHdr>() == 4);
     assert!(align_of::<Ipv4Hdr>() == 1 && align_of::<Ipv6Hdr>() == 1);
     assert!(align_of::<TcpHdr>() == 1 && align_of::<FragHdr>() == 1);
 };

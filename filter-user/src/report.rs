@@ -8,7 +8,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use filter_common::Outcome;
+use filter_common::{MAX_VLAN_TAGS, NO_IP_HEADER_LABEL, Outcome};
 use serde::Serialize;
 use serde_json::json;
 
@@ -100,9 +100,11 @@ pub fn delta(later: &Counters, earlier: &Counters) -> Counters {
         }
         d
     }
+    let (l, e) = (later.no_ip_header, earlier.no_ip_header);
     Counters {
         v4: family(&later.v4, &earlier.v4),
         v6: family(&later.v6, &earlier.v6),
+        no_ip_header: if l >= e { l - e } else { l },
     }
 }
 
@@ -123,6 +125,10 @@ pub fn stats_line(earlier: &Reading, later: &Reading, top: usize) -> LogLine {
     ] {
         line = add_counts(line, prefix, counts);
     }
+    line = line.field(NO_IP_HEADER_LABEL, d.no_ip_header).field(
+        &format!("total_{NO_IP_HEADER_LABEL}"),
+        later.counters.no_ip_header,
+    );
     let sources = later.top_sources(Some(earlier), top);
     // ip:count, IPv6 in brackets as in host:port, so the count stays apart.
     let text: Vec<String> = sources
@@ -174,6 +180,14 @@ pub fn prometheus(reading: &Reading, state: &FilterState, top: usize) -> String 
             );
         }
     }
+    let _ = write!(
+        out,
+        "# HELP mxgate_no_ip_header_frames_total Frames whose IP header lay behind more than \
+         {MAX_VLAN_TAGS} VLAN tags (dropped unless dry run or open).\n\
+         # TYPE mxgate_no_ip_header_frames_total counter\n\
+         mxgate_no_ip_header_frames_total {}\n",
+        reading.counters.no_ip_header
+    );
     let gauge = |out: &mut String, name: &str, help: &str, value: usize| {
         let _ = write!(
             out,
@@ -237,6 +251,13 @@ pub fn stats_text(reading: &Reading, top: usize) -> String {
         }
         out.push('\n');
     }
+    if reading.counters.no_ip_header > 0 {
+        let _ = writeln!(
+            out,
+            "{} frames had their IP header behind more than {MAX_VLAN_TAGS} VLAN tags ({NO_IP_HEADER_LABEL}: dropped unless dry run or open)",
+            reading.counters.no_ip_header
+        );
+    }
     let sources = reading.top_sources(None, top);
     if sources.is_empty() {
         out.push_str("no denied sources seen\n");
@@ -278,6 +299,7 @@ mod tests {
                     c
                 },
                 v6: OutcomeCounts::default(),
+                no_ip_header: dropped_v4 / 2,
             },
             denied: counts
                 .iter()
@@ -333,6 +355,7 @@ mod tests {
             "mxgate_dry_run 0",
             "mxgate_allowlist_prefixes{family=\"ipv4\"} 21",
             "mxgate_denied_source_syns{source=\"192.0.2.1\"} 4",
+            "mxgate_no_ip_header_frames_total 2",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -359,6 +382,10 @@ mod tests {
         assert!(line.contains("event=stats interval_s=10.0 "), "{line}");
         assert!(line.contains(" v4_dropped=3 "), "{line}");
         assert!(line.contains(" total_v4_dropped=4 "), "{line}");
+        assert!(
+            line.contains(" no_ip_header=2 total_no_ip_header=2 "),
+            "{line}"
+        );
         assert!(
             line.contains(" top_denied=192.0.2.1:3,[2001:db8::1]:1"),
             "{line}"

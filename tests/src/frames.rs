@@ -16,6 +16,12 @@ pub mod flags {
     pub const PSH: u8 = 0x08;
     /// ACK.
     pub const ACK: u8 = 0x10;
+    /// URG.
+    pub const URG: u8 = 0x20;
+    /// ECE.
+    pub const ECE: u8 = 0x40;
+    /// CWR.
+    pub const CWR: u8 = 0x80;
 }
 
 /// Destination MAC of built frames; give the receiving interface this
@@ -32,7 +38,8 @@ pub const TPID_8021AD: u16 = 0x88a8;
 pub enum Ext {
     /// Hop-by-hop options, `len` extra 8-octet units.
     HopByHop(u8),
-    /// Routing header (segments left 0), `len` extra 8-octet units.
+    /// Routing header of type 0 with segments left 0 (which Linux skips,
+    /// RFC 5095), `len` extra 8-octet units.
     Routing(u8),
     /// Destination options, `len` extra 8-octet units.
     DestOpts(u8),
@@ -45,6 +52,15 @@ pub enum Ext {
     },
     /// Authentication header, payload length `len` (4-octet units minus 2).
     Auth(u8),
+    /// Another header type `kind` in the generic extension-header format
+    /// (next header, 8-octet units): Mobility (135), HIP (139), Shim6
+    /// (140), the experimental 253 and 254.
+    Other {
+        /// Its next-header value.
+        kind: u8,
+        /// Extra 8-octet units.
+        len: u8,
+    },
 }
 
 impl Ext {
@@ -55,6 +71,7 @@ impl Ext {
             Ext::Fragment { .. } => 44,
             Ext::Auth(_) => 51,
             Ext::DestOpts(_) => 60,
+            Ext::Other { kind, .. } => kind,
         }
     }
 
@@ -63,24 +80,21 @@ impl Ext {
             Ext::HopByHop(len) | Ext::DestOpts(len) => {
                 let total = (usize::from(len) + 1) * 8;
                 let mut h = vec![next, len];
-                // One PadN option fills the rest (RFC 8200 4.2).
-                h.extend([1, (total - 4) as u8]);
-                h.resize(total, 0);
+                options(&mut h, total - 2);
+                h
+            }
+            Ext::Other { len, .. } => {
+                let mut h = vec![next, len];
+                h.resize((usize::from(len) + 1) * 8, 0);
                 h
             }
             Ext::Routing(len) => {
                 let total = (usize::from(len) + 1) * 8;
-                let mut h = vec![next, len, 4, 0];
+                let mut h = vec![next, len, 0, 0];
                 h.resize(total, 0);
                 h
             }
-            Ext::Fragment { offset, more } => {
-                let field = (offset << 3) | u16::from(more);
-                let mut h = vec![next, 0];
-                h.extend(field.to_be_bytes());
-                h.extend(0x1234_5678u32.to_be_bytes());
-                h
-            }
+            Ext::Fragment { offset, more } => fragment_header(next, offset, more, 0x1234_5678),
             Ext::Auth(len) => {
                 let total = (usize::from(len) + 2) * 4;
                 let mut h = vec![next, len];
@@ -144,8 +158,19 @@ pub struct Frame {
     pub dst_mac: [u8; 6],
     /// TCP sequence number (a marker to find the frame again).
     pub seq: u32,
+    /// TCP acknowledgement number.
+    pub ack: u32,
+    /// Bytes of TCP (or UDP) payload.
+    pub payload: Vec<u8>,
+    /// IPv4 identification, and the identification of the fragment
+    /// header [`Frame::fragments`] adds to an IPv6 packet.
+    pub id: u32,
     /// VLAN tag protocol ids, outermost first.
     pub vlans: Vec<u16>,
+    /// VLAN id of every tag: 0 makes them priority tags (IEEE 802.1p),
+    /// which the kernel strips and delivers on the interface itself; else
+    /// the tags get ids 100, 101, ...
+    pub vlan_id: Option<u16>,
     /// Network layer.
     pub ip: Ip,
     /// Transport layer.
@@ -172,7 +197,11 @@ impl Frame {
         Self {
             dst_mac: DST_MAC,
             seq: 0x0102_0304,
+            ack: 0,
+            payload: Vec::new(),
+            id: 0x4d58,
             vlans: Vec::new(),
+            vlan_id: None,
             ip,
             transport: Transport::Tcp {
                 sport: 40000,
@@ -204,9 +233,34 @@ impl Frame {
         self
     }
 
+    /// Same frame with this TCP acknowledgement number.
+    pub fn ack(mut self, ack: u32) -> Self {
+        self.ack = ack;
+        self
+    }
+
+    /// Same frame carrying `bytes` of payload.
+    pub fn payload(mut self, bytes: &[u8]) -> Self {
+        self.payload = bytes.to_vec();
+        self
+    }
+
+    /// Same frame with this IPv4 identification (and IPv6 fragment id).
+    pub fn id(mut self, id: u32) -> Self {
+        self.id = id;
+        self
+    }
+
     /// Same frame with these VLAN tags, outermost first.
     pub fn vlans(mut self, tpids: &[u16]) -> Self {
         self.vlans = tpids.to_vec();
+        self
+    }
+
+    /// Same frame with these tags as priority tags (VLAN id 0).
+    pub fn priority_tags(mut self, tpids: &[u16]) -> Self {
+        self.vlans = tpids.to_vec();
+        self.vlan_id = Some(0);
         self
     }
 
@@ -259,18 +313,20 @@ impl Frame {
                 h.extend(sport.to_be_bytes());
                 h.extend(dport.to_be_bytes());
                 h.extend(self.seq.to_be_bytes());
-                h.extend(0u32.to_be_bytes()); // acknowledgement
+                h.extend(self.ack.to_be_bytes());
                 h.extend([5 << 4, flags]);
                 h.extend(64240u16.to_be_bytes()); // window
                 h.extend([0, 0, 0, 0]); // checksum, urgent pointer
+                h.extend(&self.payload);
                 (6u8, h)
             }
             Transport::Udp { sport, dport } => {
                 let mut h = Vec::with_capacity(8);
                 h.extend(sport.to_be_bytes());
                 h.extend(dport.to_be_bytes());
-                h.extend(8u16.to_be_bytes());
+                h.extend(((8 + self.payload.len()) as u16).to_be_bytes());
                 h.extend([0, 0]);
+                h.extend(&self.payload);
                 (17u8, h)
             }
         };
@@ -293,7 +349,7 @@ impl Frame {
                 h.push(0x40 | (hlen / 4) as u8);
                 h.push(0);
                 h.extend(((hlen + l4.len()) as u16).to_be_bytes());
-                h.extend(0x4d58u16.to_be_bytes()); // identification
+                h.extend((self.id as u16).to_be_bytes());
                 h.extend(frag.to_be_bytes());
                 h.extend([64, l4_proto, 0, 0]);
                 h.extend(src.octets());
@@ -334,12 +390,147 @@ impl Frame {
         frame.extend([0x02, 0, 0, 0, 0, 0x01]);
         for (i, tpid) in self.vlans.iter().enumerate() {
             frame.extend(tpid.to_be_bytes());
-            frame.extend((100 + i as u16).to_be_bytes());
+            frame.extend(self.vlan_id.unwrap_or(100 + i as u16).to_be_bytes());
         }
         frame.extend(ethertype.to_be_bytes());
         frame.extend(l3);
         frame
     }
+}
+
+/// One fragment of a packet, as [`Frame::fragments`] cuts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// Where it starts in the fragmentable part, in bytes (the offset
+    /// field says `offset / 8`).
+    pub offset: usize,
+    /// How many bytes it carries (cut at the packet's end).
+    pub len: usize,
+    /// The more-fragments flag.
+    pub more: bool,
+}
+
+impl Piece {
+    /// Pieces of `size` bytes (the last one shorter) covering `total`.
+    pub fn every(size: usize, total: usize) -> Vec<Piece> {
+        (0..total)
+            .step_by(size.max(1))
+            .map(|offset| Piece {
+                offset,
+                len: size.min(total - offset),
+                more: offset + size < total,
+            })
+            .collect()
+    }
+}
+
+impl Frame {
+    /// Bytes of the fragmentable part: everything after the IPv4 header,
+    /// or after the IPv6 header and its extension headers.
+    pub fn fragmentable_len(&self) -> usize {
+        let l4 = 20 * usize::from(matches!(self.transport, Transport::Tcp { .. }))
+            + 8 * usize::from(matches!(self.transport, Transport::Udp { .. }));
+        l4 + self.payload.len()
+    }
+
+    /// The packet cut into fragments, one frame per piece, in the order
+    /// given. IPv4: each fragment repeats the header (options included)
+    /// with its offset and flags. IPv6: a fragment header (id
+    /// [`Frame::id`]) follows the packet's own extension headers, which
+    /// every fragment repeats. The transport checksum is the whole
+    /// packet's, so the reassembled packet is valid.
+    pub fn fragments(&self, pieces: &[Piece]) -> Vec<Vec<u8>> {
+        let whole = match self.ip {
+            Ip::V4 { .. } => self.clone().ipv4_frag(0).bytes(),
+            Ip::V6 { .. } => self.bytes(),
+        };
+        let l3 = self.l3_offset();
+        let (unfragmentable, rest) = match &self.ip {
+            Ip::V4 { .. } => whole.split_at(l3 + usize::from(whole[l3] & 0x0f) * 4),
+            Ip::V6 { ext, .. } => {
+                let chain: usize = ext.iter().map(|e| e.bytes(0).len()).sum();
+                whole.split_at(l3 + 40 + chain)
+            }
+        };
+        let upper = match self.transport {
+            Transport::Tcp { .. } => 6,
+            Transport::Udp { .. } => 17,
+        };
+        pieces
+            .iter()
+            .map(|piece| {
+                let start = piece.offset.min(rest.len());
+                let end = (piece.offset + piece.len).min(rest.len());
+                let data = &rest[start..end];
+                let mut frame = unfragmentable.to_vec();
+                match &self.ip {
+                    Ip::V4 { .. } => {
+                        let hlen = frame.len() - l3;
+                        let field = (u16::from(piece.more) << 13) | (piece.offset / 8) as u16;
+                        let ip = &mut frame[l3..];
+                        ip[2..4].copy_from_slice(&((hlen + data.len()) as u16).to_be_bytes());
+                        ip[6..8].copy_from_slice(&field.to_be_bytes());
+                        ip[10..12].copy_from_slice(&[0, 0]);
+                        let sum = internet_checksum(&ip[..hlen], 0);
+                        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+                    }
+                    Ip::V6 { ext, .. } => {
+                        // The last next-header field of the chain now names
+                        // the fragment header.
+                        let last = if ext.is_empty() {
+                            l3 + 6
+                        } else {
+                            let before: usize =
+                                ext[..ext.len() - 1].iter().map(|e| e.bytes(0).len()).sum();
+                            l3 + 40 + before
+                        };
+                        frame[last] = 44;
+                        frame.extend(fragment_header(
+                            upper,
+                            (piece.offset / 8) as u16,
+                            piece.more,
+                            self.id,
+                        ));
+                        let payload = frame.len() - l3 - 40 + data.len();
+                        frame[l3 + 4..l3 + 6].copy_from_slice(&(payload as u16).to_be_bytes());
+                    }
+                }
+                frame.extend(data);
+                frame
+            })
+            .collect()
+    }
+}
+
+/// Fills `room` bytes of an options header the way Linux accepts it: at
+/// most 7 bytes of padding in a row (RFC 4942 2.1.9.5), so longer headers
+/// carry options of an unassigned type whose two high bits say "skip"
+/// (RFC 8200 4.2), 255 bytes of data at most each, then padding.
+fn options(h: &mut Vec<u8>, mut room: usize) {
+    while room > 7 {
+        let data = (room - 2).min(255);
+        h.extend([0x1e, data as u8]);
+        h.resize(h.len() + data, 0);
+        room -= data + 2;
+    }
+    match room {
+        0 => {}
+        // Pad1.
+        1 => h.push(0),
+        _ => {
+            h.extend([1, (room - 2) as u8]);
+            h.resize(h.len() + room - 2, 0);
+        }
+    }
+}
+
+/// An IPv6 fragment header (RFC 8200 4.5).
+fn fragment_header(next: u8, offset: u16, more: bool, id: u32) -> Vec<u8> {
+    let field = (offset << 3) | u16::from(more);
+    let mut h = vec![next, 0];
+    h.extend(field.to_be_bytes());
+    h.extend(id.to_be_bytes());
+    h
 }
 
 fn set_checksum(l4: &mut [u8], at: usize, pseudo: &[u8]) {

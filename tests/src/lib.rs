@@ -28,3 +28,20 @@ pub mod tcp;
 pub fn unique_name(tag: &str) -> String {
     format!("mxt-{tag}-{}", std::process::id())
 }
+
+/// The number in environment variable `name` (decimal, or hex after
+/// `0x`), or `default` when it is not set; a test's knob, so a value that
+/// is not a number fails the test.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(text) => {
+            let text = text.trim();
+            let parsed = match text.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => text.parse(),
+            };
+            parsed.unwrap_or_else(|_| panic!("{name}={text:?} is not a number"))
+        }
+        Err(_) => default,
+    }
+}

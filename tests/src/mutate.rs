@@ -1,10 +1,11 @@
 //! Seeded, reproducible frames for the differential test: random bytes and
 //! mutations of valid SYNs (bit flips, truncation, ethertypes, header
-//! lengths, flags, extension-header chains, VLAN stacks).
+//! lengths, flags, extension-header chains longer than the walk, VLAN
+//! stacks deeper than the program looks, fragments tiny and at offset 1).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::frames::{Ext, Frame, TPID_8021AD, TPID_8021Q, flags};
+use crate::frames::{Ext, Frame, Piece, TPID_8021AD, TPID_8021Q, flags};
 
 /// SplitMix64: tiny, fast, and the same sequence for the same seed
 /// everywhere, which is all a reproducible test needs.
@@ -96,7 +97,8 @@ pub fn valid_frame(rng: &mut Rng, addrs: &Addresses) -> Frame {
         frame = frame.flags(bits);
     }
     if rng.chance(40) {
-        let count = rng.below(4);
+        // Around the walk's bound of 8 too (docs/DESIGN.md V2).
+        let count = rng.pick(&[0, 1, 1, 2, 2, 3, 7, 8, 9, 10]);
         let tags: Vec<u16> = (0..count)
             .map(|_| rng.pick(&[TPID_8021Q, TPID_8021AD]))
             .collect();
@@ -104,7 +106,8 @@ pub fn valid_frame(rng: &mut Rng, addrs: &Addresses) -> Frame {
     }
     if v6 {
         if rng.chance(50) {
-            let count = rng.below(9);
+            // Around the walk's bound of 16 too (docs/DESIGN.md V3).
+            let count = rng.pick(&[0, 1, 2, 3, 4, 6, 7, 15, 16, 17, 20]);
             let chain: Vec<Ext> = (0..count).map(|_| random_ext(rng)).collect();
             frame = frame.ipv6_ext(&chain);
         }
@@ -114,7 +117,15 @@ pub fn valid_frame(rng: &mut Rng, addrs: &Addresses) -> Frame {
         }
         if rng.chance(20) {
             // DF, MF, and offsets both zero and not.
-            let field = rng.pick(&[0x0000, 0x2000, 0x0001, 0x2001, 0x1fff, 0x4000 | 0x00b9]);
+            let field = rng.pick(&[
+                0x0000,
+                0x2000,
+                0x0001,
+                0x2001,
+                0x2002,
+                0x1fff,
+                0x4000 | 0x00b9,
+            ]);
             frame = frame.ipv4_frag(field);
         }
     }
@@ -125,7 +136,11 @@ pub fn valid_frame(rng: &mut Rng, addrs: &Addresses) -> Frame {
 }
 
 fn random_ext(rng: &mut Rng) -> Ext {
-    match rng.below(5) {
+    match rng.below(6) {
+        5 => Ext::Other {
+            kind: rng.pick(&[135, 139, 140, 253, 254, 50, 59]),
+            len: 0,
+        },
         0 => Ext::HopByHop(rng.pick(&[0, 0, 1, 3])),
         1 => Ext::Routing(rng.pick(&[0, 2])),
         2 => Ext::DestOpts(rng.pick(&[0, 1])),
@@ -152,7 +167,15 @@ pub fn frame(rng: &mut Rng, addrs: &Addresses) -> Vec<u8> {
     }
     let frame = valid_frame(rng, addrs);
     let l3 = frame.l3_offset();
-    let mut bytes = frame.bytes();
+    let mut bytes = if rng.chance(10) {
+        // One fragment of the packet: a tiny first one (ports only, or
+        // not even those behind IPv4 options), one at offset 1, a later one.
+        let size = rng.pick(&[8, 8, 16, 24]);
+        let mut fragments = frame.fragments(&Piece::every(size, frame.fragmentable_len()));
+        fragments.swap_remove(rng.below(fragments.len()))
+    } else {
+        frame.bytes()
+    };
     let mutations = match rng.below(10) {
         0..=3 => 0,
         4..=7 => 1,

@@ -53,6 +53,27 @@ impl RawSocket {
         })?
     }
 
+    /// Makes the socket's receive buffer `bytes` large (root may exceed
+    /// the system's limit), so a burst of replies is not lost while a
+    /// test sends.
+    pub fn receive_buffer(&self, bytes: usize) -> io::Result<()> {
+        let size = bytes as libc::c_int;
+        // SAFETY: setting an int option from a valid int.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&raw const size).cast(),
+                size_of::<libc::c_int>() as u32,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Sends one whole Ethernet frame.
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         let addr = link_addr(self.ifindex, 0);

@@ -8,7 +8,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use filter_common::{MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, Outcome};
+use filter_common::{MAX_CHAIN_OFFSET, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, Outcome};
 use filter_user::allowlist::Allowlist;
 use ipnet::IpNet;
 
@@ -32,36 +32,90 @@ pub const DROP: u32 = 1;
 /// XDP_PASS.
 pub const PASS: u32 = 2;
 
+/// What the verdict made of a frame it judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Judged {
+    /// The frame's source; `None` for a frame whose IP header lies behind
+    /// more VLAN tags than the program walks (V2), counted `no_ip_header`.
+    pub source: Option<IpAddr>,
+    /// What happened to it.
+    pub outcome: Outcome,
+}
+
 /// The XDP return code the filter must give `frame`.
 pub fn verdict(frame: &[u8], policy: &Policy) -> u32 {
     match examine(frame, policy) {
-        Some((_, Outcome::Dropped)) => DROP,
+        Some(judged) if judged.outcome.drops() => DROP,
         _ => PASS,
     }
 }
 
-/// The examined SYN's source and outcome, or `None` when the frame is not
-/// an examined SYN (V8: it passes untouched and uncounted).
-pub fn examine(frame: &[u8], policy: &Policy) -> Option<(IpAddr, Outcome)> {
-    let syn = find_syn(frame)?;
-    // V6: the destination port, then the destination address.
-    if !policy.ports.contains(&syn.dport) {
+/// How the frame was judged, or `None` when the verdict does not judge it
+/// (V8: it passes untouched and uncounted).
+pub fn examine(frame: &[u8], policy: &Policy) -> Option<Judged> {
+    let suspect = match find(frame) {
+        Found::Pass => return None,
+        Found::Hidden => {
+            return Some(Judged {
+                source: None,
+                outcome: unlisted(policy, false),
+            });
+        }
+        Found::Judge(suspect) => suspect,
+    };
+    // V5: a whole TCP header decides by its flags; a partial one is judged
+    // on its port if its first 4 bytes are there.
+    let (port, whole) = match suspect.tcp {
+        Some(at) => match frame.get(at..at + 20) {
+            Some(tcp) => {
+                if tcp[13] & 0x02 == 0 || tcp[13] & 0x10 != 0 {
+                    return None;
+                }
+                (Some(u16::from_be_bytes([tcp[2], tcp[3]])), true)
+            }
+            None => (
+                frame
+                    .get(at..at + 4)
+                    .map(|p| u16::from_be_bytes([p[2], p[3]])),
+                false,
+            ),
+        },
+        None => (None, false),
+    };
+    // V6: a port it cannot see counts as protected; so does the
+    // destination of a packet with segments left to route.
+    if port.is_some_and(|p| !policy.ports.contains(&p)) {
         return None;
     }
-    if !policy.protect_dst.is_empty() && !policy.protect_dst.contains(&syn.dst) {
+    if !policy.protect_dst.is_empty()
+        && !suspect.rerouted
+        && !policy.protect_dst.contains(&suspect.dst)
+    {
         return None;
     }
     // V7.
-    let outcome = if allowed(&policy.allow, syn.src) {
+    let outcome = if !suspect.overlap && allowed(&policy.allow, suspect.src) {
         Outcome::Allowed
-    } else if policy.open {
+    } else {
+        unlisted(policy, whole)
+    };
+    Some(Judged {
+        source: Some(suspect.src),
+        outcome,
+    })
+}
+
+/// V7's outcome for a source not in the list (or no source at all).
+fn unlisted(policy: &Policy, whole_tcp_header: bool) -> Outcome {
+    if policy.open {
         Outcome::PassedOpen
     } else if policy.dry_run {
         Outcome::WouldDrop
-    } else {
+    } else if whole_tcp_header {
         Outcome::Dropped
-    };
-    Some((syn.src, outcome))
+    } else {
+        Outcome::DroppedUnparsed
+    }
 }
 
 /// How the allowlist covers a block of addresses.
@@ -147,104 +201,145 @@ pub fn allowed(list: &Allowlist, src: IpAddr) -> bool {
     list.lookup(src).is_some()
 }
 
-struct Syn {
-    src: IpAddr,
-    dst: IpAddr,
-    dport: u16,
+/// What steps V1–V4 found.
+enum Found {
+    Pass,
+    Hidden,
+    Judge(Suspect),
 }
 
-/// Steps V1–V5: a TCP segment with SYN set and ACK clear
-/// whose whole 20-byte header is in the frame.
-fn find_syn(frame: &[u8]) -> Option<Syn> {
+struct Suspect {
+    src: IpAddr,
+    dst: IpAddr,
+    /// Where the TCP header starts, if the walk reached it.
+    tcp: Option<usize>,
+    /// An IPv4 fragment at offset 1.
+    overlap: bool,
+    /// A routing header with segments left.
+    rerouted: bool,
+}
+
+/// The extension headers V3 walks: hop-by-hop, routing, fragment, AH,
+/// destination options.
+const WALKED: [u8; 5] = [0, 43, 44, 51, 60];
+/// Extension headers V3 does not walk: Mobility, HIP, Shim6, experiments.
+const NOT_WALKED: [u8; 5] = [135, 139, 140, 253, 254];
+
+/// Steps V1–V4.
+fn find(frame: &[u8]) -> Found {
     // V1, V2: Ethernet, then at most MAX_VLAN_TAGS tags of either kind.
+    let is_tag = |t: u16| t == 0x8100 || t == 0x88a8;
+    let Some(mut ethertype) = be16(frame, 12) else {
+        return Found::Pass;
+    };
     let mut at = 12;
-    let mut ethertype = be16(frame, at)?;
     let mut tags = 0;
-    while (ethertype == 0x8100 || ethertype == 0x88a8) && tags < MAX_VLAN_TAGS {
+    while is_tag(ethertype) && tags < MAX_VLAN_TAGS {
         // A tag is 4 bytes: TCI, then the next ethertype.
-        frame.get(at + 2..at + 6)?;
-        ethertype = be16(frame, at + 4)?;
+        if frame.get(at + 2..at + 6).is_none() {
+            return Found::Pass;
+        }
+        ethertype = be16(frame, at + 4).unwrap_or_default();
         at += 4;
         tags += 1;
     }
     let l3 = at + 2;
-    // V3, V4.
-    let (src, dst, tcp) = match ethertype {
-        0x0800 => ipv4(frame, l3)?,
-        0x86dd => ipv6(frame, l3)?,
-        _ => return None,
-    };
-    let header = frame.get(tcp..tcp + 20)?;
-    let flags = header[13];
-    let (syn, ack) = (flags & 0x02 != 0, flags & 0x10 != 0);
-    if !syn || ack {
-        return None;
+    match ethertype {
+        0x0800 => ipv4(frame, l3),
+        0x86dd => ipv6(frame, l3),
+        t if is_tag(t) => Found::Hidden,
+        _ => Found::Pass,
     }
-    Some(Syn {
-        src,
-        dst,
-        dport: u16::from_be_bytes([header[2], header[3]]),
+}
+
+fn ipv4(frame: &[u8], l3: usize) -> Found {
+    let Some(header) = frame.get(l3..l3 + 20) else {
+        return Found::Pass;
+    };
+    let header_len = usize::from(header[0] & 0xf) * 4;
+    if header[0] >> 4 != 4 || header_len < 20 || header[9] != 6 {
+        return Found::Pass;
+    }
+    let fragment_offset = u16::from_be_bytes([header[6], header[7]]) & 0x1fff;
+    if fragment_offset > 1 {
+        return Found::Pass;
+    }
+    Found::Judge(Suspect {
+        src: Ipv4Addr::new(header[12], header[13], header[14], header[15]).into(),
+        dst: Ipv4Addr::new(header[16], header[17], header[18], header[19]).into(),
+        tcp: (fragment_offset == 0).then_some(l3 + header_len),
+        overlap: fragment_offset == 1,
+        rerouted: false,
     })
 }
 
-fn ipv4(frame: &[u8], l3: usize) -> Option<(IpAddr, IpAddr, usize)> {
-    let header = frame.get(l3..l3 + 20)?;
-    if header[0] >> 4 != 4 {
-        return None;
-    }
-    let header_len = usize::from(header[0] & 0xf) * 4;
-    if header_len < 20 || frame.len() < l3 + header_len {
-        return None;
-    }
-    let fragment_offset = u16::from_be_bytes([header[6], header[7]]) & 0x1fff;
-    if fragment_offset != 0 || header[9] != 6 {
-        return None;
-    }
-    let src = Ipv4Addr::new(header[12], header[13], header[14], header[15]);
-    let dst = Ipv4Addr::new(header[16], header[17], header[18], header[19]);
-    Some((src.into(), dst.into(), l3 + header_len))
-}
-
-fn ipv6(frame: &[u8], l3: usize) -> Option<(IpAddr, IpAddr, usize)> {
-    let header = frame.get(l3..l3 + 40)?;
+fn ipv6(frame: &[u8], l3: usize) -> Found {
+    let Some(header) = frame.get(l3..l3 + 40) else {
+        return Found::Pass;
+    };
     if header[0] >> 4 != 6 {
-        return None;
+        return Found::Pass;
     }
     let addr = |from: usize| {
         let mut octets = [0; 16];
         octets.copy_from_slice(&header[from..from + 16]);
-        Ipv6Addr::from(octets)
+        IpAddr::from(Ipv6Addr::from(octets))
     };
-    let (src, dst) = (addr(8), addr(24));
+    let mut suspect = Suspect {
+        src: addr(8),
+        dst: addr(24),
+        tcp: None,
+        overlap: false,
+        rerouted: false,
+    };
     let mut next = header[6];
     let mut at = l3 + 40;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
+        if !WALKED.contains(&next) {
+            break;
+        }
+        // A chain reaching past the walk's limit, or cut off by the
+        // frame's end, cannot be finished: judged.
+        let needed = match next {
+            44 => 8,
+            43 => 4,
+            _ => 2,
+        };
+        let Some(ext) = frame
+            .get(at..at + needed)
+            .filter(|_| at <= MAX_CHAIN_OFFSET)
+        else {
+            return Found::Judge(suspect);
+        };
         match next {
             // Fragment: 8 bytes; only the first fragment has the TCP header.
             44 => {
-                let ext = frame.get(at..at + 8)?;
                 if u16::from_be_bytes([ext[2], ext[3]]) >> 3 != 0 {
-                    return None;
+                    return Found::Pass;
                 }
-                next = ext[0];
                 at += 8;
             }
-            // Hop-by-hop, routing, destination options: 8-octet units.
-            0 | 43 | 60 => {
-                let ext = frame.get(at..at + 2)?;
-                next = ext[0];
+            // Authentication header: 4-octet units, minus 2.
+            51 => at += 4 * (usize::from(ext[1]) + 2),
+            // Routing: 8-octet units; segments left means another
+            // destination follows.
+            43 => {
+                suspect.rerouted |= ext[3] != 0;
                 at += 8 * (usize::from(ext[1]) + 1);
             }
-            // Authentication header: 4-octet units, minus 2.
-            51 => {
-                let ext = frame.get(at..at + 2)?;
-                next = ext[0];
-                at += 4 * (usize::from(ext[1]) + 2);
-            }
-            _ => break,
+            // Hop-by-hop, destination options: 8-octet units.
+            _ => at += 8 * (usize::from(ext[1]) + 1),
         }
+        next = ext[0];
     }
-    (next == 6).then_some((src.into(), dst.into(), at))
+    if next == 6 && at <= MAX_CHAIN_OFFSET {
+        suspect.tcp = Some(at);
+        Found::Judge(suspect)
+    } else if next == 6 || WALKED.contains(&next) || NOT_WALKED.contains(&next) {
+        Found::Judge(suspect)
+    } else {
+        Found::Pass
+    }
 }
 
 fn be16(frame: &[u8], at: usize) -> Option<u16> {
@@ -336,12 +431,32 @@ mod tests {
             DROP
         );
         assert_eq!(
-            verdict(&denied.clone().vlans(&[TPID_8021Q; 3]).bytes(), &p),
+            verdict(&denied.clone().vlans(&[TPID_8021Q; 8]).bytes(), &p),
+            DROP
+        );
+        let allowed = Frame::syn("192.0.2.9".parse().unwrap(), dst, 25);
+        assert_eq!(
+            verdict(&allowed.clone().vlans(&[TPID_8021Q; 9]).bytes(), &p),
+            DROP,
+            "V2: a ninth tag hides the source"
+        );
+        assert_eq!(
+            verdict(&allowed.clone().ipv4_frag(0x2001).bytes(), &p),
+            DROP,
+            "V4: offset 1 whatever the source"
+        );
+        assert_eq!(
+            verdict(&allowed.clone().ipv4_frag(0x2002).bytes(), &p),
             PASS
         );
-        assert_eq!(verdict(&denied.clone().ipv4_frag(0x0001).bytes(), &p), PASS);
+        assert_eq!(verdict(&allowed.bytes()[..40], &p), PASS);
         let bytes = denied.bytes();
-        assert_eq!(verdict(&bytes[..bytes.len() - 1], &p), PASS);
+        assert_eq!(
+            verdict(&bytes[..bytes.len() - 1], &p),
+            DROP,
+            "V5: a cut TCP header is judged"
+        );
+        assert_eq!(verdict(&denied.clone().udp().bytes(), &p), PASS);
         let v6 = Frame::syn(
             "2001:db8:bad::1".parse().unwrap(),
             "2001:db8::25".parse().unwrap(),
@@ -349,5 +464,32 @@ mod tests {
         )
         .ipv6_ext(&[Ext::HopByHop(0), Ext::DestOpts(1)]);
         assert_eq!(verdict(&v6.bytes(), &p), DROP);
+        let long = v6.clone().ipv6_ext(&[Ext::DestOpts(0); 17]);
+        assert_eq!(
+            verdict(&long.bytes(), &p),
+            DROP,
+            "V3: a chain past the walk"
+        );
+        let judged = examine(&long.bytes(), &p).expect("judged");
+        assert_eq!(judged.outcome, Outcome::DroppedUnparsed);
+        assert_eq!(
+            verdict(&v6.clone().ipv6_ext(&[Ext::DestOpts(0); 16]).bytes(), &p),
+            DROP
+        );
+        assert_eq!(
+            verdict(
+                &v6.clone().ipv6_ext(&[Ext::DestOpts(0); 16]).udp().bytes(),
+                &p
+            ),
+            PASS
+        );
+        assert_eq!(
+            verdict(
+                &v6.clone().ipv6_ext(&[Ext::DestOpts(0); 17]).udp().bytes(),
+                &p
+            ),
+            DROP,
+            "unseen: judged"
+        );
     }
 }

@@ -14,12 +14,14 @@ use std::{
     time::Instant,
 };
 
+use filter_common::{NO_IP_HEADER_LABEL, Outcome};
 use filter_user::{allowlist::Allowlist, filter::Counters};
 use ipnet::{Ipv4Net, Ipv6Net};
 use mxgate_tests::{
+    env_u64,
     kernel::LoadedFilter,
     mutate::{Addresses, Rng, frame},
-    reference::{Coverage, Policy, blocks_of, coverage, examine, verdict},
+    reference::{Coverage, Judged, Policy, blocks_of, coverage, examine, verdict},
     unique_name,
 };
 
@@ -29,22 +31,8 @@ const DEFAULT_SEED: u64 = 0x6d78_6761_7465_0001;
 /// The policy (and the allowlist) changes every this many frames.
 const SEGMENT: u64 = 20_000;
 /// Examined SYNs each way a verdict can be reached must get at least this
-/// many frames over a default run.
+/// many frames over a default run (and their share of it in a shorter one).
 const MIN_PER_WAY: u64 = 1_000;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(text) => {
-            let text = text.trim();
-            let parsed = match text.strip_prefix("0x") {
-                Some(hex) => u64::from_str_radix(hex, 16),
-                None => text.parse(),
-            };
-            parsed.unwrap_or_else(|_| panic!("{name}={text:?} is not a number"))
-        }
-        Err(_) => default,
-    }
-}
 
 /// The prefixes that cover all of `block` but `hole`: one sibling for
 /// each bit from the block's length to the hole's.
@@ -289,6 +277,7 @@ fn kernel_verdicts_match_the_reference_classifier() {
     let mut expected = Counters::default();
     let mut mismatches = Vec::new();
     let mut ways: BTreeMap<String, u64> = BTreeMap::new();
+    let mut shapes: BTreeMap<String, u64> = BTreeMap::new();
     let started = Instant::now();
     let mut examined = 0u64;
     for i in 0..frames {
@@ -301,15 +290,26 @@ fn kernel_verdicts_match_the_reference_classifier() {
         let bytes = frame(&mut rng, &addrs);
         let kernel = filter.verdict(&bytes).expect("BPF_PROG_TEST_RUN");
         let reference = verdict(&bytes, &current);
-        if let Some((src, outcome)) = examine(&bytes, &current) {
-            let c = if src.is_ipv6() {
-                &mut expected.v6
-            } else {
-                &mut expected.v4
-            };
-            c.set(outcome, c.get(outcome) + 1);
-            *ways.entry(way(&current.allow, src)).or_default() += 1;
-            examined += 1;
+        match examine(&bytes, &current) {
+            Some(Judged {
+                source: Some(src),
+                outcome,
+            }) => {
+                let c = if src.is_ipv6() {
+                    &mut expected.v6
+                } else {
+                    &mut expected.v4
+                };
+                c.set(outcome, c.get(outcome) + 1);
+                *ways.entry(way(&current.allow, src)).or_default() += 1;
+                *shapes.entry(outcome.label().to_owned()).or_default() += 1;
+                examined += 1;
+            }
+            Some(Judged { source: None, .. }) => {
+                expected.no_ip_header += 1;
+                *shapes.entry(NO_IP_HEADER_LABEL.to_owned()).or_default() += 1;
+            }
+            None => {}
         }
         if kernel != reference {
             mismatches.push(format!(
@@ -329,7 +329,7 @@ fn kernel_verdicts_match_the_reference_classifier() {
         elapsed.as_secs_f64(),
         frames as f64 / elapsed.as_secs_f64()
     );
-    for (way, count) in &ways {
+    for (way, count) in ways.iter().chain(&shapes) {
         println!("  {count:>8}  {way}");
     }
     assert!(
@@ -346,38 +346,50 @@ fn kernel_verdicts_match_the_reference_classifier() {
         examined > frames / 20,
         "too few examined SYNs ({examined}) to mean much"
     );
-    // Every way to a verdict, in both families, was taken often (an IPv6
-    // /24 covered whole is rare in the lists, as in real ones: less often).
-    if frames >= DEFAULT_FRAMES {
-        let mut wanted = Vec::new();
-        for family in ["IPv4", "IPv6"] {
-            wanted.extend([
-                (format!("{family} /16 not covered"), MIN_PER_WAY),
-                (format!("{family} /24 not covered"), MIN_PER_WAY),
-                (
-                    format!("{family}, every block covered in part: allowed"),
-                    MIN_PER_WAY,
-                ),
-                (
-                    format!("{family}, every block covered in part: denied (a hole)"),
-                    MIN_PER_WAY,
-                ),
-            ]);
-        }
+    // Every way to a verdict, in both families, and every outcome was
+    // taken often, in proportion to the frames sent (an IPv6 /24 covered
+    // whole is rare in the lists, as in real ones: less often).
+    let min = |per_million: u64| (per_million * frames / DEFAULT_FRAMES).max(1);
+    let mut wanted = Vec::new();
+    for family in ["IPv4", "IPv6"] {
         wanted.extend([
-            ("IPv4 /16 covered in full".to_owned(), MIN_PER_WAY),
-            ("IPv4 /24 covered in full".to_owned(), MIN_PER_WAY),
-            ("IPv6 /24 covered in full".to_owned(), MIN_PER_WAY / 10),
-            ("IPv6 /48 not covered".to_owned(), MIN_PER_WAY),
-            ("IPv6 /48 covered in full".to_owned(), MIN_PER_WAY),
+            (format!("{family} /16 not covered"), min(MIN_PER_WAY)),
+            (format!("{family} /24 not covered"), min(MIN_PER_WAY)),
+            (
+                format!("{family}, every block covered in part: allowed"),
+                min(MIN_PER_WAY),
+            ),
+            (
+                format!("{family}, every block covered in part: denied (a hole)"),
+                min(MIN_PER_WAY),
+            ),
         ]);
-        for (way, min) in wanted {
-            let count = ways.get(&way).copied().unwrap_or(0);
-            assert!(
-                count >= min,
-                "only {count} examined SYNs went the way {way:?} (at least {min} wanted)"
-            );
-        }
+    }
+    wanted.extend([
+        ("IPv4 /16 covered in full".to_owned(), min(MIN_PER_WAY)),
+        ("IPv4 /24 covered in full".to_owned(), min(MIN_PER_WAY)),
+        ("IPv6 /24 covered in full".to_owned(), min(MIN_PER_WAY / 10)),
+        ("IPv6 /48 not covered".to_owned(), min(MIN_PER_WAY)),
+        ("IPv6 /48 covered in full".to_owned(), min(MIN_PER_WAY)),
+    ]);
+    for (way, min) in wanted {
+        let count = ways.get(&way).copied().unwrap_or(0);
+        assert!(
+            count >= min,
+            "only {count} examined SYNs went the way {way:?} (at least {min} wanted)"
+        );
+    }
+    for label in Outcome::ALL
+        .iter()
+        .map(|o| o.label())
+        .chain([NO_IP_HEADER_LABEL])
+    {
+        let count = shapes.get(label).copied().unwrap_or(0);
+        assert!(
+            count >= min(MIN_PER_WAY),
+            "only {count} frames were judged {label} (at least {} wanted)",
+            min(MIN_PER_WAY)
+        );
     }
 }
 

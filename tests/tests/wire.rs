@@ -7,7 +7,7 @@ use std::time::Duration;
 use filter_user::allowlist::Allowlist;
 use mxgate_tests::{
     cli::Mxgate,
-    frames::{DST_MAC, Ext, Frame, TPID_8021AD, TPID_8021Q, flags},
+    frames::{DST_MAC, Ext, Frame, Piece, TPID_8021AD, TPID_8021Q, flags},
     netns::{CLIENT_IF, SERVER_IF, Wire},
     packet::RawSocket,
     reference::{self, DROP, Policy},
@@ -25,6 +25,8 @@ fn classes() -> Vec<(&'static str, Vec<u8>, bool)> {
         let bytes = syn(DENIED_V4).bytes();
         bytes[..bytes.len() - 8].to_vec()
     };
+    // Fragments of 8 bytes: the first holds the ports, not the flags.
+    let tiny_first_fragment = syn(DENIED_V4).fragments(&Piece::every(8, 20))[0].clone();
     let short_ihl = {
         let mut bytes = syn(DENIED_V4).bytes();
         bytes[14] = 0x44;
@@ -54,7 +56,17 @@ fn classes() -> Vec<(&'static str, Vec<u8>, bool)> {
             syn(DENIED_V4)
                 .vlans(&[TPID_8021AD, TPID_8021Q, TPID_8021Q])
                 .bytes(),
+            true,
+        ),
+        (
+            "allowed SYN, eight tags",
+            syn(ALLOWED_V4).vlans(&[TPID_8021Q; 8]).bytes(),
             false,
+        ),
+        (
+            "allowed SYN, nine tags (no IP header found)",
+            syn(ALLOWED_V4).vlans(&[TPID_8021Q; 9]).bytes(),
+            true,
         ),
         (
             "denied SYN, 40 bytes of IPv4 options",
@@ -70,6 +82,16 @@ fn classes() -> Vec<(&'static str, Vec<u8>, bool)> {
             "IPv4 non-first fragment",
             syn(DENIED_V4).ipv4_frag(0x00b9).bytes(),
             false,
+        ),
+        (
+            "allowed IPv4 fragment at offset 1",
+            syn(ALLOWED_V4).ipv4_frag(0x2001).bytes(),
+            true,
+        ),
+        (
+            "denied SYN, tiny IPv4 first fragment",
+            tiny_first_fragment.clone(),
+            true,
         ),
         ("IPv4 IHL 4", short_ihl, false),
         (
@@ -103,9 +125,14 @@ fn classes() -> Vec<(&'static str, Vec<u8>, bool)> {
             false,
         ),
         (
-            "IPv6 chain longer than the bound",
-            syn(DENIED_V6).ipv6_ext(&[Ext::DestOpts(0); 7]).bytes(),
-            false,
+            "denied SYN, IPv6 chain of 16",
+            syn(DENIED_V6).ipv6_ext(&[Ext::DestOpts(0); 16]).bytes(),
+            true,
+        ),
+        (
+            "denied IPv6 chain longer than the walk",
+            syn(DENIED_V6).ipv6_ext(&[Ext::DestOpts(0); 17]).bytes(),
+            true,
         ),
         (
             "denied SYN-ACK",
@@ -122,17 +149,20 @@ fn classes() -> Vec<(&'static str, Vec<u8>, bool)> {
             Frame::syn(ip(DENIED_V4), ip(SERVER_V4), 2525).bytes(),
             false,
         ),
-        ("denied SYN cut inside the TCP header", truncated, false),
+        ("denied SYN cut inside the TCP header", truncated, true),
     ]
 }
 
 /// Rewrites the TCP sequence number of a built frame: finds the original
-/// marker (0x01020304) and replaces it.
-fn mark(mut bytes: Vec<u8>, seq: u32) -> Vec<u8> {
+/// marker (0x01020304) and replaces it. A frame without it could never be
+/// found behind the filter, so its class would always read "dropped".
+fn mark(mut bytes: Vec<u8>, seq: u32, name: &str) -> Vec<u8> {
     let original = 0x0102_0304u32.to_be_bytes();
-    if let Some(at) = bytes.windows(4).position(|w| w == original) {
-        bytes[at..at + 4].copy_from_slice(&seq.to_be_bytes());
-    }
+    let at = bytes
+        .windows(4)
+        .position(|w| w == original)
+        .unwrap_or_else(|| panic!("{name}: the frame has no sequence number to mark"));
+    bytes[at..at + 4].copy_from_slice(&seq.to_be_bytes());
     bytes
 }
 
@@ -177,7 +207,7 @@ fn crafted_frames_arrive_behind_the_filter_exactly_when_the_verdict_passes_them(
     let sender = RawSocket::open(&wire.client, CLIENT_IF).expect("sender socket");
     let classes = classes();
     for (i, (name, bytes, dropped)) in classes.iter().enumerate() {
-        let bytes = mark(bytes.clone(), MARK + i as u32);
+        let bytes = mark(bytes.clone(), MARK + i as u32, name);
         assert_eq!(
             reference::verdict(&bytes, &policy) == DROP,
             *dropped,
@@ -189,7 +219,11 @@ fn crafted_frames_arrive_behind_the_filter_exactly_when_the_verdict_passes_them(
     }
     // Frames on one veth arrive in order: once the sentinel (a plain ACK,
     // which passes) is captured, every frame before it has been judged.
-    let sentinel = mark(syn(DENIED_V4).flags(flags::ACK).bytes(), SENTINEL);
+    let sentinel = mark(
+        syn(DENIED_V4).flags(flags::ACK).bytes(),
+        SENTINEL,
+        "sentinel",
+    );
     sender.send(&sentinel).expect("sending the sentinel");
     let mut arrived = vec![false; classes.len()];
     loop {
@@ -222,6 +256,9 @@ fn crafted_frames_arrive_behind_the_filter_exactly_when_the_verdict_passes_them(
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     let stats: serde_json::Value =
         serde_json::from_str(&mx.ok(&["stats", "--json"])).expect("stats --json is JSON");
-    assert_eq!(stats["v4"]["counts"]["dropped"], 5, "{stats}");
-    assert_eq!(stats["v6"]["counts"]["dropped"], 4, "{stats}");
+    assert_eq!(stats["v4"]["counts"]["dropped"], 6, "{stats}");
+    assert_eq!(stats["v4"]["counts"]["dropped_unparsed"], 3, "{stats}");
+    assert_eq!(stats["v6"]["counts"]["dropped"], 5, "{stats}");
+    assert_eq!(stats["v6"]["counts"]["dropped_unparsed"], 1, "{stats}");
+    assert_eq!(stats["no_ip_header"], 1, "{stats}");
 }

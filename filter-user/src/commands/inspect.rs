@@ -85,6 +85,7 @@ pub fn stats(pins: &PinDir, request: &StatsRequest) -> anyhow::Result<()> {
             let value = json!({
                 "v4": { "examined": c.v4.examined(), "counts": c.v4 },
                 "v6": { "examined": c.v6.examined(), "counts": c.v6 },
+                "no_ip_header": c.no_ip_header,
                 "top_denied": reading.top_sources(None, request.top),
                 "sampled": reading.denied.iter().any(|d| d.sampled > 1),
             });

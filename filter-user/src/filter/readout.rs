@@ -9,7 +9,8 @@ use std::{
 use anyhow::Context as _;
 use aya::maps::{MapData, PerCpuArray};
 use filter_common::{
-    DENIED_SLOTS, DeniedSlot, Family, Outcome, SourceKey, counter_index, map_names,
+    DENIED_SLOTS, DeniedSlot, Family, NO_IP_HEADER_COUNTER, Outcome, SourceKey, counter_index,
+    map_names,
 };
 use serde::{Serialize, Serializer, ser::SerializeMap as _};
 
@@ -22,6 +23,9 @@ pub struct Counters {
     pub v4: OutcomeCounts,
     /// IPv6 outcomes.
     pub v6: OutcomeCounts,
+    /// Frames whose IP header lay behind more VLAN tags than the program
+    /// walks (docs/DESIGN.md V2); dropped unless dry run or open was on.
+    pub no_ip_header: u64,
 }
 
 /// How many examined SYNs had each outcome, indexed like [`Outcome::ALL`].
@@ -111,6 +115,12 @@ impl Readout {
                 counts.set(outcome, per_cpu.iter().sum());
             }
         }
+        totals.no_ip_header = self
+            .counters
+            .get(&NO_IP_HEADER_COUNTER, 0)
+            .context("reading COUNTERS")?
+            .iter()
+            .sum();
         Ok(totals)
     }
 
