@@ -112,6 +112,8 @@ const NEXTHDR_EXPERIMENT2: u8 = 254;
 const IPV6_FRAG_OFFSET: u16 = 0xfff8;
 
 const IPPROTO_TCP: u8 = 6;
+/// The smallest mask over every offset up to [`MAX_CHAIN_OFFSET`].
+const CHAIN_OFFSET_MASK: usize = (MAX_CHAIN_OFFSET + 1).next_power_of_two() - 1;
 const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
 
@@ -137,48 +139,38 @@ enum Found {
 
 /// A frame that may open a connection, as far as the parser could see it.
 struct Suspect {
-    /// Its addresses and what the parser saw (`port` and [`WHOLE`] are
-    /// filled in by V5).
-    facts: Facts,
+    /// Its source and destination.
+    addrs: Addrs,
     /// Where the TCP header starts, or `None` when the parser could not
     /// reach it (V3: a chain it cannot finish; V4: offset 1).
     tcp: Option<usize>,
-}
-
-/// What the judgement (V6, V7) needs to know of a frame.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Facts {
-    /// The source; IPv4 as `::ffff:a.b.c.d`, the DENIED table's key.
-    src: SourceKey,
-    /// The destination, the same way.
-    dst: SourceKey,
-    /// The destination port, or 0 when the frame does not show it.
-    port: u32,
-    /// [`V6`], [`WHOLE`], [`OVERLAP`], [`REROUTED`].
+    /// [`WHOLE`], [`OVERLAP`], [`REROUTED`].
     bits: u32,
 }
 
-/// An IPv6 packet.
-const V6: u32 = 1 << 0;
 /// The whole TCP header was in the frame (else: dropped as unparsed).
-const WHOLE: u32 = 1 << 1;
+const WHOLE: u32 = 1 << 0;
 /// An IPv4 fragment at offset 1: not allowed whatever its source (V4).
-const OVERLAP: u32 = 1 << 2;
+const OVERLAP: u32 = 1 << 1;
 /// A routing header with segments left: the destination is not the final
 /// one, so V6's address test counts it as protected.
-const REROUTED: u32 = 1 << 3;
+const REROUTED: u32 = 1 << 2;
 
-/// Where the parsing paths meet: each CPU's [`Facts`] of the frame being
-/// judged.
-#[map(name = "MEET")]
-static MEET: PerCpuArray<Facts> = PerCpuArray::with_max_entries(1, 0);
+/// Source and destination of a judged packet, copied out of the frame.
+enum Addrs {
+    V4 { src: Ipv4Key, dst: Ipv4Key },
+    V6 { src: Ipv6Key, dst: Ipv6Key },
+}
 
 /// Judges a SYN or an unparsed frame, counts it and remembers a denied
 /// source; `None` for a frame the verdict does not judge (it passes).
 #[inline(always)]
 fn examine(ctx: &XdpContext) -> Option<Outcome> {
-    let Suspect { mut facts, tcp } = match find(ctx) {
+    let Suspect {
+        addrs,
+        tcp,
+        mut bits,
+    } = match find(ctx) {
         Found::Pass => return None,
         Found::Hidden => return Some(hidden()),
         Found::Judge(suspect) => suspect,
@@ -192,7 +184,7 @@ fn examine(ctx: &XdpContext) -> Option<Outcome> {
             if tcp.flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
                 return None;
             }
-            facts.bits |= WHOLE;
+            bits |= WHOLE;
             Some(be16(&tcp.dst_port))
         }
         // A tiny first fragment (RFC 1858 3.1) or a cut segment: its port
@@ -201,60 +193,37 @@ fn examine(ctx: &XdpContext) -> Option<Outcome> {
         None => None,
     };
     // V6: a port the program cannot see counts as protected.
-    if let Some(port) = port {
-        if *PORTS.get(u32::from(port))? == 0 {
-            return None;
-        }
-        facts.port = u32::from(port);
+    if let Some(port) = port
+        && *PORTS.get(u32::from(port))? == 0
+    {
+        return None;
     }
-    judge(ctx, meet(&facts)?)
+    judge(ctx, &addrs, bits, port.map_or(0, u32::from))
 }
 
-/// Hands `facts` over through this CPU's MEET slot. The verifier checks
-/// the code after a point once for every distinct state that reaches it,
-/// and the parsing paths (each VLAN tag count, each length of an IPv6
-/// chain, each flag) reach V6 in dozens of states: read back from a map,
-/// the flags and the port are values it cannot know, so it checks the
-/// judgement once.
+/// Steps V6 and V7 for a frame from and to `addrs`, with the parser's
+/// `bits` and `port` (0: not shown).
 #[inline(always)]
-fn meet(facts: &Facts) -> Option<(&Facts, u32, u32)> {
-    let slot = MEET.get_ptr_mut(0)?;
-    // SAFETY: this CPU's slot, which nothing else touches while the
-    // program runs; the volatile reads keep the compiler from handing the
-    // written values on instead of reading them back.
-    unsafe {
-        *slot = *facts;
-        let bits = core::ptr::read_volatile(&raw const (*slot).bits);
-        let port = core::ptr::read_volatile(&raw const (*slot).port);
-        Some((&*slot, bits, port))
-    }
-}
-
-/// Steps V6 and V7 for a frame whose facts are `facts`, `bits`, `port`.
-#[inline(always)]
-fn judge(ctx: &XdpContext, (facts, bits, port): (&Facts, u32, u32)) -> Option<Outcome> {
-    let v6 = bits & V6 != 0;
+fn judge(ctx: &XdpContext, addrs: &Addrs, bits: u32, port: u32) -> Option<Outcome> {
     let flags = CONFIG.get(0)?.flags;
-    if flags & FLAG_PROTECT_DST != 0 && bits & REROUTED == 0 {
-        // SAFETY: hash map lookups; the value is only compared with None.
-        let protected = unsafe {
-            if v6 {
-                PROTECT_V6.get(&facts.dst).is_some()
-            } else {
-                PROTECT_V4.get(&v4_of(&facts.dst)).is_some()
+    let check_dst = flags & FLAG_PROTECT_DST != 0 && bits & REROUTED == 0;
+    let (family, allowed) = match addrs {
+        Addrs::V4 { src, dst } => {
+            // SAFETY: a hash map lookup; the value is only compared with None.
+            if check_dst && unsafe { PROTECT_V4.get(dst) }.is_none() {
+                return None;
             }
-        };
-        if !protected {
-            return None;
+            (Family::V4, bits & OVERLAP == 0 && allowed_v4(*src))
         }
-    }
+        Addrs::V6 { src, dst } => {
+            // SAFETY: as above.
+            if check_dst && unsafe { PROTECT_V6.get(dst) }.is_none() {
+                return None;
+            }
+            (Family::V6, allowed_v6(src))
+        }
+    };
     // V7.
-    let allowed = bits & OVERLAP == 0
-        && if v6 {
-            allowed_v6(&facts.src)
-        } else {
-            allowed_v4(v4_of(&facts.src))
-        };
     let outcome = if allowed {
         Outcome::Allowed
     } else if flags & FLAG_OPEN != 0 {
@@ -266,33 +235,29 @@ fn judge(ctx: &XdpContext, (facts, bits, port): (&Facts, u32, u32)) -> Option<Ou
     } else {
         Outcome::DroppedUnparsed
     };
-    let family = if v6 { Family::V6 } else { Family::V4 };
     bump(counter_index(family, outcome));
     if outcome != Outcome::Allowed {
+        // The table's key is made only for the SYNs the sampler records.
         // The log lines are compiled out by the verifier unless loaded with
         // AYA_LOG_LEVEL at debug: one line per dropped SYN would flood the
         // log under attack.
-        if MXGATE_DENIED_SOURCES.load() != 0 {
-            remember_denied(&facts.src);
-        }
-        if v6 {
-            debug!(ctx, "denied SYN from {:i} to port {}", facts.src, port);
-        } else {
-            debug!(
-                ctx,
-                "denied SYN from {:i} to port {}",
-                v4_of(&facts.src),
-                port
-            );
+        let record = MXGATE_DENIED_SOURCES.load() != 0;
+        match addrs {
+            Addrs::V4 { src, .. } => {
+                if record {
+                    remember_denied(|| v4_mapped(*src));
+                }
+                debug!(ctx, "denied SYN from {:i} to port {}", *src, port);
+            }
+            Addrs::V6 { src, .. } => {
+                if record {
+                    remember_denied(|| *src);
+                }
+                debug!(ctx, "denied SYN from {:i} to port {}", *src, port);
+            }
         }
     }
     Some(outcome)
-}
-
-/// The IPv4 address in `::ffff:a.b.c.d`.
-#[inline(always)]
-fn v4_of(key: &SourceKey) -> Ipv4Key {
-    [key[12], key[13], key[14], key[15]]
 }
 
 /// The outcome for a frame whose IP header the program could not find
@@ -338,6 +303,13 @@ fn find(ctx: &XdpContext) -> Found {
         ethertype = be16(&tag.ethertype);
         off += size_of::<VlanTag>();
     }
+    // Behind tags, at most 14 + 8 * 4 bytes; untagged frames, the most,
+    // keep their constant offset.
+    let off = if off == size_of::<EthHdr>() {
+        off
+    } else {
+        widen(off, 0x3f)
+    };
     match ethertype {
         ETH_P_IP => ipv4(ctx, off),
         ETH_P_IPV6 => ipv6(ctx, off),
@@ -424,15 +396,14 @@ fn ipv4(ctx: &XdpContext, l3: usize) -> Found {
         return Found::Pass;
     }
     Found::Judge(Suspect {
-        facts: Facts {
-            src: v4_mapped(ip.src),
-            dst: v4_mapped(ip.dst),
-            port: 0,
-            bits: if offset == 1 { OVERLAP } else { 0 },
+        addrs: Addrs::V4 {
+            src: ip.src,
+            dst: ip.dst,
         },
         // At offset 1 the bytes after the header are the TCP header's
         // from byte 8 on: no ports, and flags the program must not trust.
         tcp: if offset == 0 { Some(l3 + hlen) } else { None },
+        bits: if offset == 1 { OVERLAP } else { 0 },
     })
 }
 
@@ -447,13 +418,12 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Found {
         return Found::Pass;
     }
     let mut suspect = Suspect {
-        facts: Facts {
+        addrs: Addrs::V6 {
             src: ip.src,
             dst: ip.dst,
-            port: 0,
-            bits: V6,
         },
         tcp: None,
+        bits: 0,
     };
     let mut next = ip.next_header;
     let mut off = l3 + size_of::<Ipv6Hdr>();
@@ -486,7 +456,7 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Found {
                     return Found::Judge(suspect);
                 };
                 if ext.segments_left != 0 {
-                    suspect.facts.bits |= REROUTED;
+                    suspect.bits |= REROUTED;
                 }
                 next = ext.next_header;
                 off += (usize::from(ext.len) + 1) * 8;
@@ -501,6 +471,11 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Found {
             }
             _ => break,
         }
+        // Past the bound the verifier needs: judged as a chain cut short.
+        if off > MAX_CHAIN_OFFSET {
+            return Found::Judge(suspect);
+        }
+        off = widen(off, CHAIN_OFFSET_MASK);
     }
     match next {
         IPPROTO_TCP if off <= MAX_CHAIN_OFFSET => {
@@ -523,7 +498,7 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Found {
 /// sampler's element stays in cache, the clock is read on one SYN in 16,
 /// and the table is written only now and then.
 #[inline(always)]
-fn remember_denied(source: &SourceKey) {
+fn remember_denied(source: impl FnOnce() -> SourceKey) {
     let Some(sampler) = SAMPLER.get_ptr_mut(0) else {
         return;
     };
@@ -577,14 +552,15 @@ fn remember_denied(source: &SourceKey) {
     }
     let weight = 1u64 << shift;
 
-    let Some(slot) = DENIED.get_ptr_mut(denied_slot(source)) else {
+    let source = source();
+    let Some(slot) = DENIED.get_ptr_mut(denied_slot(&source)) else {
         return;
     };
     // SAFETY: a per-CPU slot, only touched by this CPU.
     let slot = unsafe { &mut *slot };
-    if slot.source != *source {
+    if slot.source != source {
         // Direct-mapped: a new source takes the slot over.
-        slot.source = *source;
+        slot.source = source;
         slot.count = 0;
         slot.sampled = 0;
     }
@@ -608,14 +584,21 @@ fn now_ns() -> u64 {
 }
 
 /// The extension header `H` at offset `off` of an IPv6 chain, or `None`
-/// if it lies past [`MAX_CHAIN_OFFSET`] or the frame ends before it. The
-/// bound keeps every offset the walk adds up provably small.
+/// if the frame ends before it.
 #[inline(always)]
 fn chain_header<H: Header>(ctx: &XdpContext, off: usize) -> Option<&H> {
-    if off > MAX_CHAIN_OFFSET {
-        return None;
-    }
     header(ctx, off)
+}
+
+/// `off`, known to be at most `mask` (a power of two less one), as a value
+/// the verifier only knows to lie in `0..=mask`. It checks the code after
+/// a point once for every distinct state that reaches it: with the exact
+/// offsets, each count of VLAN tags and each length of an IPv6 chain would
+/// be a state of its own, and the walk's loop would be checked over and
+/// over. `black_box` keeps the compiler from dropping the mask, a no-op.
+#[inline(always)]
+fn widen(off: usize, mask: usize) -> usize {
+    core::hint::black_box(off) & mask
 }
 
 /// The header `H` at offset `off` of the frame, or `None` if the frame ends

@@ -34,6 +34,20 @@ impl LoadedFilter {
         Ok(loaded)
     }
 
+    /// As [`LoadedFilter::new`], with another build of the program: the
+    /// benchmark's "before", an ELF object of an earlier commit.
+    #[cfg(feature = "bench")]
+    pub fn from_object(name: &str, policy: &Policy, object: &[u8]) -> anyhow::Result<Self> {
+        let pins = PinDir::new(format!("/sys/fs/bpf/{name}"));
+        remove(&pins);
+        pins.prepare()?;
+        Filter::install_from(&pins, KernelLog::Quiet, object)?;
+        let filter = Filter::open(&pins)?;
+        let mut loaded = Self { pins, filter };
+        loaded.set_policy(policy)?;
+        Ok(loaded)
+    }
+
     /// Makes the maps say what `policy` says.
     pub fn set_policy(&mut self, policy: &Policy) -> anyhow::Result<()> {
         self.filter.apply(&policy.allow)?;

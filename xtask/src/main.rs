@@ -55,7 +55,12 @@ enum Task {
     /// Show the filter at work between two network namespaces.
     Demo,
     /// Measure per-packet, SYN-flood and refresh costs; write BENCHMARKS.md.
-    Bench,
+    Bench {
+        /// Also run the common path through the program of this commit (a
+        /// git revision), beside this build's, in the same run.
+        #[arg(long, value_name = "REV")]
+        before: Option<String>,
+    },
     /// Generate dist/man and dist/completions from the CLI definitions.
     Dist {
         /// Fail if they are out of date instead of writing them.
@@ -138,11 +143,11 @@ fn main() -> std::process::ExitCode {
             setup::run(needs).and_then(|()| test::run_all(&matrix, &args))
         }
         Task::Demo => setup::run(kernel).and_then(|()| demo::run()),
-        Task::Bench => setup::run(Needs {
+        Task::Bench { before } => setup::run(Needs {
             bench: true,
             ..kernel
         })
-        .and_then(|()| test::bench()),
+        .and_then(|()| test::bench(before.as_deref())),
         Task::Dist { check } => setup::run(build).and_then(|()| test::dist(check)),
         Task::Deb { test } => setup::run(Needs { deb: true, ..build }).and_then(|()| {
             if test {

@@ -372,8 +372,12 @@ pub fn dist(check: bool) -> anyhow::Result<()> {
     run(cargo(&args))
 }
 
-/// The benchmarks, optimised; their tables go into BENCHMARKS.md.
-pub fn bench() -> anyhow::Result<()> {
+/// The benchmarks, optimised; their tables go into BENCHMARKS.md. With
+/// `before`, the program of that git revision runs beside this build's.
+pub fn bench(before: Option<&str>) -> anyhow::Result<()> {
+    let before = before
+        .map(|rev| build_program_of(rev).map(|obj| (rev, obj)))
+        .transpose()?;
     let binary = shell::build_release()?;
     run(cargo(&[
         "build",
@@ -390,5 +394,68 @@ pub fn bench() -> anyhow::Result<()> {
         .arg("BENCHMARKS.md")
         .current_dir(root())
         .env("MXGATE_BIN", binary);
+    if let Some((rev, object)) = before {
+        bench
+            .env("MXGATE_BENCH_BEFORE", object)
+            .env("MXGATE_BENCH_BEFORE_NAME", rev);
+    }
     run(as_root(bench))
+}
+
+/// The XDP program as git revision `rev` builds it: its tree exported
+/// under target/bench-before/, built there with the pinned nightly.
+fn build_program_of(rev: &str) -> anyhow::Result<PathBuf> {
+    let commit = shell::stdout(shell::command(
+        "git",
+        &["rev-parse", "--verify", &format!("{rev}^{{commit}}")],
+    ))
+    .with_context(|| format!("{rev} is not a commit of this repository"))?;
+    let commit = commit.trim();
+    let dir = root().join("target/bench-before").join(commit);
+    let object = dir.join("target/bpfel-unknown-none/release/mxgate");
+    if !object.exists() {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let tar = dir.join("tree.tar");
+        run(shell::command(
+            "git",
+            &[
+                "archive".as_ref(),
+                "--output".as_ref(),
+                tar.as_os_str(),
+                commit.as_ref(),
+            ],
+        ))?;
+        run(shell::command(
+            "tar",
+            &[
+                "-xf".as_ref(),
+                tar.as_os_str(),
+                "-C".as_ref(),
+                dir.as_os_str(),
+            ],
+        ))?;
+        let target = dir.join("target");
+        let mut build = shell::command(
+            "rustup",
+            &[
+                "run".as_ref(),
+                ebpf_channel()?.as_ref(),
+                "cargo".as_ref(),
+                "build".as_ref(),
+                "--quiet".as_ref(),
+                "--release".as_ref(),
+                "--target".as_ref(),
+                "bpfel-unknown-none".as_ref(),
+                "-Z".as_ref(),
+                "build-std=core".as_ref(),
+                "--bin".as_ref(),
+                "mxgate".as_ref(),
+                "--target-dir".as_ref(),
+                target.as_os_str(),
+            ] as &[&std::ffi::OsStr],
+        );
+        build.current_dir(dir.join("filter-ebpf"));
+        run(build)?;
+    }
+    Ok(object)
 }

@@ -317,6 +317,27 @@ impl Filter {
         log: KernelLog,
         extra: &[(&str, u8)],
     ) -> anyhow::Result<Vec<PathBuf>> {
+        Self::install_object(pins, log, extra, EBPF_OBJECT)
+    }
+
+    /// [`Filter::install_with`] from another build of the program, `object`
+    /// (an ELF file's bytes): the benchmark's "before" (an earlier
+    /// commit's program, whose maps must be laid out as this one's).
+    #[cfg(feature = "bench")]
+    pub fn install_from(
+        pins: &PinDir,
+        log: KernelLog,
+        object: &[u8],
+    ) -> anyhow::Result<Vec<PathBuf>> {
+        Self::install_object(pins, log, &[], object)
+    }
+
+    fn install_object(
+        pins: &PinDir,
+        log: KernelLog,
+        extra: &[(&str, u8)],
+        object: &[u8],
+    ) -> anyhow::Result<Vec<PathBuf>> {
         // Before anything is created: a kernel that cannot run the program
         // is refused in one line, and the probe picks the variant it runs.
         let support = kernel_support::probe()?;
@@ -328,7 +349,7 @@ impl Filter {
             .filter(|n| !existing.contains(n))
             .map(|n| pins.map(n))
             .collect();
-        let result = Self::load_and_pin(pins, log, &globals);
+        let result = Self::load_and_pin(pins, log, &globals, object);
         match result {
             Ok(()) => {
                 created.push(pins.program());
@@ -343,7 +364,12 @@ impl Filter {
         }
     }
 
-    fn load_and_pin(pins: &PinDir, log: KernelLog, globals: &[(&str, u8)]) -> anyhow::Result<()> {
+    fn load_and_pin(
+        pins: &PinDir,
+        log: KernelLog,
+        globals: &[(&str, u8)],
+        object: &[u8],
+    ) -> anyhow::Result<()> {
         let mut loader = EbpfLoader::new();
         let map_pins: Vec<(&str, PathBuf)> =
             map_names::ALL.iter().map(|n| (*n, pins.map(n))).collect();
@@ -359,7 +385,7 @@ impl Filter {
             loader.override_global(name, value, true);
         }
         let mut ebpf = loader
-            .load(EBPF_OBJECT)
+            .load(object)
             .context("loading mxgate's eBPF object")?;
         // A reused CONFIG keeps its switches; a new one (or one an
         // interrupted attach left unwritten) starts with this layout.

@@ -236,6 +236,10 @@ pub fn run() -> anyhow::Result<String> {
         }
         columns.push(column);
     }
+    let before = match std::env::var_os("MXGATE_BENCH_BEFORE") {
+        Some(path) => Some(before_and_after(&frames, &columns, &path, floor)?),
+        None => None,
+    };
     let mut header = vec!["frame"];
     let labels: Vec<String> = SIZES
         .iter()
@@ -296,6 +300,78 @@ pub fn run() -> anyhow::Result<String> {
         trie.0,
         trie.1,
         verdict(trie.0, 15.0),
+    ) + &before.unwrap_or_default())
+}
+
+/// The common path (frames that are not SMTP SYNs, and unfragmented SYNs
+/// the fast path decides) through this build and through `object`, an
+/// earlier build of the program (`cargo xtask bench --before REV`), in the
+/// same run.
+fn before_and_after(
+    frames: &[(&'static str, Kind, Vec<u8>)],
+    now: &[Vec<f64>],
+    object: &std::ffi::OsStr,
+    floor: f64,
+) -> anyhow::Result<String> {
+    let label = std::env::var("MXGATE_BENCH_BEFORE_NAME").unwrap_or_else(|_| "before".into());
+    let bytes =
+        std::fs::read(object).with_context(|| format!("reading {}", object.to_string_lossy()))?;
+    let common: Vec<usize> = (0..frames.len())
+        .filter(|i| frames[*i].1 != Kind::Trie)
+        .collect();
+    let mut rows = Vec::new();
+    let mut worst = (f64::MIN, String::new());
+    let mut then = Vec::new();
+    for size in SIZES {
+        eprintln!(
+            "bench:   {label}: allowlist of {} prefixes per family",
+            thousands(size)
+        );
+        let policy = Policy {
+            allow: allowlist(size, size as u64),
+            ports: [25].into(),
+            ..Policy::default()
+        };
+        let name = unique_name(&format!("bench-pp-before-{size}"));
+        let filter = LoadedFilter::from_object(&name, &policy, &bytes)
+            .with_context(|| format!("loading {}", object.to_string_lossy()))?;
+        let mut column = Vec::new();
+        for i in &common {
+            column.push(cost(filter.filter().program(), &frames[*i].2)?);
+        }
+        then.push(column);
+    }
+    for (row, i) in common.iter().enumerate() {
+        let mut cells = vec![frames[*i].0.to_owned()];
+        for (size, column) in then.iter().enumerate() {
+            let (after, before) = (now[size][*i], column[row]);
+            let delta = after - before;
+            if delta > worst.0 {
+                worst = (delta, frames[*i].0.to_owned());
+            }
+            cells.push(format!(
+                "{:.0} / {:.0} ({delta:+.0})",
+                after - floor,
+                before - floor
+            ));
+        }
+        rows.push(cells);
+    }
+    let mut header = vec!["frame"];
+    let labels: Vec<String> = SIZES
+        .iter()
+        .map(|s| format!("{} prefixes", thousands(*s)))
+        .collect();
+    header.extend(labels.iter().map(String::as_str));
+    Ok(format!(
+        "\n### The common path, this build against {label}\n\n\
+         ns above the floor, this build / {label} (difference), same run, same frames, same \
+         lists. Target: no more than before — within this machine's run-to-run noise of about \
+         2 ns: worst {:+.0} ns ({}), {}.\n\n{}",
+        worst.0,
+        worst.1,
+        if worst.0 <= 2.0 { "met" } else { "missed" },
+        table(&header, &rows),
     ))
 }
 
