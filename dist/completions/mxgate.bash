@@ -111,7 +111,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__attach)
-            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --max-shrink --force --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --spf-allow-unenumerable --https-ca --max-download --cache-dir --use-cache-on-failure --pin-dir --lock-timeout --help --version"
+            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --max-shrink --force --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --spf-allow-unenumerable --https-ca --max-download --cache-dir --use-cache-on-failure --verbose --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -189,7 +189,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__check)
-            opts="-h -V --ranges --allow --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --spf-allow-unenumerable --https-ca --max-download --cache-dir --use-cache-on-failure --json --pin-dir --lock-timeout --help --version"
+            opts="-h -V --ranges --allow --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --spf-allow-unenumerable --https-ca --max-download --cache-dir --use-cache-on-failure --verbose --json --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -507,7 +507,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__refresh)
-            opts="-h -V --ranges --allow --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --spf-allow-unenumerable --https-ca --max-download --cache-dir --use-cache-on-failure --max-shrink --force --diff --json --pin-dir --lock-timeout --help --version"
+            opts="-h -V --ranges --allow --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --spf-allow-unenumerable --https-ca --max-download --cache-dir --use-cache-on-failure --verbose --max-shrink --force --diff --json --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -569,7 +569,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__run)
-            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --max-shrink --force --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --spf-allow-unenumerable --https-ca --max-download --cache-dir --use-cache-on-failure --interval --log-format --top --log-level --prom-file --pin-dir --lock-timeout --help --version"
+            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --max-shrink --force --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --spf-allow-unenumerable --https-ca --max-download --cache-dir --use-cache-on-failure --verbose --interval --log-format --top --log-level --prom-file --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -195,6 +195,11 @@ pub struct SourceArgs {
     /// failing (a warning says so).
     #[arg(long)]
     pub use_cache_on_failure: bool,
+    /// Say on standard error what each remote source delivered and from
+    /// where: the address a download ended at after redirects, its size,
+    /// the SPF records evaluated.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 impl SourceArgs {
@@ -216,6 +221,7 @@ impl SourceArgs {
             },
             cache_dir: Some(self.cache_dir.clone()),
             use_cache_on_failure: self.use_cache_on_failure,
+            verbose: self.verbose,
         }
     }
 }
@@ -225,12 +231,19 @@ fn parse_source(text: &str) -> Result<Source, String> {
 }
 
 fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr);
+    let addr = match text.parse::<SocketAddr>() {
+        Ok(addr) => addr,
+        Err(_) => text
+            .parse::<IpAddr>()
+            .map(|ip| SocketAddr::new(ip, 53))
+            .map_err(|_| format!("{text:?} is not an address or address:port"))?,
+    };
+    if addr.port() == 0 {
+        return Err(format!(
+            "{text}: port 0 reaches no server (give ADDR for port 53, or ADDR:PORT)"
+        ));
     }
-    text.parse::<IpAddr>()
-        .map(|ip| SocketAddr::new(ip, 53))
-        .map_err(|_| format!("{text:?} is not an address or address:port"))
+    Ok(addr)
 }
 
 /// `mxgate refresh`.
@@ -671,7 +684,10 @@ mod tests {
         assert_eq!(options.spf.lookup_limit, 10);
         assert!(!options.spf.allow_unenumerable);
         assert!(options.use_cache_on_failure);
-        assert!(parse(&["refresh", "--ranges", "a", "--dns-server", "resolver"]).is_err());
+        for bad in ["resolver", "127.0.0.1:0", "[::1]:0"] {
+            let e = parse(&["refresh", "--ranges", "a", "--dns-server", bad]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}: {e}");
+        }
         let cli = parse(&[
             "check",
             "--ranges",
@@ -687,7 +703,15 @@ mod tests {
 
     #[test]
     fn sources_are_checked_at_the_edge() {
-        for bad in ["htps://x", "http://x", "m365:bogus", "spf:", "spf:a..b", ""] {
+        for bad in [
+            "htps://x",
+            "http://x",
+            "m365:bogus",
+            "m365:HTTPS://x.test/e.json",
+            "spf:",
+            "spf:a..b",
+            "",
+        ] {
             let e = parse(&["refresh", "--ranges", bad]).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad:?} must be a usage error: {e}");
         }

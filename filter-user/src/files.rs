@@ -1,12 +1,16 @@
-//! Files mxgate writes or trusts outside bpffs (the last-good cache, the
-//! metrics file): written whole — a fresh temporary file created with
-//! `O_EXCL|O_NOFOLLOW`, fsynced, then renamed over the target — and read
-//! back only when they belong to the user running mxgate (root) and nobody
-//! else can write them.
+//! Files mxgate reads, writes or trusts outside bpffs (range files, the CA
+//! file, the last-good cache, the metrics file, /etc/resolv.conf).
+//!
+//! Every file is read through [`read_regular`]: opened without waiting (a
+//! FIFO would wait for a writer), refused unless it is a regular file (a
+//! device such as /dev/zero never ends), and read up to a bound. Files are
+//! written whole — a fresh temporary file created with `O_EXCL|O_NOFOLLOW`,
+//! fsynced, then renamed over the target — and read back only when they
+//! belong to the user running mxgate (root) and nobody else can write them.
 
 use std::{
     fs::{self, File, Metadata, OpenOptions},
-    io::{self, Write as _},
+    io::{self, Read as _, Write as _},
     os::unix::fs::{
         DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
     },
@@ -14,6 +18,86 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+
+/// Whether [`read_regular`] follows a symbolic link at the path itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Links {
+    /// Follow it (the administrator's own files: /etc/ssl/certs is links).
+    Follow,
+    /// Refuse it (files mxgate wrote itself, where a link was planted).
+    Refuse,
+}
+
+/// The whole content of the regular file at `path`, and its metadata, if
+/// it holds at most `max_bytes` bytes. A FIFO, a device, a socket or a
+/// directory is refused at once without being read: the open does not wait
+/// (`O_NONBLOCK`) and the type is checked on the open descriptor, so the
+/// file checked is the file read. `limit` names the bound in the error
+/// ("--max-download").
+pub fn read_regular(
+    path: &Path,
+    max_bytes: u64,
+    limit: &str,
+    links: Links,
+) -> io::Result<(Vec<u8>, Metadata)> {
+    let mut flags = libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+    if links == Links::Refuse {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) if links == Links::Refuse => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a symbolic link, not a file mxgate wrote",
+            ),
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a regular file (a {})", kind_of(&meta)),
+        ));
+    }
+    let too_large = || {
+        io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("larger than {max_bytes} bytes ({limit})"),
+        )
+    };
+    if meta.len() > max_bytes {
+        return Err(too_large());
+    }
+    // The size can grow between the stat and the read: read one byte past
+    // the bound to tell.
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large());
+    }
+    Ok((bytes, meta))
+}
+
+/// What a file that is not a regular file is, for messages.
+fn kind_of(meta: &Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "directory"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_char_device() || t.is_block_device() {
+        "device"
+    } else if t.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    }
+}
 
 /// Writes `contents` to `path` whole, with permissions `mode`. A reader sees
 /// the old file or the new one, never half of one; a symlink or file an
@@ -118,8 +202,37 @@ pub fn distrust(path: &Path, meta: &Metadata) -> Option<String> {
     None
 }
 
-/// Makes sure `dir` exists as a private directory (created with mode 0700)
-/// that nobody but root can change; refuses a symlink or an untrusted one.
+/// Why `dir` (with `meta`) is not a private directory of mxgate's: not a
+/// directory, another user's, or open to its group or others in any way
+/// (a cache directory another umask made 0755 shows what sources are used,
+/// and lets everyone read the copies). `None` when it is.
+pub fn distrust_private_dir(dir: &Path, meta: &Metadata) -> Option<String> {
+    if meta.file_type().is_symlink() {
+        return Some(format!(
+            "{} is a symbolic link; mxgate keeps its files only in a real directory",
+            dir.display()
+        ));
+    }
+    if !meta.is_dir() {
+        return Some(format!("{} is not a directory", dir.display()));
+    }
+    if let Some(why) = distrust(dir, meta) {
+        return Some(why);
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Some(format!(
+            "{} has mode {mode:04o}, not 0700 (`chmod 0700 {}` if its files are yours)",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    None
+}
+
+/// Makes sure `dir` exists as a private directory (created with mode 0700,
+/// refused unless it is 0700) that nobody but root can change; refuses a
+/// symlink or an untrusted one.
 pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
     match fs::symlink_metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => fs::DirBuilder::new()
@@ -131,16 +244,7 @@ pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
         Ok(_) => {}
     }
     let meta = fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
-    if meta.file_type().is_symlink() {
-        bail!(
-            "{} is a symbolic link; mxgate keeps its files only in a real directory",
-            dir.display()
-        );
-    }
-    if !meta.is_dir() {
-        bail!("{} is not a directory", dir.display());
-    }
-    if let Some(why) = distrust(dir, &meta) {
+    if let Some(why) = distrust_private_dir(dir, &meta) {
         bail!("{why}; mxgate does not keep its files there");
     }
     Ok(())
@@ -213,6 +317,42 @@ mod tests {
                 .to_string()
                 .contains("writable by everyone (mode 0777)")
         );
+        fs::set_permissions(&loose, fs::Permissions::from_mode(0o755)).unwrap();
+        let e = private_dir(&loose).unwrap_err().to_string();
+        assert!(e.contains("has mode 0755, not 0700"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_regular_files_are_read_and_only_up_to_the_bound() {
+        let dir = scratch("read");
+        let path = dir.join("list.txt");
+        fs::write(&path, b"192.0.2.0/24\n").unwrap();
+        let (bytes, meta) = read_regular(&path, 13, "--max-download", Links::Refuse).unwrap();
+        assert_eq!((bytes.as_slice(), meta.len()), (&b"192.0.2.0/24\n"[..], 13));
+        let e = read_regular(&path, 12, "--max-download", Links::Refuse).unwrap_err();
+        assert_eq!(e.to_string(), "larger than 12 bytes (--max-download)");
+        // Devices, directories and FIFOs are refused without a read (or a
+        // wait for a writer).
+        for (other, kind) in [
+            (Path::new("/dev/zero"), "device"),
+            (dir.as_path(), "directory"),
+        ] {
+            let e = read_regular(other, 1 << 20, "x", Links::Follow).unwrap_err();
+            assert_eq!(e.to_string(), format!("not a regular file (a {kind})"));
+        }
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string for the length of the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = read_regular(&fifo, 1 << 20, "x", Links::Follow).unwrap_err();
+        assert_eq!(e.to_string(), "not a regular file (a FIFO)");
+        // A link is followed only when asked.
+        let link = dir.join("link");
+        symlink(&path, &link).unwrap();
+        assert!(read_regular(&link, 100, "x", Links::Follow).is_ok());
+        let e = read_regular(&link, 100, "x", Links::Refuse).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,6 +12,7 @@
 use std::{
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
 };
 
 use ipnet::{IpNet, Ipv4Net, Ipv4Subnets, Ipv6Net, Ipv6Subnets};
@@ -19,8 +20,11 @@ use serde::Serialize;
 
 use crate::{allowlist::Allowlist, spf};
 
-/// Longest line accepted; SPF records and address lists stay far below it.
-pub const MAX_LINE_LEN: usize = 4096;
+/// Longest line accepted: the longest record DNS carries (a TXT record's
+/// data is at most 65,535 bytes), so that a pasted `v=spf1` record of any
+/// size a domain can publish fits on one line. Address lists stay far
+/// below it.
+pub const MAX_LINE_LEN: usize = 65_535;
 
 /// Most prefixes per family a list may have after merging: half of what
 /// each trie holds, so that a refresh can always insert every new prefix
@@ -120,6 +124,21 @@ pub struct ParsedList {
     pub entries_v6: usize,
     /// Accepted oddities, each naming its line.
     pub warnings: Vec<Warning>,
+    /// The texts remote sources delivered for this list, to be kept as
+    /// their last good copies once the list is accepted.
+    pub fetched: Fetched,
+}
+
+/// What remote sources delivered for a list, not yet kept anywhere: a text
+/// becomes its source's last good copy only once the list it is part of
+/// is live ([`crate::sources::keep_last_good`]), so a list a guard refused
+/// never does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fetched {
+    /// Where copies are kept; `None` keeps none.
+    pub cache_dir: Option<PathBuf>,
+    /// Each source's name and the text it delivered.
+    pub texts: Vec<(String, String)>,
 }
 
 /// Collects entries from several sources, then merges them.
@@ -224,23 +243,29 @@ impl ListBuilder {
     /// Merges everything added into the final list.
     pub fn finish(self) -> Result<ParsedList, ListError> {
         let allowlist = Allowlist::from_prefixes(self.v4, self.v6);
-        if allowlist.v4.iter().any(|n| n.prefix_len() == 0) {
-            return Err(ListError::CoversEverything { family: "IPv4" });
-        }
-        if allowlist.v6.iter().any(|n| n.prefix_len() == 0) {
-            return Err(ListError::CoversEverything { family: "IPv6" });
-        }
-        for (family, count) in [("IPv4", allowlist.v4.len()), ("IPv6", allowlist.v6.len())] {
-            if count > MAX_LIST_PREFIXES {
-                return Err(ListError::TooLarge { family, count });
-            }
-        }
+        check_merged(&allowlist)?;
         Ok(ParsedList {
             allowlist,
             entries_v4: self.entries_v4,
             entries_v6: self.entries_v6,
             warnings: self.warnings,
+            fetched: Fetched::default(),
         })
+    }
+
+    /// Why the entries added so far make no list the filter could use on
+    /// their own: none at all (everyone would be denied), a whole family
+    /// (everyone let in), more prefixes than a trie takes. `None` when they
+    /// do. A remote source must deliver a usable list by itself: anything
+    /// else is a source that failed, not input to merge.
+    pub fn unusable(&self) -> Option<String> {
+        let merged = Allowlist::from_prefixes(self.v4.clone(), self.v6.clone());
+        if merged.is_empty() {
+            return Some(
+                "it delivered no addresses (an empty allowlist would deny every sender)".into(),
+            );
+        }
+        check_merged(&merged).err().map(|e| e.to_string())
     }
 
     fn add_entry(&mut self, at: &Location, text: &str) -> Result<(), ListError> {
@@ -306,6 +331,23 @@ impl ListBuilder {
             message: message.to_owned(),
         });
     }
+}
+
+/// Refuses a merged list that covers a whole family or that a trie cannot
+/// hold with room to spare.
+fn check_merged(allowlist: &Allowlist) -> Result<(), ListError> {
+    if allowlist.v4.iter().any(|n| n.prefix_len() == 0) {
+        return Err(ListError::CoversEverything { family: "IPv4" });
+    }
+    if allowlist.v6.iter().any(|n| n.prefix_len() == 0) {
+        return Err(ListError::CoversEverything { family: "IPv6" });
+    }
+    for (family, count) in [("IPv4", allowlist.v4.len()), ("IPv6", allowlist.v6.len())] {
+        if count > MAX_LIST_PREFIXES {
+            return Err(ListError::TooLarge { family, count });
+        }
+    }
+    Ok(())
 }
 
 fn is_spf_record(content: &str) -> bool {
@@ -713,10 +755,41 @@ mod tests {
     fn absurdly_long_lines_are_refused() {
         let e = error(&"1".repeat(MAX_LINE_LEN + 1));
         assert!(
-            e.starts_with("list.txt:1: line longer than 4096 bytes"),
+            e.starts_with("list.txt:1: line longer than 65535 bytes"),
             "{e}"
         );
         assert!(e.len() < 200, "the error quotes a shortened line: {e}");
+        // A pasted record as long as DNS can carry one is read.
+        let mut record = "v=spf1".to_owned();
+        let mut i = 0u32;
+        while record.len() < MAX_LINE_LEN - 40 {
+            record.push_str(&format!(" ip4:10.{}.{}.0/24", i / 128, (i % 128) * 2));
+            i += 1;
+        }
+        assert!(record.len() > 60_000);
+        let list = parse(&format!("{record} -all\n")).unwrap();
+        assert_eq!(list.allowlist.v4.len(), i as usize);
+    }
+
+    #[test]
+    fn a_list_on_its_own_is_usable_when_it_allows_some_but_not_all() {
+        let usable = |text: &str| {
+            let mut b = ListBuilder::strict();
+            b.add_text("https://x.test/l", text.as_bytes()).unwrap();
+            b.unusable()
+        };
+        assert_eq!(usable("192.0.2.0/24\n"), None);
+        assert!(
+            usable("# nothing today\n")
+                .unwrap()
+                .contains("no addresses")
+        );
+        assert!(usable("v=spf1 -all\n").unwrap().contains("no addresses"));
+        assert!(
+            usable("0.0.0.0/1\n128.0.0.0/1\n")
+                .unwrap()
+                .contains("cover every IPv4 address")
+        );
     }
 
     #[test]

@@ -8,19 +8,18 @@
 //! - `m365:INSTANCE` (or `m365:https://…`): Microsoft 365's Exchange Online
 //!   addresses for TCP 25 from the endpoints web service.
 //!
-//! A remote source that fails (DNS, HTTP, size, or its list does not parse)
-//! fails the whole read, so nothing is applied; with a state directory, the
-//! last good text of each remote source is kept and
-//! `--use-cache-on-failure` falls back to it.
+//! A remote source that fails (DNS, HTTP, size, its list does not parse, or
+//! it delivers nothing usable: no address, or every address of a family)
+//! fails the whole read, so nothing is applied. The text of each remote
+//! source is handed on with the list ([`ParsedList::fetched`]); once the
+//! list is live, [`keep_last_good`] keeps it as the source's last good
+//! copy, which `--use-cache-on-failure` falls back to.
 
 use std::{
+    borrow::Cow,
     fmt,
-    fs::OpenOptions,
     io::{self, Read},
-    os::{
-        fd::{AsRawFd, RawFd},
-        unix::fs::OpenOptionsExt as _,
-    },
+    os::fd::{AsRawFd, RawFd},
     path::{Path, PathBuf},
     str::FromStr,
     time::{Duration, Instant, SystemTime},
@@ -30,9 +29,9 @@ use anyhow::{Context as _, bail};
 
 use crate::{
     error::InvalidInput,
-    files,
+    files::{self, Links},
     https::{self, HttpsOptions, M365_INSTANCES},
-    ranges::{ListBuilder, ListError, ParsedList},
+    ranges::{Fetched, ListBuilder, ListError, ParsedList},
     spf::{self, SpfOptions},
 };
 
@@ -86,6 +85,14 @@ impl FromStr for Source {
         if let Some(target) = text.strip_prefix("m365:") {
             if target.contains("://") {
                 check_https(target)?;
+                // The service's own names are case-blind; a mirror is an
+                // https URL spelled as one, not a name that happens to work.
+                if !target.starts_with("https://") {
+                    return Err(format!(
+                        "m365:{target}: write the mirror's scheme in lower case \
+                         (m365:https://…)"
+                    ));
+                }
             } else if !M365_INSTANCES.contains(&target.to_ascii_lowercase().as_str()) {
                 return Err(format!(
                     "m365:{target}: not a Microsoft 365 instance ({}) or an https:// mirror",
@@ -102,16 +109,46 @@ impl FromStr for Source {
     }
 }
 
+/// The source as given, but with a URL's credentials (`user:password@`)
+/// hidden: the name goes into messages, logs and cache file names.
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Stdin => f.write_str("-"),
             Source::File(path) => write!(f, "{}", path.display()),
             Source::Spf(domain) => write!(f, "spf:{domain}"),
-            Source::Https(url) => f.write_str(url),
-            Source::M365(target) => write!(f, "m365:{target}"),
+            Source::Https(url) => f.write_str(&hide_userinfo(url)),
+            Source::M365(target) => write!(f, "m365:{}", hide_userinfo(target)),
         }
     }
+}
+
+/// `url` with the userinfo of its authority (`user:password@`) replaced by
+/// `***@`; anything else as it is.
+fn hide_userinfo(url: &str) -> Cow<'_, str> {
+    match userinfo_span(url) {
+        Some((start, end)) => Cow::Owned(format!("{}***{}", &url[..start], &url[end..])),
+        None => Cow::Borrowed(url),
+    }
+}
+
+/// `text` with a URL's userinfo and its `@` removed.
+fn strip_userinfo(text: &str) -> Cow<'_, str> {
+    match userinfo_span(text) {
+        Some((start, end)) => Cow::Owned(format!("{}{}", &text[..start], &text[end + 1..])),
+        None => Cow::Borrowed(text),
+    }
+}
+
+/// Where the userinfo of a URL's authority is: from after `://` to before
+/// the last `@` of the authority (which ends at the first `/`, `?` or `#`).
+fn userinfo_span(url: &str) -> Option<(usize, usize)> {
+    let start = url.find("://")? + 3;
+    let authority_len = url[start..]
+        .find(['/', '?', '#'])
+        .unwrap_or(url.len() - start);
+    let at = url[start..start + authority_len].rfind('@')?;
+    Some((start, start + at))
 }
 
 fn check_https(url: &str) -> Result<(), String> {
@@ -160,6 +197,9 @@ pub struct SourceOptions {
     pub cache_dir: Option<PathBuf>,
     /// On a failed remote source, use its last good copy.
     pub use_cache_on_failure: bool,
+    /// Say on standard error what each remote source delivered and from
+    /// where (the address a download ended at, after redirects).
+    pub verbose: bool,
 }
 
 impl Default for SourceOptions {
@@ -169,6 +209,7 @@ impl Default for SourceOptions {
             https: HttpsOptions::default(),
             cache_dir: Some(PathBuf::from(DEFAULT_CACHE_DIR)),
             use_cache_on_failure: false,
+            verbose: false,
         }
     }
 }
@@ -207,6 +248,19 @@ pub struct SourceFailed {
     pub reason: String,
 }
 
+/// What a remote source delivered: range-list text, warnings about it, and
+/// where it came from (for `--verbose`).
+#[derive(Debug)]
+pub struct Delivered {
+    /// Range-list text.
+    pub text: String,
+    /// Warnings: the line of `text` concerned, the text, the message.
+    pub warnings: Warnings,
+    /// Where it came from, as the rest of a sentence after the source's
+    /// name ("redirected to …, 1234 bytes").
+    pub provenance: String,
+}
+
 /// Why fetching a remote source failed.
 #[derive(Debug)]
 pub enum FetchError {
@@ -223,7 +277,8 @@ impl From<String> for FetchError {
     }
 }
 
-/// Reads every source and the `--allow` entries into one merged list.
+/// Reads every source and the `--allow` entries into one merged list. The
+/// remote sources' texts come with it, to be kept once it is accepted.
 pub fn read_list(
     sources: &[Source],
     allow: &[String],
@@ -231,71 +286,111 @@ pub fn read_list(
 ) -> anyhow::Result<ParsedList> {
     let mut builder = ListBuilder::new();
     let mut stdin_used = false;
+    let mut fetched = Fetched {
+        cache_dir: options.cache_dir.clone(),
+        texts: Vec::new(),
+    };
+    let mut remote_names = Vec::new();
     for source in sources {
         match source {
             Source::Stdin => {
                 if std::mem::replace(&mut stdin_used, true) {
                     return Err(ListError::StdinTwice.into());
                 }
-                let bytes = read_stdin(options).map_err(|error| ListError::Read {
-                    source_name: "-".into(),
-                    error,
-                })?;
+                let bytes = match read_stdin(options) {
+                    Ok(bytes) => bytes,
+                    // Input that does not end in time did not deliver, as
+                    // a download that times out: a failed source.
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                        return Err(SourceFailed {
+                            source_name: "standard input (-)".into(),
+                            reason: e.to_string(),
+                        }
+                        .into());
+                    }
+                    Err(error) => {
+                        return Err(ListError::Read {
+                            source_name: "-".into(),
+                            error,
+                        }
+                        .into());
+                    }
+                };
                 builder.add_text("-", &bytes)?;
             }
             Source::File(path) => {
                 let name = path.display().to_string();
-                let bytes =
-                    read_file(path, options.https.max_bytes).map_err(|error| ListError::Read {
-                        source_name: name.clone(),
-                        error,
-                    })?;
+                let (bytes, _) = files::read_regular(
+                    path,
+                    options.https.max_bytes,
+                    "--max-download",
+                    Links::Follow,
+                )
+                .map_err(|error| ListError::Read {
+                    source_name: name.clone(),
+                    error: not_a_list_file(error),
+                })?;
                 builder.add_text(&name, &bytes)?;
             }
-            remote_source => builder.extend(remote(remote_source, options)?),
+            remote_source => {
+                let (part, text) = remote(remote_source, options)?;
+                builder.extend(part);
+                let name = remote_source.to_string();
+                if let Some(text) = text {
+                    fetched.texts.push((name.clone(), text));
+                }
+                remote_names.push(name);
+            }
         }
     }
     builder.add_allow_options(allow)?;
-    Ok(builder.finish()?)
+    let mut list = match builder.finish() {
+        Ok(list) => list,
+        // Each remote list is usable alone, yet together with the rest
+        // they cover everyone: what the sources deliver is not usable,
+        // which is no input of the administrator's to fix.
+        Err(e @ ListError::CoversEverything { .. }) if !remote_names.is_empty() => {
+            return Err(SourceFailed {
+                source_name: remote_names.join(", "),
+                reason: e.to_string(),
+            }
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    list.fetched = fetched;
+    Ok(list)
 }
 
-/// A local list file, whole, if it is a regular file no larger than
-/// `max_bytes` (a device or FIFO named by mistake could be endless).
-fn read_file(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
-    // Non-blocking: opening a FIFO for reading would wait for a writer.
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file (give a list file, or - for standard input)",
-        ));
+/// A read error of a list file, with the way out when it is not one.
+fn not_a_list_file(error: io::Error) -> io::Error {
+    if error.kind() == io::ErrorKind::InvalidInput {
+        io::Error::new(
+            error.kind(),
+            format!("{error} (give a list file, or - for standard input)"),
+        )
+    } else {
+        error
     }
-    read_bounded(file, max_bytes, None)
 }
 
 /// Standard input, whole, within the source size and time limits.
 fn read_stdin(options: &SourceOptions) -> io::Result<Vec<u8>> {
     let deadline = Instant::now() + options.https.timeout;
-    read_bounded(io::stdin().lock(), options.https.max_bytes, Some(deadline))
+    read_bounded(io::stdin().lock(), options.https.max_bytes, deadline)
 }
 
-/// Everything `reader` gives until end of file: at most `max_bytes`, and,
-/// with a deadline, waiting for more (a pipe, a FIFO) only until then.
+/// Everything `reader` gives until end of file: at most `max_bytes`,
+/// waiting for more (a pipe, a FIFO, a terminal) only until `deadline`.
 fn read_bounded(
     mut reader: impl Read + AsRawFd,
     max_bytes: u64,
-    deadline: Option<Instant>,
+    deadline: Instant,
 ) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 64 * 1024];
     loop {
-        if let Some(deadline) = deadline {
-            wait_readable(reader.as_raw_fd(), deadline)?;
-        }
+        wait_readable(reader.as_raw_fd(), deadline)?;
         let n = match reader.read(&mut chunk) {
             Ok(0) => return Ok(bytes),
             Ok(n) => n,
@@ -342,29 +437,34 @@ fn wait_readable(fd: RawFd, deadline: Instant) -> io::Result<()> {
     }
 }
 
-/// Fetches and parses one remote source; on failure, its cached copy if
+/// Fetches and parses one remote source, with its text to keep once the
+/// list is accepted; on failure, its cached copy (and no text to keep) if
 /// allowed and present. A remote list must be exact: an entry with host
 /// bits set (a cut-off `192.0.2.0/2`) fails it instead of being widened.
-fn remote(source: &Source, options: &SourceOptions) -> anyhow::Result<ListBuilder> {
+/// And it must be usable on its own: a source that delivers no address, or
+/// every address of a family, has failed.
+fn remote(
+    source: &Source,
+    options: &SourceOptions,
+) -> anyhow::Result<(ListBuilder, Option<String>)> {
     let name = source.to_string();
-    let fresh = fetch(source, options).and_then(|(text, warnings)| {
+    let fresh = fetch(source, options).and_then(|delivered| {
         let mut part = ListBuilder::strict();
-        part.add_text(&name, text.as_bytes())
+        part.add_text(&name, delivered.text.as_bytes())
             .map_err(|e| FetchError::Failed(e.to_string()))?;
-        for (line, term, message) in warnings {
-            part.add_warning(&name, line, &term, &message);
+        if let Some(why) = part.unusable() {
+            return Err(FetchError::Failed(why));
         }
-        Ok((part, text))
+        for (line, term, message) in &delivered.warnings {
+            part.add_warning(&name, *line, term, message);
+        }
+        if options.verbose {
+            eprintln!("mxgate: {name}: {}", delivered.provenance);
+        }
+        Ok((part, delivered.text))
     });
     match fresh {
-        Ok((part, text)) => {
-            if let Some(dir) = &options.cache_dir
-                && let Err(e) = save(dir, &name, &text)
-            {
-                eprintln!("mxgate: warning: could not keep a copy of {source}: {e:#}");
-            }
-            Ok(part)
-        }
+        Ok((part, text)) => Ok((part, Some(text))),
         Err(FetchError::Invalid(reason)) => {
             Err(InvalidInput(format!("{name}: {reason} (nothing changed)")).into())
         }
@@ -373,16 +473,20 @@ fn remote(source: &Source, options: &SourceOptions) -> anyhow::Result<ListBuilde
                 .use_cache_on_failure
                 .then_some(options.cache_dir.as_deref())
                 .flatten();
-            // A copy that cannot be trusted, or that does not parse as
-            // mxgate wrote it (host bits, a cut line), is not used: the
-            // source stays failed and nothing changes.
+            // A copy that cannot be trusted, that does not parse as mxgate
+            // wrote it (host bits, a cut line) or that is no usable list is
+            // not used: the source stays failed and nothing changes.
             let copy = dir
                 .map(|dir| -> anyhow::Result<_> {
-                    let Some((text, saved)) = load(dir, &name)? else {
+                    let Some((text, saved)) = load(dir, &name, options.https.max_bytes)? else {
                         return Ok(None);
                     };
                     let mut part = ListBuilder::strict();
-                    part.add_text(&format!("{name} (cached)"), text.as_bytes())?;
+                    let cached = format!("{name} (cached)");
+                    part.add_text(&cached, text.as_bytes())?;
+                    if let Some(why) = part.unusable() {
+                        bail!("{cached}: {why}");
+                    }
                     Ok(Some((part, saved)))
                 })
                 .transpose();
@@ -404,27 +508,35 @@ fn remote(source: &Source, options: &SourceOptions) -> anyhow::Result<ListBuilde
                 "mxgate: warning: {source} failed ({reason}); using its last good copy, from {}",
                 humantime::format_rfc3339_seconds(saved)
             );
-            Ok(part)
+            Ok((part, None))
         }
     }
 }
 
 /// Warnings about a fetched text: line, the text concerned, the message.
-type Warnings = Vec<(usize, String, String)>;
+pub type Warnings = Vec<(usize, String, String)>;
 
 /// The range-list text of a remote source, and warnings about it.
-fn fetch(source: &Source, options: &SourceOptions) -> Result<(String, Warnings), FetchError> {
+fn fetch(source: &Source, options: &SourceOptions) -> Result<Delivered, FetchError> {
     match source {
         Source::Spf(domain) => {
             let fetched = spf::fetch(domain, &options.spf)?;
-            Ok((fetched.text, fetched.warnings))
+            Ok(Delivered {
+                text: fetched.text,
+                warnings: fetched.warnings,
+                provenance: fetched.provenance,
+            })
         }
-        Source::M365(target) => https::fetch_m365(target, &options.https).map(|t| (t, Vec::new())),
+        Source::M365(target) => https::fetch_m365(target, &options.https),
         Source::Https(url) => {
-            let body = https::fetch(url, &options.https)?;
-            let text = String::from_utf8(body)
+            let download = https::fetch(url, &options.https)?;
+            let text = String::from_utf8(download.body)
                 .map_err(|_| FetchError::Failed("the body is not UTF-8 text".to_owned()))?;
-            Ok((text, Vec::new()))
+            Ok(Delivered {
+                text,
+                warnings: Vec::new(),
+                provenance: download.provenance,
+            })
         }
         Source::Stdin | Source::File(_) => Err(FetchError::Invalid(format!(
             "{source} is not a remote source"
@@ -433,7 +545,10 @@ fn fetch(source: &Source, options: &SourceOptions) -> Result<(String, Warnings),
 }
 
 /// The cache file of `source` in `dir`: readable, and unique by a hash.
+/// Credentials in a URL (`user:password@`) are no part of it: neither the
+/// name nor the hash may give them away in a directory listing.
 pub fn cache_path(dir: &Path, source: &str) -> PathBuf {
+    let source = strip_userinfo(source);
     let readable: String = source
         .chars()
         .map(|c| {
@@ -452,6 +567,21 @@ pub fn cache_path(dir: &Path, source: &str) -> PathBuf {
     dir.join(format!("{readable}-{hash:016x}.txt"))
 }
 
+/// Keeps each text of `fetched` as its source's last good copy. Call it
+/// only once the list the texts made is live: a copy is what a later
+/// `--use-cache-on-failure` installs without a guard to ask. A copy that
+/// cannot be written is a warning: the list is applied already.
+pub fn keep_last_good(fetched: &Fetched) {
+    let Some(dir) = &fetched.cache_dir else {
+        return;
+    };
+    for (source, text) in &fetched.texts {
+        if let Err(e) = save(dir, source, text) {
+            eprintln!("mxgate: warning: could not keep a copy of {source}: {e:#}");
+        }
+    }
+}
+
 /// Writes the copy whole, readable by root only, in a directory of root's.
 fn save(dir: &Path, source: &str, text: &str) -> anyhow::Result<()> {
     files::private_dir(dir)?;
@@ -459,41 +589,28 @@ fn save(dir: &Path, source: &str, text: &str) -> anyhow::Result<()> {
 }
 
 /// The copy of `source`, if there is one; an error if it is there but not
-/// to be trusted (a symlink, another user's file, or writable by others:
-/// whoever could write it could widen the allowlist).
-fn load(dir: &Path, source: &str) -> anyhow::Result<Option<(String, SystemTime)>> {
+/// to be trusted (a symlink, another user's file, writable by others, in a
+/// directory that is not private: whoever could write it could widen the
+/// allowlist), or if it is not a regular file of at most `max_bytes`.
+fn load(dir: &Path, source: &str, max_bytes: u64) -> anyhow::Result<Option<(String, SystemTime)>> {
     let path = cache_path(dir, source);
     let dir_meta = match std::fs::symlink_metadata(dir) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
     };
-    if !dir_meta.is_dir() {
-        bail!("{} is not a directory", dir.display());
-    }
-    if let Some(why) = files::distrust(dir, &dir_meta) {
+    if let Some(why) = files::distrust_private_dir(dir, &dir_meta) {
         bail!("{why}");
     }
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
-    {
-        Ok(file) => file,
+    let read = files::read_regular(&path, max_bytes, "--max-download", Links::Refuse);
+    let (bytes, meta) = match read {
+        Ok(read) => read,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let meta = file
-        .metadata()
-        .with_context(|| format!("reading {}", path.display()))?;
-    if !meta.is_file() {
-        bail!("{} is not a regular file", path.display());
-    }
     if let Some(why) = files::distrust(&path, &meta) {
         bail!("{why}");
     }
-    let bytes = read_bounded(file, https::DEFAULT_MAX_DOWNLOAD.max(meta.len()), None)
-        .with_context(|| format!("reading {}", path.display()))?;
     let text = String::from_utf8(bytes)
         .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
     let saved = meta
@@ -520,12 +637,38 @@ mod tests {
     }
 
     #[test]
+    fn cache_names_hold_no_credentials() {
+        let dir = Path::new("/var/lib/mxgate/cache");
+        let with = cache_path(dir, "https://user:s3cret@x.test/list");
+        let hidden = cache_path(dir, "https://***@x.test/list");
+        let without = cache_path(dir, "https://x.test/list");
+        assert_eq!(with, without);
+        assert_eq!(hidden, without);
+        assert!(!with.display().to_string().contains("s3cret"));
+        // An @ after the authority is not userinfo.
+        assert_ne!(
+            cache_path(dir, "https://x.test/a@b"),
+            cache_path(dir, "https://x.test/b")
+        );
+        let source: Source = "https://user:s3cret@x.test/l@st".parse().unwrap();
+        assert_eq!(source.to_string(), "https://***@x.test/l@st");
+        let source: Source = "m365:https://u:p@m.test/e.json".parse().unwrap();
+        assert_eq!(source.to_string(), "m365:https://***@m.test/e.json");
+    }
+
+    #[test]
     fn a_cached_copy_round_trips() {
         let dir = std::env::temp_dir().join(format!("mxgate-cache-test-{}", std::process::id()));
-        save(&dir, "https://x.test/list", "192.0.2.0/24\n").unwrap();
-        let (text, _) = load(&dir, "https://x.test/list").unwrap().unwrap();
+        let fetched = Fetched {
+            cache_dir: Some(dir.clone()),
+            texts: vec![("https://x.test/list".into(), "192.0.2.0/24\n".into())],
+        };
+        keep_last_good(&fetched);
+        let (text, _) = load(&dir, "https://x.test/list", 100).unwrap().unwrap();
         assert_eq!(text, "192.0.2.0/24\n");
-        assert!(load(&dir, "https://x.test/other").unwrap().is_none());
+        assert!(load(&dir, "https://x.test/other", 100).unwrap().is_none());
+        let e = load(&dir, "https://x.test/list", 12).unwrap_err();
+        assert!(format!("{e:#}").contains("larger than 12 bytes"), "{e:#}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -573,6 +716,7 @@ mod tests {
         assert!(error("https:///l").contains("names no host"));
         assert!(error("m365:bogus").contains("not a Microsoft 365 instance"));
         assert!(error("m365:http://x.test").contains("only https://"));
+        assert!(error("m365:HTTPS://x.test/e.json").contains("(m365:https://…)"));
     }
 
     #[test]
@@ -587,6 +731,17 @@ mod tests {
             e.to_string()
                 .starts_with("reading /nonexistent/ranges.txt:"),
             "{e}"
+        );
+        let e = read_list(
+            &[Source::File("/dev/zero".into())],
+            &[],
+            &SourceOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "reading /dev/zero: not a regular file (a device) (give a list file, or - for \
+             standard input)"
         );
     }
 

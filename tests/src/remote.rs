@@ -1,14 +1,18 @@
 //! Local stand-ins for where services publish their ranges, inside a test's
 //! namespace: a DNS server (dnsmasq, authoritative for `svc.test`), DNS
-//! servers that fail (SERVFAIL) or never answer, and an HTTPS server with a
-//! certificate from a test CA.
+//! servers that fail (SERVFAIL) or never answer, an HTTPS server with a
+//! certificate from a test CA, and a plain-HTTP server that counts what
+//! reaches it (the target of a downgrade).
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
     net::{SocketAddr, TcpListener, UdpSocket},
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -131,6 +135,17 @@ pub enum Reply {
         /// The length the header claims.
         claimed: usize,
     },
+    /// `302 Found` to `location`, empty body.
+    Redirect(String),
+    /// `head` as the status line and headers (without the blank line that
+    /// ends them), then `body`, then close_notify: a framing of the test's
+    /// choosing.
+    Raw {
+        /// Status line and header lines, each ending in CRLF.
+        head: String,
+        /// The body, sent as it is.
+        body: Vec<u8>,
+    },
 }
 
 /// An HTTPS server on 127.0.0.1 in `ns`, certified by a fresh test CA.
@@ -214,6 +229,20 @@ fn serve(
     let (status, body) = match route(&path) {
         Reply::Body(body) => (200, body),
         Reply::Status(code) => (code, Vec::new()),
+        Reply::Redirect(location) => {
+            write!(
+                tls,
+                "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )?;
+            tls.conn.send_close_notify();
+            return tls.flush();
+        }
+        Reply::Raw { head, body } => {
+            write!(tls, "{head}\r\n")?;
+            tls.write_all(&body)?;
+            tls.conn.send_close_notify();
+            return tls.flush();
+        }
         Reply::Hang => {
             // Hold the connection open until the client closes it.
             let mut rest = String::new();
@@ -248,4 +277,50 @@ fn serve(
     tls.write_all(&body)?;
     tls.conn.send_close_notify();
     tls.flush()
+}
+
+/// A plain-HTTP (no TLS) server on 127.0.0.1 in `ns` that answers every
+/// request with `body` and counts the requests that reached it: the
+/// `http://` end of a downgrade, which must never be asked.
+pub struct PlainHttp {
+    /// Its address.
+    pub addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+}
+
+impl PlainHttp {
+    /// Starts serving `body`.
+    pub fn start(ns: &Netns, body: &'static [u8]) -> anyhow::Result<Self> {
+        let listener = ns.run(|| TcpListener::bind("127.0.0.1:0"))??;
+        let addr = listener.local_addr()?;
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&hits);
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().map_while(Result::ok) {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let mut reader = BufReader::new(&stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                    line.clear();
+                }
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(body);
+            }
+        });
+        Ok(Self { addr, hits })
+    }
+
+    /// The `http://` URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.addr.port())
+    }
+
+    /// How many connections reached it.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
 }

@@ -40,6 +40,21 @@ fn records() -> Vec<String> {
         r#"--txt-record=_bad.svc.test,v=spf1 ip4:198.51.100.0/024"#.to_owned(),
         r#"--txt-record=_mods.svc.test,v=spf1 moo.cow-far_out=man:dog/cat ip4:192.0.2.0/24 default=pass -all"#.to_owned(),
     ];
+    // A record of 5,400 bytes (DNS carries up to 65,535), in strings of at
+    // most 255 bytes as TXT holds them (dnsmasq makes one string of each
+    // comma-separated part): 300 /24s that do not merge.
+    let big: String = std::iter::once("v=spf1".to_owned())
+        .chain(big_record_nets().map(|n| format!("ip4:{n}")))
+        .chain(std::iter::once("-all".to_owned()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(big.len() > 5000, "{}", big.len());
+    let strings: Vec<String> = big
+        .as_bytes()
+        .chunks(255)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    r.push(format!("--txt-record=_big.svc.test,{}", strings.join(",")));
     // A chain of 12 includes: one past RFC 7208's limit of 10 (and 11).
     for i in 0..12 {
         let next = if i == 11 {
@@ -52,6 +67,19 @@ fn records() -> Vec<String> {
         ));
     }
     r
+}
+
+/// The prefixes of the long record `_big.svc.test`.
+fn big_record_nets() -> impl Iterator<Item = String> {
+    (0..300u32).map(|i| format!("10.{}.{}.0/24", i / 128, (i % 128) * 2))
+}
+
+/// A temporary directory of mode 0700, as a cache directory must be.
+fn private_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
 }
 
 struct World {
@@ -80,6 +108,15 @@ impl World {
             "/500" => Reply::Status(500),
             "/slow" => Reply::Hang,
             "/big.txt" => Reply::Body("192.0.2.0/24\n".repeat(200_000).into_bytes()),
+            "/inject.json" => Reply::Body(
+                br#"[{"id": 9, "serviceArea": "Exchange", "tcpPorts": "25", "ips": ["40.92.0.0/15\n1.0.0.0/8"]}]"#.to_vec(),
+            ),
+            "/range.json" => Reply::Body(
+                br#"[{"id": 9, "serviceArea": "Exchange", "tcpPorts": "25", "ips": ["40.92.0.0-40.93.255.255"]}]"#.to_vec(),
+            ),
+            "/spf.json" => Reply::Body(
+                br#"[{"id": 9, "serviceArea": "Exchange", "tcpPorts": "25", "ips": ["v=spf1 ip4:1.0.0.0/8"]}]"#.to_vec(),
+            ),
             "/endpoints.json" => Reply::Body(
                 br#"[{"id": 1, "serviceArea": "Exchange", "tcpPorts": "443", "ips": ["13.107.6.152/31"]},
                     {"id": 9, "serviceArea": "Exchange", "tcpPorts": "25", "ips": ["40.92.0.0/15", "2a01:111:f400::/48"]}]"#
@@ -101,7 +138,7 @@ impl World {
             https,
             mx,
             filter,
-            cache: tempfile::tempdir().unwrap(),
+            cache: private_tempdir(),
         }
     }
 
@@ -333,6 +370,49 @@ fn microsoft_365_endpoints_give_the_exchange_smtp_ranges() {
     let out = w.refresh(&[&format!("m365:{}", w.https.url("/endpoints.json"))], &[]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(w.live(), ["40.92.0.0/15", "2a01:111:f400::/48"]);
+}
+
+#[test]
+fn microsoft_365_ips_are_cidrs_and_nothing_else() {
+    let w = World::new("src-m365strict");
+    for (path, needle) in [
+        ("/inject.json", r#""40.92.0.0/15\n1.0.0.0/8" is not a CIDR"#),
+        ("/range.json", r#""40.92.0.0-40.93.255.255" is not a CIDR"#),
+        ("/spf.json", r#""v=spf1 ip4:1.0.0.0/8" is not a CIDR"#),
+    ] {
+        w.fails(&[&format!("m365:{}", w.https.url(path))], &[], needle);
+    }
+}
+
+#[test]
+fn an_spf_record_longer_than_4_kb_is_evaluated_whole() {
+    let w = World::new("src-bigspf");
+    let out = w.refresh(&["spf:_big.svc.test"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let expected: Vec<String> = big_record_nets().collect();
+    assert_eq!(w.live(), expected);
+    // Its copy keeps the record, and a later failure falls back to it.
+    let copy = filter_user::sources::cache_path(w.cache.path(), "spf:_big.svc.test");
+    let text = std::fs::read_to_string(&copy).unwrap();
+    assert!(
+        text.contains("# _big.svc.test: v=spf1 ip4:10.0.0.0/24 ip4:10.0.2.0/24"),
+        "{text}"
+    );
+    let other = w.cache.path().join("other.txt");
+    std::fs::write(&other, format!("{LIVE}\n")).unwrap();
+    assert!(
+        w.refresh(&[&other.display().to_string()], &[])
+            .status
+            .success()
+    );
+    let servfail = broken_dns(&w.ns, false).unwrap().to_string();
+    let out = w.refresh_via(
+        &servfail,
+        &["spf:_big.svc.test"],
+        &["--use-cache-on-failure"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(w.live(), expected);
 }
 
 #[test]

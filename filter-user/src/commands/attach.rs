@@ -14,7 +14,7 @@ use filter_common::{FLAG_OPEN, MAX_PROTECTED_DST};
 
 use super::{
     AttachRequest, read_nonempty_list,
-    refresh::{ApplyMode, RefreshOutcome, apply_list},
+    refresh::{ApplyMode, RefreshOutcome, apply_list, keep_if_live},
 };
 use crate::{
     allowlist::Allowlist,
@@ -179,7 +179,7 @@ fn attach_locked(
         interfaces.push(attachment);
     }
     notes.extend(foreign_destinations(&options.settings));
-    Ok(AttachReport {
+    let report = AttachReport {
         installed,
         repaired,
         program_id: filter.program_info()?.id(),
@@ -189,7 +189,12 @@ fn attach_locked(
         open: filter.config()?.flags & FLAG_OPEN != 0,
         interfaces,
         notes,
-    })
+    };
+    // Last, once nothing can undo the list any more.
+    if let Some(list) = list {
+        keep_if_live(&filter.allow, list);
+    }
+    Ok(report)
 }
 
 impl Undo {

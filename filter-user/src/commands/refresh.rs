@@ -12,6 +12,8 @@ use crate::{
     fast_path,
     filter::{AllowMaps, ConfigMap},
     pins::PinDir,
+    ranges::ParsedList,
+    sources,
 };
 
 /// What a refresh did, or would do.
@@ -121,6 +123,29 @@ pub fn apply_list(
     Ok(outcome)
 }
 
+/// Keeps the texts `list` was read from as their sources' last good copies
+/// if, and only if, the live maps now hold exactly `list` (their digest
+/// says so). Whatever refused the list — the shrink guard, any other guard,
+/// a failed write, `--diff` — left other maps behind, so a refused list
+/// never becomes a copy that a later `--use-cache-on-failure` would install
+/// without a guard to ask. The one place copies are written; every path
+/// that applies a list (refresh, attach, run) ends here.
+pub fn keep_if_live(allow: &AllowMaps, list: &ParsedList) {
+    if list.fetched.texts.is_empty() {
+        return;
+    }
+    match allow.digest() {
+        Ok(Some(live)) if live == fast_path::digest(&list.allowlist) => {
+            sources::keep_last_good(&list.fetched);
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "mxgate: warning: not keeping copies of the sources: reading the live list's \
+             digest: {e:#}"
+        ),
+    }
+}
+
 /// `mxgate refresh`.
 pub fn command(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<()> {
     let list = read_nonempty_list(&request.list)?;
@@ -140,6 +165,9 @@ pub fn command(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<()> {
         mode,
     )
     .context("refreshing the allowlist")?;
+    if !request.preview {
+        keep_if_live(&allow, &list);
+    }
     if request.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
         return Ok(());

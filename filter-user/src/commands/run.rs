@@ -42,10 +42,12 @@ const KERNEL_LINES_PER_SECOND: u32 = 20;
 /// `mxgate run`.
 ///
 /// Under a service manager a restart must neither loop nor leave an
-/// interface unprotected: when the shrink guard refuses the list, or the
-/// list cannot be fetched while a filter is installed, run keeps the live
-/// allowlist, logs a warning and goes on. Only invalid input (exit 2) stops
-/// it: that needs the administrator.
+/// interface unprotected: when the shrink guard refuses the list, or a
+/// source fails or delivers nothing usable while a filter is installed, run
+/// keeps the live allowlist, logs a warning and goes on. With no filter
+/// installed and no list there is nothing to attach: run says so and exits
+/// 1, which the unit restarts until the source delivers. Only invalid input
+/// (exit 2) stops it for good: that needs the administrator.
 pub fn command(pins: &PinDir, request: &RunRequest) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -61,7 +63,7 @@ pub fn command(pins: &PinDir, request: &RunRequest) -> anyhow::Result<()> {
     let sink = Arc::new(LogSink::stdout(request.log_format));
     let mut events = Vec::new();
     if let Some(attach) = &request.attach {
-        events.extend(attach_for_run(pins, attach)?);
+        events.extend(attach_for_run(pins, attach, &sink)?);
     } else {
         let installed = Installed::require(pins)?;
         let ifaces = installed.entries().links.join(",");
@@ -140,12 +142,34 @@ struct Maps {
     readout: Readout,
 }
 
-/// The attach `run` starts with, and the lines that tell what it did.
-fn attach_for_run(pins: &PinDir, attach: &AttachRequest) -> anyhow::Result<Vec<LogLine>> {
+/// The attach `run` starts with, and the lines that tell what it did. A
+/// list that could not be read — a source that failed or delivered nothing
+/// usable (exit 1, not the invalid input of exit 2) — leaves an installed
+/// filter's live list as it is. Without an installed filter there is
+/// nothing to attach: `sink` says so at once, and run fails with exit 1
+/// (the unit's Restart=on-failure starts it again; exit 2 would stop the
+/// service for good over a source that may deliver in a minute).
+fn attach_for_run(
+    pins: &PinDir,
+    attach: &AttachRequest,
+    sink: &LogSink,
+) -> anyhow::Result<Vec<LogLine>> {
     let mut events = Vec::new();
     let list = match read_nonempty_list(&attach.list) {
         Ok(list) => Some(list),
-        Err(e) if exit_code(&e) != ExitCode::from(2) && Installed::find(pins)?.is_some() => {
+        Err(e) if exit_code(&e) != ExitCode::from(2) => {
+            if Installed::find(pins)?.is_none() {
+                sink.emit(
+                    &LogLine::new("error", "list_failed")
+                        .field("message", format!("{e:#}"))
+                        .field(
+                            "action",
+                            "nothing to attach: no filter is installed and no list was read; \
+                             run exits 1 (its service manager starts it again)",
+                        ),
+                );
+                return Err(e);
+            }
             events.push(
                 LogLine::new("warn", "list_failed")
                     .field("message", format!("{e:#}"))

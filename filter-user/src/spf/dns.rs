@@ -4,6 +4,7 @@
 use std::{
     collections::HashMap,
     net::{Ipv4Addr, Ipv6Addr},
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -17,12 +18,21 @@ use hickory_resolver::{
         rr::{Name, RData, RecordType},
         xfer::Protocol,
     },
+    system_conf::parse_resolv_conf,
 };
 
 use super::{
     SpfOptions,
     flatten::{DnsError, Lookup},
 };
+use crate::files::{self, Links};
+
+/// Where the system's resolvers are named.
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Largest resolv.conf read: 64 KiB, far beyond what one holds (a handful
+/// of lines).
+pub const MAX_RESOLV_CONF: u64 = 64 << 10;
 
 /// Real DNS: each query bounded by the query timeout and by what is left of
 /// the walk's deadline.
@@ -41,8 +51,19 @@ impl HickoryDns {
             .build()
             .map_err(|e| format!("starting a DNS client: {e}"))?;
         let mut builder = if options.servers.is_empty() {
-            let _guard = runtime.enter();
-            TokioResolver::builder_tokio().map_err(|e| format!("reading /etc/resolv.conf: {e}"))?
+            // Read as every file mxgate reads (a regular file, bounded),
+            // not by hickory, which would wait on a FIFO there forever.
+            let (text, _) = files::read_regular(
+                Path::new(RESOLV_CONF),
+                MAX_RESOLV_CONF,
+                "the most a resolv.conf may hold",
+                Links::Follow,
+            )
+            .map_err(|e| format!("reading {RESOLV_CONF}: {e}"))?;
+            let (config, system) =
+                parse_resolv_conf(text).map_err(|e| format!("reading {RESOLV_CONF}: {e}"))?;
+            Resolver::builder_with_config(config, TokioConnectionProvider::default())
+                .with_options(system)
         } else {
             let mut config = ResolverConfig::new();
             for server in &options.servers {
@@ -141,13 +162,31 @@ impl Lookup for HickoryDns {
     }
 
     fn mx(&mut self, name: &str) -> Result<Vec<String>, DnsError> {
-        Ok(self
-            .query(name, RecordType::MX)?
+        self.query(name, RecordType::MX)?
             .iter()
             .filter_map(RData::as_mx)
-            .map(|mx| mx.exchange().to_utf8().trim_end_matches('.').to_owned())
-            .collect())
+            .map(|mx| exchange_name(mx.exchange()))
+            .collect()
     }
+}
+
+/// An MX exchange as the name [`Lookup`] queries: its labels as they are,
+/// joined by dots, without the root. Not hickory's display form, which
+/// escapes what hostnames do not hold (`foo\:bar\/baz`) and turns `xn--`
+/// labels into Unicode: the domain-spec `mx:foo:bar/baz.example.com` names
+/// a host of exactly that name. A label holding a dot itself cannot be
+/// written so: the walk fails rather than ask for another name.
+fn exchange_name(name: &Name) -> Result<String, DnsError> {
+    let labels: Vec<String> = name
+        .iter()
+        .map(|label| String::from_utf8_lossy(label).into_owned())
+        .collect();
+    if labels.iter().any(|l| l.contains('.')) {
+        return Err(DnsError::Failed(format!(
+            "the MX exchange {name} has a label with a dot in it"
+        )));
+    }
+    Ok(labels.join("."))
 }
 
 /// One record of a [`MemoryDns`] zone.
@@ -241,5 +280,23 @@ impl Lookup for MemoryDns {
             Entry::Mx(m) => Some(key(m)),
             _ => None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exchanges_keep_their_labels_as_they_are() {
+        let name = |labels: &[&[u8]]| Name::from_labels(labels.iter().copied()).unwrap();
+        let colon = name(&[b"foo:bar/baz", b"example", b"com"]);
+        assert_eq!(exchange_name(&colon).unwrap(), "foo:bar/baz.example.com");
+        let mut fqdn = name(&[b"mx", b"example", b"com"]);
+        fqdn.set_fqdn(true);
+        assert_eq!(exchange_name(&fqdn).unwrap(), "mx.example.com");
+        let idn = name(&[b"xn--bcher-kva", b"example"]);
+        assert_eq!(exchange_name(&idn).unwrap(), "xn--bcher-kva.example");
+        assert!(exchange_name(&name(&[b"a.b", b"example"])).is_err());
     }
 }

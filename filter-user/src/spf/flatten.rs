@@ -9,6 +9,12 @@
 //! temperror that some sender could hit fails the whole walk: a partial list
 //! never reaches the kernel.
 //!
+//! The void-lookup limit is the one limit that depends on the sender's
+//! family (an `a` without AAAA records is void for IPv6 senders only): a
+//! chain over it for one family is a permerror for every sender of that
+//! family, so none of them is allowlisted (with a warning), and the other
+//! family's senders get what a checker gives them.
+//!
 //! Some terms name no addresses: `ptr`, and `exists`/`a`/`mx`/`include`/
 //! `redirect` whose domain-spec uses a sender macro (`%{i}`, `%{s}`, …; `%{d}`
 //! is known and expands). Such a term passing senders is reported (the list
@@ -184,13 +190,14 @@ pub fn flatten<D: Lookup>(
     let domain = query_name(domain).map_err(|e| SpfError::new(ErrorKind::NoRecord, e))?;
     let mut walk = Walk::new(dns, limits, true);
     let outcome = walk.check_host(&domain, &[])?;
-    refuse_everything(&outcome, &domain)?;
-    Ok(walk.finish(outcome))
+    let flattened = walk.finish(outcome);
+    refuse_everything(&flattened.pass, &domain)?;
+    Ok(flattened)
 }
 
 /// Refuses a pass set that is a whole family, however it was put together.
-fn refuse_everything(outcome: &Outcome, domain: &str) -> Result<(), SpfError> {
-    match outcome.pass.whole_family().first() {
+fn refuse_everything(pass: &PrefixSet, domain: &str) -> Result<(), SpfError> {
+    match pass.whole_family().first() {
         Some(family) => Err(SpfError::new(
             ErrorKind::Everything,
             format!(
@@ -208,8 +215,9 @@ pub fn flatten_offline(record: &str, limits: Limits) -> Result<Flattened, SpfErr
     let mut dns = Offline;
     let mut walk = Walk::new(&mut dns, limits, false);
     let outcome = walk.evaluate("the record", record, &[])?;
-    refuse_everything(&outcome, "the record")?;
-    Ok(walk.finish(outcome))
+    let flattened = walk.finish(outcome);
+    refuse_everything(&flattened.pass, "the record")?;
+    Ok(flattened)
 }
 
 /// A term whose matches cannot be listed.
@@ -252,6 +260,9 @@ struct Walk<'d, D: Lookup> {
     lookups: u32,
     /// Void lookups an IPv4 and an IPv6 sender would make, by term.
     voids: [Vec<String>; 2],
+    /// The permerror a family's senders get (over the void limit), as the
+    /// warning that says so.
+    family_failed: [Option<Note>; 2],
     warnings: BTreeSet<Note>,
     warning_order: Vec<Note>,
     records: Vec<(String, String)>,
@@ -268,6 +279,7 @@ impl<'d, D: Lookup> Walk<'d, D> {
             online,
             lookups: 0,
             voids: [Vec::new(), Vec::new()],
+            family_failed: [None, None],
             warnings: BTreeSet::new(),
             warning_order: Vec::new(),
             records: Vec::new(),
@@ -281,6 +293,17 @@ impl<'d, D: Lookup> Walk<'d, D> {
     }
 
     fn finish(mut self, outcome: Outcome) -> Flattened {
+        let mut pass = outcome.pass;
+        let failed = std::mem::take(&mut self.family_failed);
+        if failed[V4].is_some() {
+            pass = PrefixSet::new(Vec::new(), pass.v6().to_vec());
+        }
+        if failed[V6].is_some() {
+            pass = PrefixSet::new(pass.v4().to_vec(), Vec::new());
+        }
+        for note in failed.into_iter().flatten() {
+            self.warn(note);
+        }
         for u in outcome.unlisted {
             self.warn(Note {
                 term: u.term,
@@ -289,7 +312,7 @@ impl<'d, D: Lookup> Walk<'d, D> {
             });
         }
         Flattened {
-            pass: outcome.pass,
+            pass,
             warnings: self.warning_order,
             records: self.records,
             lookups: self.lookups,
@@ -464,21 +487,45 @@ impl<'d, D: Lookup> Walk<'d, D> {
         Ok(())
     }
 
-    /// Counts a void lookup for the families in `families`.
-    fn void(&mut self, families: &[usize], what: String) -> Result<(), SpfError> {
+    /// Counts a void lookup of `term` (in `domain`'s record) for the
+    /// families in `families`. Over the limit, that family's senders get a
+    /// permerror; when both families' do, the walk fails.
+    fn void(
+        &mut self,
+        families: &[usize],
+        term: &str,
+        domain: &str,
+        what: String,
+    ) -> Result<(), SpfError> {
         for &family in families {
+            if self.family_failed[family].is_some() {
+                continue;
+            }
             self.voids[family].push(what.clone());
             if self.voids[family].len() > VOID_LIMIT {
                 let senders = if family == V4 { "IPv4" } else { "IPv6" };
-                return Err(SpfError::new(
-                    ErrorKind::PermError,
-                    format!(
-                        "more than {VOID_LIMIT} void lookups for {senders} senders (RFC 7208 \
-                         4.6.4): {}",
+                self.family_failed[family] = Some(Note {
+                    term: term.to_owned(),
+                    domain: domain.to_owned(),
+                    what: format!(
+                        "makes more than {VOID_LIMIT} void lookups for {senders} senders \
+                         ({}): a checker returns permerror for every {senders} sender (RFC 7208 \
+                         4.6.4), so none is allowlisted",
                         self.voids[family].join(", ")
                     ),
-                ));
+                });
             }
+        }
+        if let [Some(_), Some(_)] = &self.family_failed {
+            return Err(SpfError::new(
+                ErrorKind::PermError,
+                format!(
+                    "more than {VOID_LIMIT} void lookups (RFC 7208 4.6.4), for IPv4 senders: {}; \
+                     for IPv6 senders: {}",
+                    self.voids[V4].join(", "),
+                    self.voids[V6].join(", ")
+                ),
+            ));
         }
         Ok(())
     }
@@ -547,7 +594,8 @@ impl<'d, D: Lookup> Walk<'d, D> {
                     return Ok(unlisted(self.unlisted_why(spec)));
                 };
                 let is_mx = matches!(directive.mechanism, Mechanism::Mx(..));
-                self.addresses_of(term, &name, *cidr, is_mx).map(known)
+                self.addresses_of(term, domain, &name, *cidr, is_mx)
+                    .map(known)
             }
             Mechanism::Exists(spec) => {
                 let Some(name) = self.target(spec, domain, term)? else {
@@ -558,7 +606,7 @@ impl<'d, D: Lookup> Walk<'d, D> {
                 match self.dns.a(&name) {
                     Ok(found) if !found.is_empty() => Ok(known(PrefixSet::everything())),
                     Ok(_) | Err(DnsError::NxDomain) => {
-                        self.void(&[V4, V6], format!("{term} (no A)"))?;
+                        self.void(&[V4, V6], term, domain, format!("{term} (no A)"))?;
                         Ok(Matches::default())
                     }
                     Err(DnsError::Failed(why)) => {
@@ -586,10 +634,12 @@ impl<'d, D: Lookup> Walk<'d, D> {
         }
     }
 
-    /// The prefixes of `a` (the addresses of `name`) or `mx` (of its MX hosts).
+    /// The prefixes of `a` (the addresses of `name`) or `mx` (of its MX
+    /// hosts), for `term` in `domain`'s record.
     fn addresses_of(
         &mut self,
         term: &str,
+        domain: &str,
         name: &str,
         cidr: DualCidr,
         mx: bool,
@@ -603,7 +653,7 @@ impl<'d, D: Lookup> Walk<'d, D> {
                 }
             };
             if hosts.is_empty() {
-                self.void(&[V4, V6], format!("{term} (no MX)"))?;
+                self.void(&[V4, V6], term, domain, format!("{term} (no MX)"))?;
             }
             if hosts.len() > MX_LIMIT {
                 return Err(SpfError::new(
@@ -636,10 +686,10 @@ impl<'d, D: Lookup> Walk<'d, D> {
                 }
             };
             if !mx && a.is_empty() {
-                self.void(&[V4], format!("{term} (no A)"))?;
+                self.void(&[V4], term, domain, format!("{term} (no A)"))?;
             }
             if !mx && aaaa.is_empty() {
-                self.void(&[V6], format!("{term} (no AAAA)"))?;
+                self.void(&[V6], term, domain, format!("{term} (no AAAA)"))?;
             }
             v4.extend(
                 a.into_iter()
@@ -832,18 +882,54 @@ mod tests {
         let e = failure(run(&three, "ex.test"));
         assert_eq!(e.kind, ErrorKind::PermError);
         assert!(e.message.contains("more than 2 void lookups"), "{e}");
-        // Per family: three hosts without AAAA are three voids for IPv6 senders.
+        // Per family: three hosts without AAAA are three voids for IPv6
+        // senders, none for IPv4 senders (the RFC 7208 suite's
+        // mech-at-limit): IPv6 senders get a permerror, so none of them is
+        // allowlisted; IPv4 senders pass as a checker passes them.
         let v4_only = [
             (
                 "ex.test",
-                "TXT v=spf1 a:h1.ex.test a:h2.ex.test a:h3.ex.test -all",
+                "TXT v=spf1 ip6:2001:db8::/32 a:h1.ex.test a:h2.ex.test a:h3.ex.test -all",
             ),
             ("h1.ex.test", "A 192.0.2.1"),
             ("h2.ex.test", "A 192.0.2.2"),
             ("h3.ex.test", "A 192.0.2.3"),
         ];
-        let e = failure(run(&v4_only, "ex.test"));
-        assert!(e.message.contains("for IPv6 senders"), "{e}");
+        let f = run(&v4_only, "ex.test").unwrap();
+        assert_eq!(pass(&f), ["192.0.2.1/32", "192.0.2.2/31"]);
+        assert_eq!(f.warnings.len(), 1, "{:?}", f.warnings);
+        let w = f.warnings[0].to_string();
+        assert!(
+            w.starts_with(
+                "`a:h3.ex.test` in ex.test makes more than 2 void lookups for IPv6 senders"
+            ) && w.contains("none is allowlisted"),
+            "{w}"
+        );
+        // Over the limit for both families: the walk fails.
+        let both = [
+            (
+                "ex.test",
+                "TXT v=spf1 a:h1.ex.test a:h2.ex.test a:h3.ex.test a:h4.ex.test ip4:192.0.2.9",
+            ),
+            ("h1.ex.test", "A 192.0.2.1"),
+            ("h2.ex.test", "A 192.0.2.2"),
+            ("h3.ex.test", "A 192.0.2.3"),
+            ("h4.ex.test", "AAAA 2001:db8::4"),
+        ];
+        let f = run(&both, "ex.test").unwrap();
+        assert!(f.pass.v6().is_empty(), "{:?}", pass(&f));
+        let both = [
+            (
+                "ex.test",
+                "TXT v=spf1 a:h1.ex.test a:h2.ex.test a:h3.ex.test mx:h1.ex.test mx:h1.ex.test mx:h1.ex.test",
+            ),
+            ("h1.ex.test", "A 192.0.2.1"),
+            ("h2.ex.test", "A 192.0.2.2"),
+            ("h3.ex.test", "A 192.0.2.3"),
+        ];
+        let e = failure(run(&both, "ex.test"));
+        assert_eq!(e.kind, ErrorKind::PermError);
+        assert!(e.message.contains("for IPv4 senders"), "{e}");
     }
 
     #[test]

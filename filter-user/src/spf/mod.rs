@@ -64,7 +64,14 @@ pub struct Fetched {
     /// Warnings: the line of `text` that repeats it as a comment, the term,
     /// and what about it.
     pub warnings: Vec<(usize, String, String)>,
+    /// What was evaluated, as the rest of a sentence after the source's
+    /// name (for `--verbose`).
+    pub provenance: String,
 }
+
+/// Longest comment line of the text: a record (up to 65,535 bytes, as DNS
+/// carries it) is written over as many lines as it takes.
+const COMMENT_WIDTH: usize = 1000;
 
 /// Flattens the SPF policy of `domain` over real DNS.
 pub fn fetch(domain: &str, options: &SpfOptions) -> Result<Fetched, String> {
@@ -85,7 +92,23 @@ pub fn render(domain: &str, flattened: &Flattened) -> Fetched {
         flattened.lookups
     )];
     for (name, record) in &flattened.records {
-        lines.push(format!("# {name}: {}", record.escape_debug()));
+        let escaped = record.escape_debug().to_string();
+        let mut rest = escaped.as_str();
+        let mut first = true;
+        while first || !rest.is_empty() {
+            let mut cut = rest.len().min(COMMENT_WIDTH);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let (piece, tail) = rest.split_at(cut);
+            lines.push(if first {
+                format!("# {name}: {piece}")
+            } else {
+                format!("#   {piece}")
+            });
+            rest = tail;
+            first = false;
+        }
     }
     let mut warnings = Vec::new();
     for warning in &flattened.warnings {
@@ -100,5 +123,57 @@ pub fn render(domain: &str, flattened: &Flattened) -> Fetched {
     lines.extend(flattened.pass.v6().iter().map(ToString::to_string));
     let mut text = lines.join("\n");
     text.push('\n');
-    Fetched { text, warnings }
+    let provenance = format!(
+        "{} records, {} DNS-querying terms, {} IPv4 and {} IPv6 prefixes",
+        flattened.records.len(),
+        flattened.lookups,
+        flattened.pass.v4().len(),
+        flattened.pass.v6().len()
+    );
+    Fetched {
+        text,
+        warnings,
+        provenance,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ranges::{ListBuilder, MAX_LINE_LEN};
+
+    #[test]
+    fn a_record_as_long_as_dns_carries_makes_a_text_the_list_parser_reads() {
+        let mut record = "v=spf1".to_owned();
+        let mut i = 0u32;
+        while record.len() < 65_000 {
+            record.push_str(&format!(" ip4:10.{}.{}.0/24", i / 128, (i % 128) * 2));
+            i += 1;
+        }
+        record.push_str(" -all");
+        let mut dns = dns::MemoryDns::new();
+        dns.add("big.test", dns::Entry::Txt(record.clone()));
+        let flattened = flatten::flatten(&mut dns, "big.test", Limits::default()).unwrap();
+        let fetched = render("big.test", &flattened);
+        assert!(fetched.text.lines().all(|l| l.len() <= COMMENT_WIDTH + 20));
+        assert!(fetched.text.lines().all(|l| l.len() < MAX_LINE_LEN));
+        let comments: String = fetched
+            .text
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| {
+                l.trim_start_matches("# big.test: ")
+                    .trim_start_matches("#   ")
+            })
+            .collect();
+        assert_eq!(
+            comments, record,
+            "the record is kept whole, over several lines"
+        );
+        let mut list = ListBuilder::strict();
+        list.add_text("spf:big.test", fetched.text.as_bytes())
+            .unwrap();
+        assert_eq!(list.finish().unwrap().allowlist.v4.len(), i as usize);
+    }
 }

@@ -8,13 +8,17 @@
 //! pins — and that the filter still protects.
 
 mod attach;
+mod cache;
 mod damage;
+mod downgrade;
 mod files;
 mod guards;
 mod locks;
 mod pin_dirs;
+mod reads;
 mod settings;
 mod sources;
+mod unusable;
 mod usage;
 
 use std::{

@@ -130,7 +130,117 @@ fn endless_and_odd_local_sources_are_refused() {
     stdin.write_all(b"192.0.2.0/24\n").unwrap();
     let out = child.wait_with_output().unwrap();
     drop(stdin);
-    judge(&out, 2, "no end of input within --fetch-timeout");
+    // Input that does not end in time is a source that did not deliver
+    // (1), like a download that times out; not bad input (2).
+    judge(&out, 1, "no end of input within --fetch-timeout");
     assert_eq!(Live::of(h.mx()), before);
     h.protects();
+}
+
+// ---------------------------------------------------------------------
+// HTTP framing: only a 200 with exact framing is a whole list.
+
+#[test]
+fn only_a_200_with_exact_framing_is_a_whole_list() {
+    let h = Host::new("ho-framing");
+    let before = Live::of(h.mx());
+    // Each would shrink the list to 192.0.2.0/24 (50 %: the guard lets it).
+    let chunked = b"d\r\n192.0.2.0/24\n\r\n0\r\n\r\n".to_vec();
+    let server = Https::start(&h.s.wire.server, move |path| match path {
+        "/xchunked" => Reply::Raw {
+            head: "HTTP/1.1 200 OK\r\ntransfer-encoding: xchunkedx\r\nconnection: close\r\n".into(),
+            body: chunked.clone(),
+        },
+        "/gzip-chunked" => Reply::Raw {
+            head: "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\nconnection: close\r\n"
+                .into(),
+            body: chunked.clone(),
+        },
+        "/partial" => Reply::Raw {
+            head: "HTTP/1.1 206 Partial Content\r\ncontent-length: 13\r\n\
+                   content-range: bytes 0-12/31\r\nconnection: close\r\n"
+                .into(),
+            body: b"192.0.2.0/24\n".to_vec(),
+        },
+        "/chunked" => Reply::Raw {
+            head: "HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\nconnection: close\r\n".into(),
+            body: b"1e\r\n192.0.2.0/24\n2001:db8:5e::/48\n\r\n0\r\n\r\n".to_vec(),
+        },
+        _ => Reply::Status(404),
+    })
+    .unwrap();
+    let ca = ca_of(&server);
+    for (path, needle) in [
+        ("/xchunked", "Transfer-Encoding \"xchunkedx\""),
+        ("/gzip-chunked", "Transfer-Encoding \"gzip, chunked\""),
+        ("/partial", "HTTP status 206"),
+    ] {
+        let url = server.url(path);
+        for command in ["refresh", "check"] {
+            let out = h.expect(1, &[command, "--ranges", &url, "--https-ca", &ca], needle);
+            assert!(out.contains("failed"), "{path}: {out}");
+        }
+        assert_eq!(Live::of(h.mx()), before, "{path}");
+    }
+    // Exact `chunked` (any case) is a framed body.
+    h.expect(
+        0,
+        &[
+            "refresh",
+            "--ranges",
+            &server.url("/chunked"),
+            "--https-ca",
+            &ca,
+        ],
+        "no change",
+    );
+    h.protects();
+}
+
+// ---------------------------------------------------------------------
+// Sources the command line can judge are judged there (exit 2).
+
+#[test]
+fn sources_and_servers_that_cannot_work_are_usage_errors() {
+    let h = Host::new("ho-srcusage");
+    let before = Live::of(h.mx());
+    for (args, needle) in [
+        (
+            &[
+                "refresh",
+                "--ranges",
+                "spf:x.test",
+                "--dns-server",
+                "127.0.0.1:0",
+            ][..],
+            "port 0",
+        ),
+        (
+            &["check", "--ranges", "spf:x.test", "--dns-server", "[::1]:0"],
+            "port 0",
+        ),
+        (
+            &[
+                "refresh",
+                "--ranges",
+                "m365:HTTPS://mirror.test/endpoints.json",
+            ],
+            "m365:https://",
+        ),
+        (
+            &[
+                "check",
+                "--ranges",
+                "m365:Https://mirror.test/endpoints.json",
+            ],
+            "m365:https://",
+        ),
+    ] {
+        let out = h.expect(2, args, needle);
+        assert!(
+            out.contains("invalid value"),
+            "{args:?}: caught by the command line: {out}"
+        );
+    }
+    assert_eq!(Live::of(h.mx()), before);
 }
