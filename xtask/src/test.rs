@@ -39,9 +39,19 @@ pub enum Matrix {
 /// written. Ends with the table of where the time went, also on failure.
 pub fn run_all(matrix: &Matrix, filter: &[String], write_readme: bool) -> anyhow::Result<()> {
     let started = Instant::now();
+    let checkout = checkout_status();
     let mut timings = Timings::default();
     let result = run_phases(&mut timings, matrix, filter, write_readme);
     let total = started.elapsed().as_secs_f64();
+    let now = checkout_status();
+    if now != checkout {
+        // .ci/run fails on this; here the developer may have edited files
+        // meanwhile, so it is only said.
+        eprintln!(
+            "xtask test: warning: the checkout changed during the run (`git status --porcelain` \
+             was {checkout:?}, is {now:?}): a test must write only under target/"
+        );
+    }
     eprint!(
         "{}",
         timings.table("xtask test: where the time went (wall time)", total)
@@ -184,6 +194,11 @@ fn run_phases(
         bail!("{}", failures.join("\n"));
     }
     Ok(())
+}
+
+/// `git status --porcelain` of the checkout (empty outside git).
+fn checkout_status() -> String {
+    shell::output(shell::command("git", &["status", "--porcelain"])).unwrap_or_default()
 }
 
 /// One line per suite: what passed, how long it took.
