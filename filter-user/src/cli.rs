@@ -298,7 +298,9 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
     /// Also write the metrics each interval to this file, in
-    /// node_exporter's textfile format (written whole, then renamed).
+    /// node_exporter's textfile format (written whole, then renamed). If
+    /// its directory does not exist when run starts (no node exporter),
+    /// run says so once (`metrics_unavailable`) and writes none.
     #[arg(long, value_name = "PATH")]
     pub prom_file: Option<PathBuf>,
 }

@@ -1,8 +1,10 @@
 //! The kernel matrix: Debian's own kernels (xtask/kernels.toml) booted
 //! under virtme-ng, with the kernel test suites run inside.
 //!
-//! The kernels come from Debian's mirror through an apt state of xtask's own
-//! under target/kernels/apt (the machine's apt sources are never changed),
+//! The kernels come from the Debian mirror of the machine's own apt sources
+//! (the same host, with each kernel's suites: [`apt`]) through an apt state
+//! of xtask's own under target/kernels/apt (the machine's apt sources are
+//! never changed; its apt.conf.d, with any proxy, applies as usual),
 //! fetched with `apt-get download` and unpacked with `dpkg-deb -x` into
 //! target/kernels/root/VERSION (never into /boot). virtme-ng lives in a venv
 //! under target/. Each VM shares the host's filesystem read-only and
@@ -23,16 +25,17 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
-use crate::shell::{self, command, root};
+use crate::{
+    apt,
+    shell::{self, command, root},
+};
 
 /// The kernel list.
 const LIST: &str = "xtask/kernels.toml";
 /// virtme-ng from PyPI, pinned.
 const VIRTME_NG: &str = "virtme-ng==1.42";
-/// The Debian mirror the kernels come from.
-const MIRROR: &str = "http://deb.debian.org/debian";
-/// Its security suites.
-const SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
+/// The keyring of Debian's archives, for a mirror whose entry names none.
+const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// Memory and CPUs of each VM.
 const VM_MEMORY: &str = "2G";
 const VM_CPUS: &str = "2";
@@ -123,6 +126,24 @@ fn apt(program: &str, args: &[&str]) -> std::process::Command {
     command(program, &all)
 }
 
+/// What the kernel matrix needs and this machine lacks: virtme-ng, kernels
+/// not fetched yet.
+pub fn missing() -> anyhow::Result<Vec<String>> {
+    let mut missing = Vec::new();
+    if !venv().join("bin/vng").exists() {
+        missing.push(format!("{VIRTME_NG} (in {})", venv().display()));
+    }
+    for kernel in list()?.kernel {
+        if current(&kernel).is_err() {
+            missing.push(format!(
+                "Debian's kernel {} ({})",
+                kernel.name, kernel.distribution
+            ));
+        }
+    }
+    Ok(missing)
+}
+
 /// `cargo xtask setup --kernels`: virtme-ng, the apt state and each kernel.
 pub fn setup() -> anyhow::Result<()> {
     if !venv().join("bin/vng").exists() {
@@ -139,21 +160,21 @@ pub fn setup() -> anyhow::Result<()> {
     for sub in ["lists/partial", "cache/archives/partial", "state"] {
         std::fs::create_dir_all(state.join(sub))?;
     }
+    let mirrors = apt::machine()?;
     let mut sources = String::from(
         "# Written by cargo xtask setup --kernels from xtask/kernels.toml: the\n\
-         # suites the kernel matrix takes Debian's kernels from. Read only by\n\
-         # xtask's own apt state (target/kernels/apt), never by the system's apt.\n",
+         # suites the kernel matrix takes Debian's kernels from, on the mirrors\n\
+         # the machine's own apt sources name. Read only by xtask's own apt\n\
+         # state (target/kernels/apt), never by the system's apt.\n",
     );
     for kernel in &list.kernel {
         for suite in &kernel.suites {
-            let mirror = if suite.ends_with("-security") {
-                SECURITY_MIRROR
-            } else {
-                MIRROR
-            };
+            let entry = mirrors.for_suite(suite)?;
+            let keyring = entry.signed_by.as_deref().unwrap_or(DEBIAN_KEYRING);
             writeln!(
                 sources,
-                "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {suite} main"
+                "deb [signed-by={keyring}] {} {suite} main",
+                entry.uri
             )?;
         }
     }

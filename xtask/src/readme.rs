@@ -1,6 +1,7 @@
-//! README's table of tested kernels, written by `cargo xtask test` from
-//! what it just ran: one row per kernel (the host's and each VM's), the
-//! rows of kernels not run this time kept as they were.
+//! README's table of tested kernels, written by `cargo xtask test
+//! --write-readme` (never by a plain `cargo xtask test`) from what it just
+//! ran: one row per kernel (the host's and each VM's), the rows of kernels
+//! not run this time kept as they were.
 
 use anyhow::{Context as _, bail};
 
@@ -9,7 +10,8 @@ use crate::{
     shell::{self, root},
 };
 
-const BEGIN: &str = "<!-- kernel-table: written by `cargo xtask test`, do not edit -->";
+const BEGIN: &str =
+    "<!-- kernel-table: written by `cargo xtask test --write-readme`, do not edit -->";
 const END: &str = "<!-- kernel-table end -->";
 const HEADER: &str = "| kernel | version tested | distribution | suites passed | program size (instructions / processed by the verifier) | date |\n\
                       | --- | --- | --- | --- | --- | --- |";

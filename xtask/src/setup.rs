@@ -1,10 +1,17 @@
-//! Prerequisites: each is checked, and installed when missing, only what
-//! the task at hand needs ([`Needs`]). Toolchains install as the user;
-//! apt and mounts go through `sudo -E` when xtask is not root. When this
-//! cannot install something (not Debian), it stops with the exact command
-//! to run. With everything present it takes about a second.
+//! Prerequisites: each task checks what it needs ([`Needs`]). Only
+//! `setup` and the first run of `demo` and `test` install what is missing,
+//! and say what before they do ([`Mode::Install`]); every other task
+//! (`build`, `dist`, `deb`, `bench`, `fuzz`) installs nothing and names
+//! what is missing and the command that installs it ([`Mode::Check`]).
+//! Toolchains install as the user; apt and mounts go through `sudo -E`
+//! when xtask is not root. When this cannot install something (not
+//! Debian), it stops with the exact command to run. With everything
+//! present it takes about a second.
 
-use std::{path::Path, time::Instant};
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use anyhow::{Context as _, bail};
 
@@ -30,7 +37,8 @@ pub struct Needs {
     /// The kernel matrix: QEMU, what virtme-ng needs, virtme-ng itself in a
     /// venv under target/, and the Debian kernels of xtask/kernels.toml.
     pub vms: bool,
-    /// Building and checking the Debian package: lintian, debootstrap.
+    /// Building and checking the Debian package: lintian, debootstrap,
+    /// systemd-nspawn.
     pub deb: bool,
 }
 
@@ -79,15 +87,131 @@ const VM_PACKAGES: &[&str] = &[
 /// Postfix installed as a test tool only: no system instance is configured
 /// or started (each test runs its own, in its own namespace).
 const POSTFIX_PRESEED: &str = "postfix postfix/main_mailer_type select No configuration\n";
-/// The package's checker and the clean Debian 12 root its test installs into.
-const DEB_PACKAGES: &[&str] = &["lintian", "debootstrap", "dpkg-dev"];
+/// The package's checker, the clean Debian 12 root its test installs into,
+/// and systemd-nspawn, which boots that root with systemd as its PID 1.
+const DEB_PACKAGES: &[&str] = &["lintian", "debootstrap", "dpkg-dev", "systemd-container"];
 const BPFFS: &str = "/sys/fs/bpf";
 /// The eBPF crate's pin, relative to the workspace root.
 const EBPF_TOOLCHAIN: &str = "filter-ebpf/rust-toolchain.toml";
 
-/// Checks and installs what `needs` names.
-pub fn run(needs: Needs) -> anyhow::Result<()> {
+/// Whether a task may install what it needs and the machine lacks.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    /// `setup`, and the first run of `demo` and `test`: install it, and say
+    /// so first. The argument names the task.
+    Install(&'static str),
+    /// Every other task (`build`, `dist`, `deb`, `bench`, `fuzz`): install
+    /// nothing; name what is missing and the command that installs it.
+    Check(&'static str),
+}
+
+/// One prerequisite the machine lacks.
+enum Missing {
+    /// Debian packages.
+    Packages(Vec<&'static str>),
+    /// A pinned toolchain, or components of it.
+    Toolchain {
+        file: PathBuf,
+        channel: String,
+        components: Vec<String>,
+    },
+    /// bpf-linker at [`BPF_LINKER_VERSION`].
+    BpfLinker,
+    /// bpffs at [`BPFFS`].
+    Bpffs,
+    /// What the kernel matrix needs (virtme-ng, the kernels).
+    Vms(Vec<String>),
+}
+
+impl Missing {
+    fn describe(&self) -> String {
+        match self {
+            Missing::Packages(p) => format!("Debian packages {}", p.join(" ")),
+            Missing::Toolchain {
+                channel,
+                components,
+                ..
+            } if components.is_empty() => format!("the Rust toolchain {channel}"),
+            Missing::Toolchain {
+                channel,
+                components,
+                ..
+            } => format!("{} of the Rust toolchain {channel}", components.join(", ")),
+            Missing::BpfLinker => format!("bpf-linker {BPF_LINKER_VERSION}"),
+            Missing::Bpffs => format!("bpffs mounted at {BPFFS}"),
+            Missing::Vms(what) => what.join(", "),
+        }
+    }
+
+    fn install(&self) -> anyhow::Result<()> {
+        match self {
+            Missing::Packages(p) => debian_packages(p),
+            Missing::Toolchain {
+                file,
+                channel,
+                components,
+            } => {
+                let mut args = vec!["toolchain", "install", channel, "--profile", "minimal"];
+                for c in components {
+                    args.extend(["--component", c.as_str()]);
+                }
+                shell::run(command("rustup", &args)).with_context(|| {
+                    format!("installing the toolchain pinned in {}", file.display())
+                })
+            }
+            Missing::BpfLinker => bpf_linker(),
+            Missing::Bpffs => shell::run(shell::as_root(command(
+                "mount",
+                &["-t", "bpf", "bpf", BPFFS],
+            ))),
+            Missing::Vms(_) => crate::kernels::setup(),
+        }
+    }
+}
+
+/// Checks what `needs` names; installs what is missing if `mode` allows,
+/// else fails naming it.
+pub fn run(needs: Needs, mode: Mode) -> anyhow::Result<()> {
     let started = Instant::now();
+    let missing = missing(needs)?;
+    if missing.is_empty() {
+        eprintln!(
+            "setup: every prerequisite is present ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+    let list = missing
+        .iter()
+        .map(Missing::describe)
+        .collect::<Vec<_>>()
+        .join("; ");
+    match mode {
+        Mode::Check(task) => bail!(
+            "`cargo xtask {task}` installs nothing, and this machine lacks: {list}. Run `cargo \
+             xtask setup{}` once (the first `cargo xtask test` does the same).",
+            if needs.vms { " --kernels" } else { "" }
+        ),
+        Mode::Install(task) => {
+            eprintln!(
+                "setup: `cargo xtask {task}` needs what this machine lacks, and installs it now \
+                 (only on a first run; `cargo xtask setup` does this step alone): {list}"
+            );
+            for m in &missing {
+                m.install()?;
+            }
+            eprintln!(
+                "setup: installed what was missing ({:.1} s)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What `needs` names and the machine lacks. Fails on what no install
+/// fixes (a nightly on the wrong LLVM).
+fn missing(needs: Needs) -> anyhow::Result<Vec<Missing>> {
     let mut packages = Vec::new();
     for (wanted, list) in [
         (needs.build, BUILD_PACKAGES),
@@ -98,27 +222,41 @@ pub fn run(needs: Needs) -> anyhow::Result<()> {
         (needs.deb, DEB_PACKAGES),
     ] {
         if wanted {
-            packages.extend_from_slice(list);
+            packages.extend(list.iter().copied().filter(|p| !package_installed(p)));
         }
     }
-    debian_packages(&packages)?;
+    let mut missing = Vec::new();
+    if !packages.is_empty() {
+        missing.push(Missing::Packages(packages));
+    }
     if needs.build {
         for file in ["rust-toolchain.toml", EBPF_TOOLCHAIN] {
-            toolchain(&root().join(file))?;
+            missing.extend(toolchain_missing(&root().join(file))?);
         }
-        bpf_linker()?;
+        if !missing
+            .iter()
+            .any(|m| matches!(m, Missing::Toolchain { file, .. } if file.ends_with(EBPF_TOOLCHAIN)))
+        {
+            check_nightly_llvm()?;
+        }
+        let version = output(command("bpf-linker", &["--version"])).unwrap_or_default();
+        if version.trim() != format!("bpf-linker {BPF_LINKER_VERSION}") {
+            missing.push(Missing::BpfLinker);
+        }
     }
     if needs.kernel {
-        bpffs()?;
+        let fs_type = output(command("stat", &["-f", "-c", "%T", BPFFS])).unwrap_or_default();
+        if fs_type.trim() != "bpf_fs" {
+            missing.push(Missing::Bpffs);
+        }
     }
     if needs.vms {
-        crate::kernels::setup()?;
+        let vms = crate::kernels::missing()?;
+        if !vms.is_empty() {
+            missing.push(Missing::Vms(vms));
+        }
     }
-    eprintln!(
-        "setup: every prerequisite is present ({:.1} s)",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    Ok(missing)
 }
 
 /// Fails unless running as root: loading XDP programs and making network
@@ -154,8 +292,8 @@ fn read_pin(file: &Path) -> anyhow::Result<Toolchain> {
     Ok(pinned.toolchain)
 }
 
-/// Installs the toolchain pinned in `file`, with its components.
-fn toolchain(file: &Path) -> anyhow::Result<()> {
+/// The toolchain pinned in `file`, or those of its components, if missing.
+fn toolchain_missing(file: &Path) -> anyhow::Result<Option<Missing>> {
     let Toolchain {
         channel,
         components,
@@ -166,14 +304,14 @@ fn toolchain(file: &Path) -> anyhow::Result<()> {
     let have_toolchain = installed.lines().any(|l| {
         l.starts_with(&format!("{channel}-")) || l.split_whitespace().next() == Some(&channel)
     });
-    let missing: Vec<&String> = if have_toolchain {
+    let lacking: Vec<String> = if have_toolchain {
         let listed = output(command(
             "rustup",
             &["component", "list", "--installed", "--toolchain", &channel],
         ))
         .unwrap_or_default();
         components
-            .iter()
+            .into_iter()
             .filter(|c| {
                 !listed
                     .lines()
@@ -181,31 +319,25 @@ fn toolchain(file: &Path) -> anyhow::Result<()> {
             })
             .collect()
     } else {
-        components.iter().collect()
+        components
     };
-    if have_toolchain && missing.is_empty() {
-        return Ok(());
+    if have_toolchain && lacking.is_empty() {
+        return Ok(None);
     }
-    let mut args = vec!["toolchain", "install", &channel, "--profile", "minimal"];
-    for c in &missing {
-        args.extend(["--component", c.as_str()]);
-    }
-    shell::run(command("rustup", &args))
-        .with_context(|| format!("installing the toolchain pinned in {}", file.display()))
+    Ok(Some(Missing::Toolchain {
+        file: file.to_owned(),
+        channel,
+        components: lacking,
+    }))
 }
 
-fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|p| {
-            let status = output(command("dpkg-query", &["-W", "-f=${Status}", p]));
-            status.as_deref() != Some("install ok installed")
-        })
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
+/// Whether Debian package `name` is installed.
+fn package_installed(name: &str) -> bool {
+    output(command("dpkg-query", &["-W", "-f=${Status}", name])).as_deref()
+        == Some("install ok installed")
+}
+
+fn debian_packages(missing: &[&str]) -> anyhow::Result<()> {
     let install = format!("apt-get install -y {}", missing.join(" "));
     if output(command("apt-get", &["--version"])).is_none() {
         bail!(
@@ -231,7 +363,7 @@ fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
         }
     }
     let mut args = vec!["install", "-y", "--no-install-recommends"];
-    args.extend(&missing);
+    args.extend(missing);
     // A fresh machine's package lists may predate the packages: refresh
     // them and try once more.
     if shell::run(apt(&args)).is_err() {
@@ -241,7 +373,8 @@ fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bpf_linker() -> anyhow::Result<()> {
+/// The eBPF nightly's LLVM must be the one bpf-linker is built against.
+fn check_nightly_llvm() -> anyhow::Result<()> {
     let nightly = ebpf_channel()?;
     let rustc = output(command("rustup", &["run", &nightly, "rustc", "-vV"])).unwrap_or_default();
     let llvm = rustc
@@ -254,10 +387,12 @@ fn bpf_linker() -> anyhow::Result<()> {
              pin a nightly with LLVM {LLVM_MAJOR} in filter-ebpf/rust-toolchain.toml"
         );
     }
-    let version = output(command("bpf-linker", &["--version"])).unwrap_or_default();
-    if version.trim() == format!("bpf-linker {BPF_LINKER_VERSION}") {
-        return Ok(());
-    }
+    Ok(())
+}
+
+/// Builds and installs bpf-linker against Debian's LLVM.
+fn bpf_linker() -> anyhow::Result<()> {
+    check_nightly_llvm()?;
     let mut cmd = command(
         "cargo",
         &[
@@ -279,17 +414,4 @@ fn bpf_linker() -> anyhow::Result<()> {
 /// The nightly pinned for the eBPF crate.
 pub fn ebpf_channel() -> anyhow::Result<String> {
     Ok(read_pin(&root().join(EBPF_TOOLCHAIN))?.channel)
-}
-
-/// bpffs at /sys/fs/bpf. (mxgate mounts it too when needed; having it
-/// up front keeps the first test from racing to mount it.)
-fn bpffs() -> anyhow::Result<()> {
-    let fs_type = output(command("stat", &["-f", "-c", "%T", BPFFS])).unwrap_or_default();
-    if fs_type.trim() == "bpf_fs" {
-        return Ok(());
-    }
-    shell::run(shell::as_root(command(
-        "mount",
-        &["-t", "bpf", "bpf", BPFFS],
-    )))
 }

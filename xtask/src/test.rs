@@ -19,6 +19,7 @@ use crate::{
     readme,
     setup::ebpf_channel,
     shell::{self, as_root, cargo, root, run},
+    timing::Timings,
 };
 
 /// Which VMs `cargo xtask test` boots.
@@ -33,9 +34,45 @@ pub enum Matrix {
 }
 
 /// Runs the checks and tests `matrix` selects; `filter` is passed to the
-/// unit and host kernel test binaries.
-pub fn run_all(matrix: &Matrix, filter: &[String]) -> anyhow::Result<()> {
+/// unit and host kernel test binaries. With `write_readme`, README's kernel
+/// table gets the rows of the kernels run; otherwise no tracked file is
+/// written. Ends with the table of where the time went, also on failure.
+pub fn run_all(matrix: &Matrix, filter: &[String], write_readme: bool) -> anyhow::Result<()> {
     let started = Instant::now();
+    let checkout = checkout_status();
+    let mut timings = Timings::default();
+    let result = run_phases(&mut timings, matrix, filter, write_readme);
+    let total = started.elapsed().as_secs_f64();
+    let now = checkout_status();
+    if now != checkout {
+        // .ci/run fails on this; here the developer may have edited files
+        // meanwhile, so it is only said.
+        eprintln!(
+            "xtask test: warning: the checkout changed during the run (`git status --porcelain` \
+             was {checkout:?}, is {now:?}): a test must write only under target/"
+        );
+    }
+    eprint!(
+        "{}",
+        timings.table("xtask test: where the time went (wall time)", total)
+    );
+    eprintln!(
+        "xtask test: {} in {total:.0} s",
+        if result.is_ok() {
+            "everything passed"
+        } else {
+            "FAILED"
+        },
+    );
+    result
+}
+
+fn run_phases(
+    t: &mut Timings,
+    matrix: &Matrix,
+    filter: &[String],
+    write_readme: bool,
+) -> anyhow::Result<()> {
     let list = kernels::list()?;
     let selected: Vec<&kernels::Kernel> = match matrix {
         Matrix::Full => list.kernel.iter().collect(),
@@ -64,28 +101,40 @@ pub fn run_all(matrix: &Matrix, filter: &[String]) -> anyhow::Result<()> {
     };
     let host = !matches!(matrix, Matrix::Only(_));
     if host {
-        checks()?;
+        t.phase("checks", checks)?;
     }
-    run(cargo(&[
-        "build",
-        "--package",
-        "filter-user",
-        "--bin",
-        "mxgate",
-    ]))?;
+    let binaries = t.phase("build mxgate and the kernel test binaries", |_| {
+        run(cargo(&[
+            "build",
+            "--package",
+            "filter-user",
+            "--bin",
+            "mxgate",
+        ]))?;
+        test_binaries()
+    })?;
     let mxgate = root().join("target/debug/mxgate");
-    let binaries = test_binaries()?;
     let mut failures = Vec::new();
     let mut rows = Vec::new();
     if host {
-        let mut unit = cargo(&["test", "--workspace", "--exclude", "filter-ebpf", "--lib"]);
-        unit.arg("--bins").arg("--").args(filter);
-        run(unit)?;
-        let mut doc = cargo(&["test", "--workspace", "--exclude", "filter-ebpf", "--doc"]);
-        doc.arg("--").args(filter);
-        run(doc)?;
-        let mut result = host_kernel_tests(&binaries, &mxgate, filter)?;
-        result.suites.push(kernels::host_unit_caps(&mxgate)?);
+        t.phase("unit tests", |_| {
+            let mut unit = cargo(&["test", "--workspace", "--exclude", "filter-ebpf", "--lib"]);
+            unit.arg("--bins").arg("--").args(filter);
+            run(unit)
+        })?;
+        t.phase("doc tests", |_| {
+            let mut doc = cargo(&["test", "--workspace", "--exclude", "filter-ebpf", "--doc"]);
+            doc.arg("--").args(filter);
+            run(doc)
+        })?;
+        let result = t.phase("host kernel suites", |t| {
+            let mut result = host_kernel_tests(&binaries, &mxgate, filter)?;
+            result.suites.push(kernels::host_unit_caps(&mxgate)?);
+            for s in &result.suites {
+                t.record(&s.binary, s.secs as f64, !s.ok);
+            }
+            Ok(result)
+        })?;
         summary("host", &result);
         if !result.ok() {
             failures.push(format!(
@@ -97,12 +146,27 @@ pub fn run_all(matrix: &Matrix, filter: &[String]) -> anyhow::Result<()> {
         if filter.is_empty() {
             rows.push(readme::Row::host(&result));
         }
-        if let Err(e) = crate::deb::test() {
+        if let Err(e) = t.phase("the Debian package", crate::deb::test) {
             failures.push(format!("the Debian package: {e:#}"));
         }
     }
     for kernel in &selected {
-        match kernels::run_one(kernel, &list.suite, &binaries, &mxgate) {
+        let phase = format!("kernel {} (VM)", kernel.name);
+        let outcome = t.phase(&phase, |t| {
+            let result = kernels::run_one(kernel, &list.suite, &binaries, &mxgate)?;
+            let in_suites: u64 = result.suites.iter().map(|s| s.secs).sum();
+            t.record(
+                "boot, shutdown, between suites",
+                result.secs.saturating_sub(in_suites) as f64,
+                false,
+            );
+            for s in &result.suites {
+                t.record(&s.binary, s.secs as f64, !s.ok);
+            }
+            // A failed suite is marked in its row, and reported below.
+            Ok(result)
+        });
+        match outcome {
             Ok(result) => {
                 summary(&kernel.name, &result);
                 for suite in result.suites.iter().filter(|s| !s.ok) {
@@ -123,22 +187,18 @@ pub fn run_all(matrix: &Matrix, filter: &[String]) -> anyhow::Result<()> {
             Err(e) => failures.push(format!("{e:#}")),
         }
     }
-    if !rows.is_empty() {
+    if write_readme && !rows.is_empty() {
         readme::update(&rows)?;
     }
-    eprintln!(
-        "xtask test: {} in {:.0} s",
-        if failures.is_empty() {
-            "everything passed"
-        } else {
-            "FAILED"
-        },
-        started.elapsed().as_secs_f64()
-    );
     if !failures.is_empty() {
         bail!("{}", failures.join("\n"));
     }
     Ok(())
+}
+
+/// `git status --porcelain` of the checkout (empty outside git).
+fn checkout_status() -> String {
+    shell::output(shell::command("git", &["status", "--porcelain"])).unwrap_or_default()
 }
 
 /// One line per suite: what passed, how long it took.
@@ -172,30 +232,36 @@ fn failed(result: &KernelResult) -> String {
 
 /// fmt, clippy for user space, the bench binary and the eBPF program, and
 /// the generated man pages and completions; all as the user.
-fn checks() -> anyhow::Result<()> {
-    run(cargo(&["fmt", "--all", "--", "--check"]))?;
-    run(cargo(&[
-        "clippy",
-        "--workspace",
-        "--exclude",
-        "filter-ebpf",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+fn checks(t: &mut Timings) -> anyhow::Result<()> {
+    t.phase("cargo fmt --check", |_| {
+        run(cargo(&["fmt", "--all", "--", "--check"]))
+    })?;
+    t.phase("clippy (user space, tests, xtask)", |_| {
+        run(cargo(&[
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "filter-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
     // The benchmark binary needs its feature to be built, and linted.
-    run(cargo(&[
-        "clippy",
-        "--package",
-        "mxgate-tests",
-        "--features",
-        "bench",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    t.phase("clippy (benchmarks)", |_| {
+        run(cargo(&[
+            "clippy",
+            "--package",
+            "mxgate-tests",
+            "--features",
+            "bench",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
     // The XDP program only builds for the BPF target, with the pinned
     // nightly, in a target dir of its own (another compiler than the rest).
     let mut ebpf = shell::command(
@@ -220,8 +286,8 @@ fn checks() -> anyhow::Result<()> {
         ],
     );
     ebpf.current_dir(root().join("filter-ebpf"));
-    run(ebpf)?;
-    dist(true)
+    t.phase("clippy (the XDP program)", |_| run(ebpf))?;
+    t.phase("dist/ up to date", |_| dist(true))
 }
 
 /// Builds the kernel test binaries (tests/tests/*.rs) without running
@@ -372,9 +438,10 @@ pub fn dist(check: bool) -> anyhow::Result<()> {
     run(cargo(&args))
 }
 
-/// The benchmarks, optimised; their tables go into BENCHMARKS.md. With
-/// `before`, the program of that git revision runs beside this build's.
-pub fn bench(before: Option<&str>) -> anyhow::Result<()> {
+/// The benchmarks, optimised; their tables are printed, and with `write`
+/// also written into BENCHMARKS.md. With `before`, the program of that git
+/// revision runs beside this build's.
+pub fn bench(write: bool, before: Option<&str>) -> anyhow::Result<()> {
     let before = before
         .map(|rev| build_program_of(rev).map(|obj| (rev, obj)))
         .transpose()?;
@@ -390,10 +457,10 @@ pub fn bench(before: Option<&str>) -> anyhow::Result<()> {
         "bench",
     ]))?;
     let mut bench = std::process::Command::new(root().join("target/release/bench"));
-    bench
-        .arg("BENCHMARKS.md")
-        .current_dir(root())
-        .env("MXGATE_BIN", binary);
+    if write {
+        bench.arg("BENCHMARKS.md");
+    }
+    bench.current_dir(root()).env("MXGATE_BIN", binary);
     if let Some((rev, object)) = before {
         bench
             .env("MXGATE_BENCH_BEFORE", object)

@@ -263,7 +263,8 @@ async fn stream(
     let mut logger = logger;
 
     let mut watcher = Watcher::new(installed, maps)?;
-    if let Some(path) = &request.prom_file
+    let prom_file = usable_prom_file(request.prom_file.as_deref(), sink);
+    if let Some(path) = prom_file
         && let Err(e) = write_prom_file(path, &previous, &watcher.state, request.top)
     {
         sink.emit(&LogLine::new("error", "error").field("message", format!("{e:#}")));
@@ -281,7 +282,7 @@ async fn stream(
                 // The file first: once the line is out, the file matches it.
                 // A metrics file that cannot be written must not stop the
                 // filter's log: say so and go on.
-                if let Some(path) = &request.prom_file
+                if let Some(path) = prom_file
                     && let Err(e) = write_prom_file(path, &now, &watcher.state, request.top)
                 {
                     sink.emit(&LogLine::new("error", "error").field("message", format!("{e:#}")));
@@ -422,6 +423,38 @@ fn link_states(installed: &Installed) -> BTreeMap<String, bool> {
             (iface.clone(), alive)
         })
         .collect()
+}
+
+/// The `--prom-file` this run writes: none when its directory does not
+/// exist as run starts. That directory is the node exporter's (the
+/// packaged default names prometheus-node-exporter's textfile directory):
+/// without it nothing would read the file, and every write would fail.
+/// One info line says so and names the fix, instead of an error each
+/// interval.
+fn usable_prom_file<'a>(path: Option<&'a Path>, sink: &LogSink) -> Option<&'a Path> {
+    let path = path?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if dir.is_dir() {
+        return Some(path);
+    }
+    sink.emit(
+        &LogLine::info("metrics_unavailable")
+            .field("path", path.display().to_string())
+            .field(
+                "message",
+                format!(
+                    "{} does not exist, so this run writes no metrics file: install \
+                     prometheus-node-exporter (its textfile collector reads that directory) \
+                     and restart, or drop --prom-file (MXGATE_OPTIONS in /etc/default/mxgate \
+                     for the packaged unit)",
+                    dir.display()
+                ),
+            ),
+    );
+    None
 }
 
 /// Writes the metrics to `path` whole (see [`files::write_atomically`]).

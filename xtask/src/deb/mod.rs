@@ -1,7 +1,9 @@
 //! `cargo xtask deb`: target/debian/mxgate_VERSION_amd64.deb, assembled by
 //! hand with dpkg-deb from dist/ and packaging/debian/, then checked with
-//! lintian; and its test: installed with `dpkg -i` into a clean Debian 12
-//! root made by debootstrap.
+//! lintian; and its test (`--test`, run by `cargo xtask test`): installed
+//! with `dpkg -i` into a clean Debian 12 root ([`root`]) booted under
+//! systemd-nspawn ([`container`]), where systemd runs the unit
+//! ([`install_test`]).
 //!
 //! dpkg-deb rather than cargo-deb: the package's contents are exactly the
 //! files of dist/ and one control file, which a short staging step states
@@ -13,18 +15,23 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
-use crate::shell::{self, as_root, command, root, run};
+mod container;
+mod install_test;
+mod root;
+
+use crate::{
+    shell::{self, as_root, command, root, run},
+    timing::Timings,
+};
 
 /// Where the packaged binary lives, and what the unit and cron file name.
 const SBIN: &str = "/usr/sbin/mxgate";
 /// The path dist/ names for a hand install.
 const DIST_SBIN: &str = "/usr/local/sbin/mxgate";
-/// The Debian release the install test uses.
-const TEST_SUITE: &str = "bookworm";
-const MIRROR: &str = "http://deb.debian.org/debian";
 
+/// target/debian: the package, its staging tree, the test's root.
 fn out_dir() -> PathBuf {
     root().join("target/debian")
 }
@@ -255,195 +262,58 @@ fn rfc2822_now() -> anyhow::Result<String> {
     Ok(shell::stdout(command("date", &["-uR"]))?.trim().to_owned())
 }
 
-/// A pristine Debian 12 root (debootstrap, once; kept as a tarball), unpacked
-/// fresh into `dir`.
-fn clean_root(dir: &Path) -> anyhow::Result<()> {
-    let tarball = out_dir().join(format!("{TEST_SUITE}-root.tar"));
-    if !tarball.exists() {
-        let build = out_dir().join(format!("{TEST_SUITE}-debootstrap"));
-        if build.exists() {
-            run(as_root(command(
-                "rm",
-                &[std::ffi::OsStr::new("-rf"), build.as_os_str()],
-            )))?;
-        }
-        // systemd for `systemd-analyze verify`, man-db for the unit's
-        // Documentation= pages.
-        quiet(as_root(command(
-            "debootstrap",
-            &[
-                std::ffi::OsStr::new("--variant=minbase"),
-                std::ffi::OsStr::new("--include=systemd,man-db"),
-                std::ffi::OsStr::new(TEST_SUITE),
-                build.as_os_str(),
-                std::ffi::OsStr::new(MIRROR),
-            ],
-        )))
-        .context("making a Debian 12 root with debootstrap")?;
-        let partial = tarball.with_extension("tar.partial");
-        run(as_root(command(
-            "tar",
-            &[
-                std::ffi::OsStr::new("-C"),
-                build.as_os_str(),
-                std::ffi::OsStr::new("-cf"),
-                partial.as_os_str(),
-                std::ffi::OsStr::new("."),
-            ],
-        )))?;
-        std::fs::rename(&partial, &tarball)?;
-        run(as_root(command(
-            "rm",
-            &[std::ffi::OsStr::new("-rf"), build.as_os_str()],
-        )))?;
-    }
-    if dir.exists() {
-        run(as_root(command(
-            "rm",
-            &[std::ffi::OsStr::new("-rf"), dir.as_os_str()],
-        )))?;
-    }
-    std::fs::create_dir_all(dir)?;
-    run(as_root(command(
-        "tar",
-        &[
-            std::ffi::OsStr::new("-C"),
-            dir.as_os_str(),
-            std::ffi::OsStr::new("-xf"),
-            tarball.as_os_str(),
-        ],
-    )))
-}
-
-/// Runs `cmd` with its output in target/debian/debootstrap.log, shown only
-/// if it fails.
-fn quiet(mut cmd: std::process::Command) -> anyhow::Result<()> {
-    eprintln!(
-        "==> {} (output in target/debian/debootstrap.log)",
-        shell::describe(&cmd)
-    );
-    let log = out_dir().join("debootstrap.log");
-    let file = std::fs::File::create(&log)?;
-    let status = cmd
-        .stdout(file.try_clone()?)
-        .stderr(file)
-        .status()
-        .with_context(|| format!("starting {}", shell::describe(&cmd)))?;
-    if !status.success() {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        bail!(
-            "{} failed ({status}); last lines of {}:\n{}",
-            shell::describe(&cmd),
-            log.display(),
-            lines[lines.len().saturating_sub(30)..].join("\n")
-        );
-    }
-    Ok(())
-}
-
-/// Runs `args` in the chroot `dir` and returns its stdout.
-fn in_root(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let mut all = vec![dir.display().to_string()];
-    all.extend(args.iter().map(|a| (*a).to_owned()));
-    let mut cmd = command("chroot", &all);
-    cmd.env("LC_ALL", "C.UTF-8")
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-    shell::stdout(as_root(cmd))
-}
-
-/// The package's test: build it (lintian clean), install it with `dpkg -i`
-/// into a clean Debian 12 root, check what it installed, and print
-/// `systemd-analyze security`'s score of the installed unit.
-pub fn test() -> anyhow::Result<PathBuf> {
-    let deb = build()?;
+/// The package's test: build it (lintian clean), unpack a clean Debian 12
+/// root, and there, booted under systemd-nspawn, install it and check it
+/// and its unit under systemd ([`install_test`]). The boot needs root: when
+/// xtask is not root, that part runs as `sudo -E xtask package-boot-test`.
+pub fn test(t: &mut Timings) -> anyhow::Result<PathBuf> {
+    let deb = t.phase("build the package (release build, lintian)", |_| build())?;
     let dir = out_dir().join("install-test");
-    clean_root(&dir)?;
-    let name = deb.file_name().context("a file name")?;
-    std::fs::copy(&deb, dir.join("tmp").join(name))?;
-    let inside = format!("/tmp/{}", name.to_string_lossy());
-    in_root(&dir, &["dpkg", "-i", &inside]).context("dpkg -i in a clean Debian 12 root")?;
-    let mut problems = Vec::new();
-    let listed = in_root(&dir, &["dpkg", "-L", "mxgate"])?;
-    for path in [
-        SBIN,
-        "/lib/systemd/system/mxgate.service",
-        "/etc/default/mxgate",
-        "/etc/cron.d/mxgate",
-        "/usr/share/man/man1/mxgate.1.gz",
-        "/usr/share/man/man1/mxgate-refresh.1.gz",
-        "/usr/share/bash-completion/completions/mxgate",
-        "/usr/share/zsh/vendor-completions/_mxgate",
-        "/usr/share/fish/vendor_completions.d/mxgate.fish",
-        "/var/lib/mxgate",
-    ] {
-        if !listed.lines().any(|l| l == path) {
-            problems.push(format!("dpkg -L mxgate does not list {path}"));
-        }
-    }
-    let conffiles = in_root(&dir, &["dpkg-query", "-W", "-f=${Conffiles}", "mxgate"])?;
-    for conffile in ["/etc/default/mxgate", "/etc/cron.d/mxgate"] {
-        if !conffiles.contains(conffile) {
-            problems.push(format!("{conffile} is not a conffile: {conffiles}"));
-        }
-    }
-    let mode = in_root(&dir, &["stat", "-c", "%a %U", "/var/lib/mxgate"])?;
-    if mode.trim() != "700 root" {
-        problems.push(format!("/var/lib/mxgate is {}, not 700 root", mode.trim()));
-    }
-    let cron = in_root(&dir, &["cat", "/etc/cron.d/mxgate"])?;
-    let active: Vec<&str> = cron
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#') && !l.contains('='))
-        .collect();
-    if !active.is_empty() {
-        problems.push(format!(
-            "the cron file runs something before the admin names a source: {active:?}"
-        ));
-    }
-    let version = in_root(&dir, &[SBIN, "--version"])?;
-    if !version.starts_with("mxgate ") {
-        problems.push(format!("mxgate --version printed {version:?}"));
-    }
-    let verify = in_root(
-        &dir,
-        &[
-            "systemd-analyze",
-            "verify",
-            "/lib/systemd/system/mxgate.service",
-        ],
-    );
-    if let Err(e) = verify {
-        problems.push(format!("systemd-analyze verify: {e:#}"));
-    }
-    // systemd is not running in the chroot: score the unit file offline.
-    let security = in_root(
-        &dir,
-        &[
-            "systemd-analyze",
-            "security",
-            "--offline=yes",
-            "/lib/systemd/system/mxgate.service",
-        ],
+    t.phase(
+        "a clean Debian 12 root (debootstrap on the first run)",
+        |_| root::clean(&dir),
     )?;
-    let score = security
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .map(|l| l.trim_start_matches('→').trim().to_owned())
-        .unwrap_or_else(|| "no score".to_owned());
+    let name = deb.file_name().context("a file name")?.to_string_lossy();
+    let inside = format!("/var/tmp/{name}");
     run(as_root(command(
-        "rm",
-        &[std::ffi::OsStr::new("-rf"), dir.as_os_str()],
+        "cp",
+        &[
+            deb.as_os_str(),
+            dir.join(inside.trim_start_matches('/')).as_os_str(),
+        ],
     )))?;
-    if !problems.is_empty() {
-        bail!("the Debian package:\n  {}", problems.join("\n  "));
-    }
-    println!(
-        "deb: {} installs into a clean Debian 12 root; {}; files, conffiles, \
-         /var/lib/mxgate 0700 and systemd-analyze verify ok; systemd-analyze \
-         security: {score}",
-        name.to_string_lossy(),
-        version.trim()
-    );
+    let result = if shell::is_root() {
+        install_test::run(&dir, &inside, t)
+    } else {
+        t.phase("boot it and test the unit (as root)", |_| {
+            let exe = std::env::current_exe().context("finding xtask's own executable")?;
+            let mut cmd = std::process::Command::new(exe);
+            cmd.arg("package-boot-test")
+                .arg(&dir)
+                .arg(&inside)
+                .current_dir(root());
+            shell::stdout(as_root(cmd)).map(|out| out.trim().to_owned())
+        })
+    };
+    root::remove(&dir)?;
+    let summary = result.context("the Debian package under systemd")?;
+    println!("deb: {name}: {summary}");
     Ok(deb)
+}
+
+/// `xtask package-boot-test ROOT DEB`, as root: the part of [`test`] that
+/// boots the root; prints its summary line and its own time table.
+pub fn boot_test(dir: &Path, deb: &str) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let mut t = Timings::default();
+    let result = install_test::run(dir, deb, &mut t);
+    eprint!(
+        "{}",
+        t.table(
+            "package boot test: where the time went",
+            started.elapsed().as_secs_f64()
+        )
+    );
+    println!("{}", result?);
+    Ok(())
 }
