@@ -40,6 +40,32 @@ pub fn read_regular(
     limit: &str,
     links: Links,
 ) -> io::Result<(Vec<u8>, Metadata)> {
+    let (file, meta) = open_regular(path, links)?;
+    let too_large = || {
+        io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("larger than {max_bytes} bytes ({limit})"),
+        )
+    };
+    if meta.len() > max_bytes {
+        return Err(too_large());
+    }
+    // The size can grow between the stat and the read: read one byte past
+    // the bound to tell.
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large());
+    }
+    Ok((bytes, meta))
+}
+
+/// The regular file at `path`, open for reading, and its metadata, for a
+/// reader that streams it (an MTA log) rather than reading it whole. The
+/// same checks as [`read_regular`]: the open does not wait, and a FIFO, a
+/// device, a socket or a directory is refused on the open descriptor.
+pub fn open_regular(path: &Path, links: Links) -> io::Result<(File, Metadata)> {
     let mut flags = libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
     if links == Links::Refuse {
         flags |= libc::O_NOFOLLOW;
@@ -62,24 +88,7 @@ pub fn read_regular(
             format!("not a regular file (a {})", kind_of(&meta)),
         ));
     }
-    let too_large = || {
-        io::Error::new(
-            io::ErrorKind::FileTooLarge,
-            format!("larger than {max_bytes} bytes ({limit})"),
-        )
-    };
-    if meta.len() > max_bytes {
-        return Err(too_large());
-    }
-    // The size can grow between the stat and the read: read one byte past
-    // the bound to tell.
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(max_bytes.saturating_add(1))
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > max_bytes {
-        return Err(too_large());
-    }
-    Ok((bytes, meta))
+    Ok((file, meta))
 }
 
 /// What a file that is not a regular file is, for messages.

@@ -9,6 +9,7 @@
 //! subcommands as [`cli`] defines them.
 
 pub mod allowlist;
+pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod diff;
