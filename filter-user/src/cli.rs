@@ -13,9 +13,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use filter_common::DEFAULT_PORT;
 
 use crate::{
+    audit::{input::LogSource, report::DEFAULT_TOP, stamp::Since},
     commands::{
-        AttachOptions, AttachRequest, CheckRequest, DetachRequest, Invocation, LookupRequest,
-        RefreshRequest, RunRequest, StatsFormat, StatsRequest,
+        AttachOptions, AttachRequest, AuditRequest, CheckRequest, DetachRequest, DoctorRequest,
+        Invocation, LookupRequest, RefreshRequest, RunRequest, StatsFormat, StatsRequest,
     },
     diff::Guard,
     filter::{KernelLog, Settings},
@@ -76,6 +77,12 @@ pub enum Command {
     Enforce,
     /// Detach the filter and remove its pins.
     Detach(DetachArgs),
+    /// Before you enforce: which senders in the mail server's logs the list
+    /// would refuse (exit 3 if one delivered accepted mail).
+    Audit(AuditArgs),
+    /// Before you enforce: which service a domain's MX records point at, the
+    /// range sources to use for it, and what would refuse real mail.
+    Doctor(DoctorArgs),
 }
 
 /// `mxgate attach`.
@@ -389,6 +396,73 @@ pub struct DetachArgs {
     pub iface: Vec<String>,
 }
 
+/// `mxgate audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The MTA's logs (Postfix or Exim), read in order: files, rotated
+    /// `.gz` files, or `-` for standard input (`journalctl -u postfix -o
+    /// short-iso | mxgate audit --mta-log - …`).
+    #[arg(long, required = true, num_args = 1.., value_name = "FILE", value_parser = parse_log_source)]
+    pub mta_log: Vec<LogSource>,
+    /// The list to check the logs' senders against.
+    #[command(flatten)]
+    pub list: ListArgs,
+    /// Leave out what the logs say before this time (2026-11-01,
+    /// "2026-11-01 08:00", 2026-11-01T08:00:00Z; local time unless an
+    /// offset is given) or age (7d, 12h).
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<Since>,
+    /// How many refused /24 and /48 blocks that delivered no accepted mail
+    /// the report lists (those that did are always listed; --json lists
+    /// all).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TOP)]
+    pub top: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `mxgate doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The domains this server receives mail for.
+    #[arg(long, required = true, num_args = 1.., value_name = "DOMAIN",
+          value_parser = crate::doctor::check_domain)]
+    pub domain: Vec<String>,
+    /// Also fetch and check the proposed sources, as `mxgate check` does.
+    #[arg(long)]
+    pub check: bool,
+    /// Also audit the MTA's logs against the proposed sources, as `mxgate
+    /// audit` does (files, rotated `.gz` files, or `-`).
+    #[arg(long, num_args = 1.., value_name = "FILE", value_parser = parse_log_source)]
+    pub mta_log: Vec<LogSource>,
+    /// For the audit: leave out what the logs say before this time or age.
+    #[arg(long, value_name = "TIME", value_parser = parse_since, requires = "mta_log")]
+    pub since: Option<Since>,
+    /// Extra allowed entries (CIDR, address or range) merged with the
+    /// proposed sources for --check and --mta-log (a backup MX).
+    #[arg(long, num_args = 1.., value_name = "CIDR")]
+    pub allow: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// DNS servers (--dns-server, as for `spf:` sources) and how the
+    /// proposed sources are fetched.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+fn parse_log_source(text: &str) -> Result<LogSource, String> {
+    if text.is_empty() {
+        return Err("an empty log; give a file path, or - for standard input".into());
+    }
+    Ok(LogSource::from(text))
+}
+
+fn parse_since(text: &str) -> Result<Since, String> {
+    text.parse()
+}
+
 impl Cli {
     /// The pin directory the command works on.
     pub fn pins(&self) -> PinDir {
@@ -446,6 +520,27 @@ impl Cli {
             Command::Enforce => Invocation::Enforce,
             Command::Detach(d) => Invocation::Detach(DetachRequest {
                 ifaces: d.iface.clone(),
+            }),
+            Command::Audit(a) => Invocation::Audit(AuditRequest {
+                logs: a.mta_log.clone(),
+                // audit only reads: it keeps no copies of what it fetched.
+                list: a.list.spec_without_cache(),
+                since: a.since,
+                top: a.top,
+                json: a.json,
+            }),
+            Command::Doctor(d) => Invocation::Doctor(DoctorRequest {
+                domains: d.domain.clone(),
+                check: d.check,
+                logs: d.mta_log.clone(),
+                since: d.since,
+                allow: d.allow.clone(),
+                // doctor only reads: it keeps no copies of what it fetched.
+                options: SourceOptions {
+                    cache_dir: None,
+                    ..d.sources.options()
+                },
+                json: d.json,
             }),
         }
     }

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod diff;
+pub mod doctor;
 pub mod error;
 pub mod fast_path;
 pub mod files;

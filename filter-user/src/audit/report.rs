@@ -10,6 +10,9 @@ use super::{
     tally::{Block, Counts},
 };
 
+/// Refused blocks without accepted mail the text report lists unless
+/// `--top` says otherwise (`--json` lists all).
+pub const DEFAULT_TOP: usize = 20;
 /// Unreadable lines shown (all are counted).
 pub const UNREADABLE_SHOWN: usize = 5;
 /// Longest part of an unreadable line shown.
@@ -300,7 +303,7 @@ fn table(out: &mut String, blocks: &[&BlockReport]) {
             if names.is_empty() {
                 String::new()
             } else {
-                format!(" ({})", names.join(", "))
+                format!("  {}", names.join(", "))
             }
         );
     }

@@ -2,6 +2,8 @@
 //! only touched after every input has been read and validated.
 
 mod attach;
+mod audit;
+mod doctor;
 mod inspect;
 mod refresh;
 mod run;
@@ -10,6 +12,8 @@ mod switch;
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 pub use attach::{AttachOptions, AttachReport, attach_filter};
+pub use audit::AuditRequest;
+pub use doctor::DoctorRequest;
 pub use inspect::{StatsFormat, take_reading};
 pub use refresh::{RefreshOutcome, apply_list};
 
@@ -49,6 +53,10 @@ pub enum Invocation {
     Enforce,
     /// `mxgate detach`.
     Detach(DetachRequest),
+    /// `mxgate audit`.
+    Audit(AuditRequest),
+    /// `mxgate doctor`.
+    Doctor(DoctorRequest),
 }
 
 /// Install the filter, apply a list and settings, attach to interfaces.
@@ -139,6 +147,8 @@ pub fn run(pins: &PinDir, invocation: &Invocation) -> anyhow::Result<()> {
         Invocation::Open => switch::open(pins, true),
         Invocation::Enforce => switch::open(pins, false),
         Invocation::Detach(request) => switch::detach(pins, request),
+        Invocation::Audit(request) => audit::command(request),
+        Invocation::Doctor(request) => doctor::command(request),
     }
 }
 

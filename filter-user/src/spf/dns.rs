@@ -127,6 +127,18 @@ impl HickoryDns {
     }
 }
 
+impl HickoryDns {
+    /// The MX records of `name`: each one's preference and exchange (as
+    /// [`Lookup::mx`] gives it; empty for a null MX), for `mxgate doctor`.
+    pub fn mx_records(&mut self, name: &str) -> Result<Vec<(u16, String)>, DnsError> {
+        self.query(name, RecordType::MX)?
+            .iter()
+            .filter_map(RData::as_mx)
+            .map(|mx| Ok((mx.preference(), exchange_name(mx.exchange())?)))
+            .collect()
+    }
+}
+
 impl Lookup for HickoryDns {
     fn txt(&mut self, name: &str) -> Result<Vec<String>, DnsError> {
         Ok(self
