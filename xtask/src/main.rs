@@ -6,6 +6,7 @@
 mod apt;
 mod deb;
 mod demo;
+mod exim;
 mod kernels;
 mod readme;
 mod setup;

@@ -29,8 +29,8 @@ pub struct Needs {
     pub build: bool,
     /// Loading the program and making namespaces: ip, nsenter, bpffs.
     pub kernel: bool,
-    /// The host-only tests: Postfix and swaks (the real MTA test), dnsmasq
-    /// (the spf: source tests).
+    /// The host-only tests: Postfix, Exim ([`crate::exim`]) and swaks (the
+    /// real MTA and audit tests), dnsmasq (the spf: source and doctor tests).
     pub host_tests: bool,
     /// The benchmarks' baselines and measurements: nftables, ethtool, time.
     pub bench: bool,
@@ -121,6 +121,8 @@ enum Missing {
     Bpffs,
     /// What the kernel matrix needs (virtme-ng, the kernels).
     Vms(Vec<String>),
+    /// Exim, unpacked beside Postfix (see [`crate::exim`]).
+    Exim(String),
 }
 
 impl Missing {
@@ -140,6 +142,7 @@ impl Missing {
             Missing::BpfLinker => format!("bpf-linker {BPF_LINKER_VERSION}"),
             Missing::Bpffs => format!("bpffs mounted at {BPFFS}"),
             Missing::Vms(what) => what.join(", "),
+            Missing::Exim(what) => what.clone(),
         }
     }
 
@@ -165,6 +168,17 @@ impl Missing {
                 &["-t", "bpf", "bpf", BPFFS],
             ))),
             Missing::Vms(_) => crate::kernels::setup(),
+            Missing::Exim(_) => crate::exim::install(|packages| {
+                let lacking: Vec<&str> = packages
+                    .iter()
+                    .copied()
+                    .filter(|p| !package_installed(p))
+                    .collect();
+                if lacking.is_empty() {
+                    return Ok(());
+                }
+                debian_packages(&lacking)
+            }),
         }
     }
 }
@@ -249,6 +263,11 @@ fn missing(needs: Needs) -> anyhow::Result<Vec<Missing>> {
         if fs_type.trim() != "bpf_fs" {
             missing.push(Missing::Bpffs);
         }
+    }
+    if needs.host_tests
+        && let Some(what) = crate::exim::missing()
+    {
+        missing.push(Missing::Exim(what));
     }
     if needs.vms {
         let vms = crate::kernels::missing()?;
