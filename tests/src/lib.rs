@@ -8,6 +8,7 @@
 //! test and the process, and removes them on drop, also when it fails.
 
 pub mod cli;
+pub mod exim;
 pub mod frames;
 #[cfg(feature = "kernel")]
 pub mod hostile;
@@ -22,6 +23,7 @@ pub mod reference;
 #[cfg(feature = "kernel")]
 pub mod remote;
 pub mod scenario;
+pub mod swaks;
 pub mod tcp;
 
 /// A name unique to this test and process, for namespaces and pin dirs.

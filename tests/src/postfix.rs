@@ -47,6 +47,13 @@ showq     unix  n       -       n       -       -       showq
 impl Postfix {
     /// Configures and starts an instance listening in `ns`.
     pub fn start(ns: &Netns) -> anyhow::Result<Self> {
+        Self::start_with(ns, "", &[])
+    }
+
+    /// As [`Postfix::start`], with `extra` appended to main.cf (`{conf}`
+    /// in it stands for the configuration directory) and `files` written
+    /// there (name, text): lookup tables such as header_checks.
+    pub fn start_with(ns: &Netns, extra: &str, files: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("a directory for Postfix")?;
         let root = dir.path();
         for sub in ["conf", "queue", "data", "mail"] {
@@ -81,7 +88,15 @@ impl Postfix {
              maillog_file = {r}/maillog\n\
              maillog_file_prefixes = {r}\n"
         );
-        std::fs::write(root.join("conf/main.cf"), main_cf)?;
+        let conf = root.join("conf");
+        let main_cf = format!(
+            "{main_cf}{}\n",
+            extra.replace("{conf}", &conf.display().to_string())
+        );
+        std::fs::write(conf.join("main.cf"), main_cf)?;
+        for (name, text) in files {
+            std::fs::write(conf.join(name), text)?;
+        }
         std::fs::write(root.join("conf/master.cf"), MASTER_CF)?;
         let me = Self { dir };
         let out = Command::new("nsenter")
@@ -132,6 +147,11 @@ impl Postfix {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
+    }
+
+    /// Where Postfix writes its log (`maillog_file`).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("maillog")
     }
 
     /// Postfix's log.

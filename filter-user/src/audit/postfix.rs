@@ -24,6 +24,9 @@ use super::{Event, EventKind, Reading, parse_host_address};
 /// count as incomplete, so memory stays bounded on any log.
 pub const MAX_OPEN_MESSAGES: usize = 100_000;
 
+/// Ended messages' ids the order may hold beyond twice the open ones.
+const SWEEP_SLACK: usize = 1024;
+
 /// A message that began (`client=`) and has not ended yet.
 #[derive(Clone, Debug)]
 struct Open {
@@ -185,8 +188,10 @@ impl Postfix {
             self.order.push_back(queue_id.to_owned());
         }
         // Ids of ended messages stay in the order until they reach its
-        // front; keep it from growing past what is open by much.
-        if self.order.len() > 2 * MAX_OPEN_MESSAGES {
+        // front; sweep them once they are half of it, so the order stays
+        // within twice what is open (amortised: a sweep per as many
+        // messages as it keeps).
+        if self.order.len() > 2 * self.open.len() + SWEEP_SLACK {
             let open = &self.open;
             self.order.retain(|id| open.contains_key(id));
         }
