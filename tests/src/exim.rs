@@ -25,7 +25,12 @@ const USER: &str = "Debian-exim";
 /// unpacks it.
 pub fn binary() -> PathBuf {
     std::env::var_os("MXGATE_EXIM").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/exim4/root/usr/sbin/exim4")),
+        || {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/exim4/root/usr/sbin/exim4"
+            ))
+        },
         PathBuf::from,
     )
 }
@@ -58,7 +63,10 @@ impl Exim {
                 .arg(root.join(sub))
                 .status()?;
             if !status.success() {
-                bail!("chown {USER} {} failed (does `cargo xtask setup` need to run?)", sub);
+                bail!(
+                    "chown {USER} {} failed (does `cargo xtask setup` need to run?)",
+                    sub
+                );
             }
         }
         let r = root.display();
@@ -153,7 +161,10 @@ impl Exim {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("{ended} of {count} SMTP sessions ended after 10 s:\n{}", self.log());
+                bail!(
+                    "{ended} of {count} SMTP sessions ended after 10 s:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -63,7 +63,12 @@ fn blocks(report: &Value) -> Vec<(String, [u64; 4])> {
         .as_array()
         .expect("blocks")
         .iter()
-        .map(|b| (b["prefix"].as_str().expect("a prefix").to_owned(), counts(b)))
+        .map(|b| {
+            (
+                b["prefix"].as_str().expect("a prefix").to_owned(),
+                counts(b),
+            )
+        })
         .collect()
 }
 
@@ -170,7 +175,13 @@ fn unreadable_lines_are_counted_and_the_first_shown_never_skipped() {
     let log = tmp.path().join("mail.log");
     let mut text = std::fs::read(corpus().join("odd-and-broken.log")).unwrap();
     // A line longer than any syslog line: read past without being kept.
-    text.extend(format!("Nov  3 10:00:07 mail postfix/smtpd[1]: {}\n", "x".repeat(70_000)).bytes());
+    text.extend(
+        format!(
+            "Nov  3 10:00:07 mail postfix/smtpd[1]: {}\n",
+            "x".repeat(70_000)
+        )
+        .bytes(),
+    );
     std::fs::write(&log, text).unwrap();
     let ranges = corpus().join("ranges.txt").display().to_string();
     let out = audit(
@@ -231,7 +242,10 @@ fn since_bounds_the_window() {
     let out = run("1h");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let r = json_of(&out);
-    assert_eq!((r["events"].as_u64(), r["before_since"].as_u64()), (Some(0), Some(6)));
+    assert_eq!(
+        (r["events"].as_u64(), r["before_since"].as_u64()),
+        (Some(0), Some(6))
+    );
 }
 
 #[test]
@@ -284,7 +298,14 @@ fn bad_input_is_refused_with_what_is_wrong() {
             "has no entries; an empty allowlist would deny every sender",
         ),
         (
-            vec!["--mta-log", &log, "--ranges", &ranges, "--since", "yesterday-ish"],
+            vec![
+                "--mta-log",
+                &log,
+                "--ranges",
+                &ranges,
+                "--since",
+                "yesterday-ish",
+            ],
             2,
             "is neither a time",
         ),
@@ -327,7 +348,10 @@ fn audit_streamed(megabytes: u64) -> (u64, Value, ExitStatus, u64) {
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
     let written = writer.join().expect("the writer");
-    let text = reader.join().expect("the reader").expect("reading the report");
+    let text = reader
+        .join()
+        .expect("the reader")
+        .expect("reading the report");
     let report = serde_json::from_slice(&text).unwrap_or(Value::Null);
     // ru_maxrss is in KiB on Linux.
     (
@@ -375,7 +399,10 @@ fn memory_stays_flat_on_a_log_streamed_through_stdin() {
     for megabytes in [10, large] {
         let (peak_kib, report, status, accepted) = audit_streamed(megabytes);
         assert_eq!(status.code(), Some(0), "{megabytes} MB: {report}");
-        assert_eq!(report["allowed"]["accepted"], accepted, "{megabytes} MB: {report}");
+        assert_eq!(
+            report["allowed"]["accepted"], accepted,
+            "{megabytes} MB: {report}"
+        );
         assert_eq!(report["blocks"].as_array().map(Vec::len), Some(1000));
         assert_eq!(report["refused"]["rejected"], accepted);
         eprintln!("audit of {megabytes} MB through stdin: peak RSS {peak_kib} KiB");
@@ -506,7 +533,10 @@ fn check_audit(s: &Setup, log: &Path, incomplete: u64) {
         report.contains("result: every sender that delivered accepted mail is in the list"),
         "{report}"
     );
-    assert!(report.contains("would refuse, no accepted mail (1):"), "{report}");
+    assert!(
+        report.contains("would refuse, no accepted mail (1):"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -531,7 +561,13 @@ fn postfix_logs_of_listed_and_unlisted_senders_audit_to_what_was_sent() {
     // The sessions that quit after RCPT and sent `reject-me` began
     // messages Postfix logged as their client's, without a queue manager
     // line: neither was accepted.
-    assert_eq!(postfix.log().matches(": client=unknown[203.0.113.66]").count(), 2);
+    assert_eq!(
+        postfix
+            .log()
+            .matches(": client=unknown[203.0.113.66]")
+            .count(),
+        2
+    );
 }
 
 #[test]
