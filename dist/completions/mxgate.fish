@@ -38,6 +38,8 @@ complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "lookup" -d 'Say wheth
 complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "open" -d 'Emergency switch: let every SYN through (still counted)'
 complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "enforce" -d 'Switch back from open: drop SYNs from outside the allowlist again'
 complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "detach" -d 'Detach the filter and remove its pins'
+complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "audit" -d 'Before you enforce: which senders in the mail server\'s logs the list would refuse (exit 3 if one delivered accepted mail)'
+complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "doctor" -d 'Before you enforce: which service a domain\'s MX records point at, the range sources to use for it, and what would refuse real mail'
 complete -c mxgate -n "__fish_mxgate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l iface -d 'Interfaces to attach to' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l ranges -d 'Range sources, all merged: file paths, `-` (standard input), `spf:DOMAIN`, `https://URL`, `m365:INSTANCE`' -r
@@ -169,14 +171,56 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand detach" -l pin-dir -d 'Whe
 complete -c mxgate -n "__fish_mxgate_using_subcommand detach" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand detach" -s h -l help -d 'Print help'
 complete -c mxgate -n "__fish_mxgate_using_subcommand detach" -s V -l version -d 'Print version'
-complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "attach" -d 'Attach the filter to interfaces with an allowlist; it stays after exit'
-complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "refresh" -d 'Replace the live allowlist with a new list (safe to run from cron)'
-complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "run" -d 'Attach (or adopt the attached filter) and log stats until stopped'
-complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "stats" -d 'Print the counters and the top denied sources'
-complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "status" -d 'Print what is attached where, the mode and the allowlist size'
-complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "check" -d 'Validate and summarise a list without touching the kernel'
-complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "lookup" -d 'Say whether the live allowlist allows an address, and by which prefix'
-complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "open" -d 'Emergency switch: let every SYN through (still counted)'
-complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "enforce" -d 'Switch back from open: drop SYNs from outside the allowlist again'
-complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "detach" -d 'Detach the filter and remove its pins'
-complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l mta-log -d 'The MTA\'s logs (Postfix or Exim), read in order: files, rotated `.gz` files, or `-` for standard input (`journalctl -u postfix -o short-iso | mxgate audit --mta-log - …`)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l ranges -d 'Range sources, all merged: file paths, `-` (standard input), `spf:DOMAIN`, `https://URL`, `m365:INSTANCE`' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l allow -d 'Extra allowed entries (CIDR, address or range), merged with the lists' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l dns-server -d 'DNS servers for `spf:` sources, ADDR or ADDR:PORT [default: those of /etc/resolv.conf]' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l dns-timeout -d 'Seconds each DNS query may take' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l fetch-timeout -d 'Seconds reading one source may take, from first query to last byte (standard input and FIFOs included)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l spf-lookup-limit -d 'Most DNS-querying terms an SPF chain may use (RFC 7208: 10)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l https-ca -d 'Trust the CA certificates in this PEM file instead of the built-in roots, for `https://` and `m365:` sources' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l max-download -d 'Largest source accepted, in bytes (downloads, files and standard input)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l cache-dir -d 'Where the last good copy of each remote source is kept' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l since -d 'Leave out what the logs say before this time (2026-11-01, "2026-11-01 08:00", 2026-11-01T08:00:00Z; local time unless an offset is given) or age (7d, 12h)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l top -d 'How many refused /24 and /48 blocks that delivered no accepted mail the report lists (those that did are always listed; --json lists all)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l spf-allow-unenumerable -d 'Flatten an `spf:` source even when a term that names no addresses (`exists`, `ptr`, sender macros) could fail senders that a later term passes; those senders are then allowlisted. Without it such a source is refused'
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l verbose -d 'Say on standard error what each remote source delivered and from where: the address a download ended at after redirects, its size, the SPF records evaluated'
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l json -d 'Print JSON'
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -s h -l help -d 'Print help'
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -s V -l version -d 'Print version'
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l domain -d 'The domains this server receives mail for' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l mta-log -d 'Also audit the MTA\'s logs against the proposed sources, as `mxgate audit` does (files, rotated `.gz` files, or `-`)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l since -d 'For the audit: leave out what the logs say before this time or age' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l allow -d 'Extra allowed entries (CIDR, address or range) merged with the proposed sources for --check and --mta-log (a backup MX)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l dns-server -d 'DNS servers for `spf:` sources, ADDR or ADDR:PORT [default: those of /etc/resolv.conf]' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l dns-timeout -d 'Seconds each DNS query may take' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l fetch-timeout -d 'Seconds reading one source may take, from first query to last byte (standard input and FIFOs included)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l spf-lookup-limit -d 'Most DNS-querying terms an SPF chain may use (RFC 7208: 10)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l https-ca -d 'Trust the CA certificates in this PEM file instead of the built-in roots, for `https://` and `m365:` sources' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l max-download -d 'Largest source accepted, in bytes (downloads, files and standard input)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l cache-dir -d 'Where the last good copy of each remote source is kept' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l check -d 'Also fetch and check the proposed sources, as `mxgate check` does'
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l json -d 'Print JSON'
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l spf-allow-unenumerable -d 'Flatten an `spf:` source even when a term that names no addresses (`exists`, `ptr`, sender macros) could fail senders that a later term passes; those senders are then allowlisted. Without it such a source is refused'
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l verbose -d 'Say on standard error what each remote source delivered and from where: the address a download ended at after redirects, its size, the SPF records evaluated'
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -s h -l help -d 'Print help'
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -s V -l version -d 'Print version'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach audit doctor help" -f -a "attach" -d 'Attach the filter to interfaces with an allowlist; it stays after exit'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach audit doctor help" -f -a "refresh" -d 'Replace the live allowlist with a new list (safe to run from cron)'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach audit doctor help" -f -a "run" -d 'Attach (or adopt the attached filter) and log stats until stopped'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach audit doctor help" -f -a "stats" -d 'Print the counters and the top denied sources'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach audit doctor help" -f -a "status" -d 'Print what is attached where, the mode and the allowlist size'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach audit doctor help" -f -a "check" -d 'Validate and summarise a list without touching the kernel'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach audit doctor help" -f -a "lookup" -d 'Say whether the live allowlist allows an address, and by which prefix'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach audit doctor help" -f -a "open" -d 'Emergency switch: let every SYN through (still counted)'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach audit doctor help" -f -a "enforce" -d 'Switch back from open: drop SYNs from outside the allowlist again'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach audit doctor help" -f -a "detach" -d 'Detach the filter and remove its pins'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach audit doctor help" -f -a "audit" -d 'Before you enforce: which senders in the mail server\'s logs the list would refuse (exit 3 if one delivered accepted mail)'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach audit doctor help" -f -a "doctor" -d 'Before you enforce: which service a domain\'s MX records point at, the range sources to use for it, and what would refuse real mail'
+complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach audit doctor help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

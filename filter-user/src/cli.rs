@@ -855,6 +855,80 @@ mod tests {
     }
 
     #[test]
+    fn audit_takes_logs_a_list_and_a_window() {
+        let cli = parse(&[
+            "audit",
+            "--mta-log",
+            "/var/log/mail.log.1.gz",
+            "-",
+            "--ranges",
+            "spf:_spf.google.com",
+            "--since",
+            "7d",
+        ])
+        .unwrap();
+        let Invocation::Audit(a) = cli.invocation() else {
+            panic!("not audit")
+        };
+        assert_eq!(
+            a.logs,
+            [
+                LogSource::File("/var/log/mail.log.1.gz".into()),
+                LogSource::Stdin
+            ]
+        );
+        assert_eq!(a.list.options.cache_dir, None, "audit keeps no copies");
+        assert_eq!(a.since, Some(Since::Ago(Duration::from_secs(7 * 86_400))));
+        assert_eq!((a.top, a.json), (DEFAULT_TOP, false));
+        for bad in [
+            &["audit", "--ranges", "a"][..],
+            &["audit", "--mta-log", "m"],
+            &["audit", "--mta-log", "", "--ranges", "a"],
+            &[
+                "audit",
+                "--mta-log",
+                "m",
+                "--ranges",
+                "a",
+                "--since",
+                "soon",
+            ],
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn doctor_takes_domains_and_the_dns_server() {
+        let cli = parse(&[
+            "doctor",
+            "--domain",
+            "Example.COM",
+            "example.net.",
+            "--dns-server",
+            "127.0.0.1:5353",
+            "--check",
+        ])
+        .unwrap();
+        let Invocation::Doctor(d) = cli.invocation() else {
+            panic!("not doctor")
+        };
+        assert_eq!(d.domains, ["example.com", "example.net"]);
+        assert_eq!(d.options.spf.servers, ["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(d.options.cache_dir, None, "doctor keeps no copies");
+        assert!(d.check && d.logs.is_empty());
+        for bad in [
+            &["doctor"][..],
+            &["doctor", "--domain", "no_such thing"],
+            &["doctor", "--domain", "a.example", "--since", "7d"],
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
     fn refresh_defaults() {
         let cli = parse(&["refresh", "--ranges", "a"]).unwrap();
         let Command::Refresh(r) = cli.command else {

@@ -323,6 +323,10 @@ fn bad_input_is_refused_with_what_is_wrong() {
 /// Peak resident memory of `mxgate audit` reading a generated Postfix log
 /// of `megabytes` MB through standard input (written as it is read, never
 /// stored), and its report.
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child is reaped by wait4, which also gives its peak memory"
+)]
 fn audit_streamed(megabytes: u64) -> (u64, Value, ExitStatus, u64) {
     let ranges = corpus().join("ranges.txt").display().to_string();
     let mut child = Command::new(binary())

@@ -23,9 +23,12 @@ const MONTHS: [&str; 12] = [
 /// (clocks of the machines that wrote a log differ a little).
 const YEAR_SLACK: i64 = 86_400;
 
+/// An hour (year, month, day, hour) and when it starts in local time.
+type HourStart = ((i64, u32, u32, u32), i64);
+
 thread_local! {
-    /// The last hour converted to local time, and its start.
-    static LAST_HOUR: Cell<Option<((i64, u32, u32, u32), i64)>> = const { Cell::new(None) };
+    /// The last hour converted to local time.
+    static LAST_HOUR: Cell<Option<HourStart>> = const { Cell::new(None) };
 }
 
 /// A civil date and time, as written in a log line.

@@ -56,7 +56,7 @@ pub fn command(request: &AuditRequest) -> anyhow::Result<()> {
 /// Standard input is one stream: it can be a list or a log, once.
 pub fn check_stdin_once(logs: &[LogSource], sources: &[Source]) -> anyhow::Result<()> {
     let stdin_logs = logs.iter().filter(|l| **l == LogSource::Stdin).count();
-    let stdin_list = sources.iter().any(|s| *s == Source::Stdin);
+    let stdin_list = sources.contains(&Source::Stdin);
     if stdin_logs > 1 || (stdin_logs == 1 && stdin_list) {
         return Err(InvalidInput(
             "standard input (-) can be read once: give it to --ranges or to --mta-log, once".into(),
