@@ -84,7 +84,7 @@ fn the_service_behind_each_mx_its_source_and_this_host() {
         "  MX  10 m365-svc-test.mail.protection.outlook.com (192.0.2.1) → Microsoft 365 \
          (Exchange Online): m365:worldwide",
         &format!("  MX  20 mail.svc.test ({SERVER_V4}, {SERVER_V6}) → this host"),
-        "  warning: this host is MX 20 (mail.svc.test), after the service: the path spammers \
+        "  note: this host is MX 20 (mail.svc.test), after the service: the path spammers \
          take around the service, which mxgate closes",
         "google.svc.test:",
         "  MX   1 smtp.google.com (192.0.2.2) → Google Workspace: spf:_spf.google.com",
