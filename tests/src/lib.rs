@@ -1,8 +1,9 @@
 //! Helpers for mxgate's kernel tests: network namespaces joined by veth
 //! pairs ([`netns`]), the `mxgate` binary run inside them ([`cli`]), real
 //! TCP servers and clients ([`tcp`]), crafted frames ([`frames`]) and a
-//! plain-Rust reference classifier for them ([`reference`]), and the
-//! program loaded for BPF_PROG_TEST_RUN ([`kernel`]).
+//! plain-Rust reference classifier for them ([`reference`]), the
+//! program loaded for BPF_PROG_TEST_RUN ([`kernel`]), and private MTAs
+//! ([`postfix`], [`exim`]) with swaks sessions ([`swaks`]) for the audit.
 //!
 //! Every test makes its own namespaces and pin directory, named after the
 //! test and the process, and removes them on drop, also when it fails.
