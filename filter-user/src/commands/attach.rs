@@ -14,7 +14,7 @@ use filter_common::{FLAG_OPEN, MAX_PROTECTED_DST};
 
 use super::{
     AttachRequest, read_nonempty_list,
-    refresh::{ApplyMode, RefreshOutcome, apply_list},
+    refresh::{ApplyMode, RefreshOutcome, Verify, apply_list},
 };
 use crate::{
     allowlist::Allowlist,
@@ -24,6 +24,7 @@ use crate::{
     links::{self, AttachMode, Attachment},
     pins::PinDir,
     ranges::ParsedList,
+    report::printable,
     sys,
 };
 
@@ -36,7 +37,7 @@ pub struct AttachOptions {
     pub mode: AttachMode,
     /// The kernel log level, fixed when the program is first loaded.
     pub log: KernelLog,
-    /// The shrink guard for the list change.
+    /// The guards (shrink, grow, ceiling) for the list change.
     pub guard: Guard,
     /// When the guard refuses the list: keep the live list and go on (what
     /// `mxgate run` does, so a service restart never loops), instead of
@@ -156,6 +157,9 @@ fn attach_locked(
                 &list.allowlist,
                 options.guard,
                 mode,
+                // attach makes the filter match the command line: whatever
+                // the maps' record says, they are read back and repaired.
+                Verify::Full,
             )
         })
         .transpose()?;
@@ -291,6 +295,12 @@ fn print_report(pins: &PinDir, report: &AttachReport, options: &AttachOptions) {
     }
     if let Some(list) = &report.list {
         let d = &list.diff;
+        if !list.drift.is_empty() {
+            println!(
+                "repaired drift: the maps had drifted from the list applied last ({})",
+                printable(&list.drift.join("; "))
+            );
+        }
         println!(
             "allowlist: {} IPv4 and {} IPv6 prefixes ({})",
             list.v4_after,

@@ -18,7 +18,7 @@ use crate::{
     },
     links,
     pins::PinDir,
-    report::{self, FilterState, Reading},
+    report::{self, FilterState, Reading, printable},
     sys,
 };
 
@@ -115,8 +115,8 @@ pub fn status(pins: &PinDir, json: bool) -> anyhow::Result<()> {
     let open = config.as_ref().ok().and_then(|c| c.flag(FLAG_OPEN).ok());
     let allow = AllowMaps::open(&installed).ok();
     let allowlist = allow.as_ref().and_then(|a| a.read().ok());
-    // None when it cannot be checked (a damaged filter); Some(None) in step.
-    let fast_path = allow.as_ref().and_then(|a| a.check_fast_path().ok());
+    // None when it cannot be checked (a damaged filter).
+    let consistency = allow.as_ref().and_then(|a| a.consistency().ok());
     let memory = map_memory(pins);
     let total: u64 = memory.iter().map(|m| m.bytes).sum();
     let links = links::links(pins, installed.entries())?;
@@ -138,7 +138,11 @@ pub fn status(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             "ports": settings.as_ref().map(|s| &s.ports),
             "protect_dst": settings.as_ref().map(|s| &s.protect_dst),
             "allowlist": allowlist.as_ref().map(|a| json!({ "v4": a.v4.len(), "v6": a.v6.len() })),
-            "fast_path": fast_path.as_ref().map(|d| json!({ "in_step": d.is_none(), "difference": d })),
+            "maps": consistency.as_ref().map(|c| json!({
+                "in_step": c.in_step(),
+                "differences": c.differences,
+                "repair": (!c.in_step()).then_some(REPAIR),
+            })),
             "memory": {
                 "total_bytes": total,
                 "maps": memory.iter().map(|m| (m.name.to_owned(), json!(m.bytes))).collect::<serde_json::Map<_, _>>(),
@@ -182,12 +186,17 @@ pub fn status(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             allowlist.v6.len()
         );
     }
-    match &fast_path {
-        Some(None) => println!("fast path: in step with the allowlist"),
-        Some(Some(difference)) => println!(
-            "fast path: OUT OF STEP with the allowlist ({difference}); a refresh is under way \
-             or was interrupted, and the next `mxgate refresh` repairs it"
-        ),
+    match &consistency {
+        Some(c) if c.in_step() => {
+            println!("maps: in step with the list applied last (tries, fast path and their record)")
+        }
+        Some(c) => {
+            println!("maps: OUT OF STEP with the list applied last:");
+            for d in &c.differences {
+                println!("  - {}", printable(d));
+            }
+            println!("  {REPAIR}");
+        }
         None => {}
     }
     let maps: Vec<String> = memory
@@ -226,6 +235,11 @@ pub fn status(pins: &PinDir, json: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// What repairs maps out of step, as `status` says it.
+const REPAIR: &str = "the next `mxgate refresh` repairs this (it compares the maps' counts and \
+     checksums with their record, and reads them back when they differ); `mxgate refresh \
+     --force` and `mxgate attach` always read every map back and repair it";
 
 /// What the filter does with a SYN from the looked-up address.
 fn verdict_text(allowed: bool, open: bool, dry_run: bool) -> &'static str {

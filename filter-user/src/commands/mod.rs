@@ -11,7 +11,7 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 pub use attach::{AttachOptions, AttachReport, attach_filter};
 pub use inspect::{StatsFormat, take_reading};
-pub use refresh::{RefreshOutcome, apply_list};
+pub use refresh::{ApplyMode, RefreshOutcome, Verify, apply_list};
 
 use crate::{
     diff::Guard,
@@ -58,7 +58,7 @@ pub struct AttachRequest {
     pub ifaces: Vec<String>,
     /// The allowlist.
     pub list: ListSpec,
-    /// Settings, mode, kernel log level and shrink guard.
+    /// Settings, mode, kernel log level and the guards.
     pub options: AttachOptions,
 }
 
@@ -67,7 +67,7 @@ pub struct AttachRequest {
 pub struct RefreshRequest {
     /// The new list.
     pub list: ListSpec,
-    /// The shrink guard.
+    /// The guards (shrink, grow, ceiling).
     pub guard: Guard,
     /// Print the change and apply nothing.
     pub preview: bool,

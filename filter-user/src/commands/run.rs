@@ -165,6 +165,15 @@ fn attach_for_run(pins: &PinDir, attach: &AttachRequest) -> anyhow::Result<Vec<L
     }
     if let Some(outcome) = &report.list {
         let d = &outcome.diff;
+        if !outcome.drift.is_empty() {
+            events.push(LogLine::new("warn", "repaired").field(
+                "message",
+                format!(
+                    "the maps had drifted from the list applied last ({}); put back",
+                    outcome.drift.join("; ")
+                ),
+            ));
+        }
         let line = match &outcome.refusal {
             Some(reason) if !outcome.applied && !d.is_empty() => {
                 LogLine::new("warn", "refresh_refused")

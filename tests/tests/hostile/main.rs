@@ -9,6 +9,7 @@
 
 mod attach;
 mod damage;
+mod drift;
 mod files;
 mod guards;
 mod locks;
