@@ -249,8 +249,11 @@ pub struct ListDigest {
     /// [`DIGEST_VALID`] when the record describes the maps; anything else
     /// (a refresh under way or killed) means "unknown".
     pub valid: u32,
-    /// Zero.
-    pub reserved: u32,
+    /// The id of the ALLOW_V4 map whose list this records (0 until first
+    /// written). The program does not use this map, so its map ids cannot
+    /// tell this filter's record from another filter's pinned in its
+    /// place; this does.
+    pub owner: u32,
     /// SHA-256 of the list, as user space computes it.
     pub digest: [u8; 32],
     /// Prefixes in ALLOW_V4 and ALLOW_V6.

@@ -116,7 +116,10 @@ fn attach_locked(
     options: &AttachOptions,
     undo: &mut Undo,
 ) -> anyhow::Result<AttachReport> {
-    // Under the lock, the state may have changed since the first look.
+    // Under the lock, the state may have changed since the first look. A
+    // pin at one of the filter's names holding something else is never
+    // used, replaced or removed.
+    Installed::refuse_impostors(pins, &pins.entries()?)?;
     let (installed, repaired) = match Installed::find(pins)? {
         Some(mut found) if found.program_id().is_some() => {
             let repaired = found.repair()?;
@@ -314,20 +317,25 @@ fn print_report(pins: &PinDir, report: &AttachReport, options: &AttachOptions) {
     }
     println!("{}", describe_settings(&report.settings, report.open));
     for a in &report.interfaces {
+        let iface = printable(&a.iface);
         if a.new {
+            println!("attached to {iface} ({} mode, link {})", a.mode, a.link_id);
+        } else if let Some(was) = &a.renamed_from {
+            let was = printable(was);
             println!(
-                "attached to {} ({} mode, link {})",
-                a.iface, a.mode, a.link_id
+                "already attached to {iface} ({} mode, link {}), which was called {was} when \
+                 attached; adopted: its link's pin link_{was} is now link_{iface}",
+                a.mode, a.link_id
             );
         } else {
             println!(
-                "already attached to {} ({} mode, link {}); left as it is",
-                a.iface, a.mode, a.link_id
+                "already attached to {iface} ({} mode, link {}); left as it is",
+                a.mode, a.link_id
             );
         }
     }
     for note in &report.notes {
-        eprintln!("mxgate: warning: {note}");
+        eprintln!("mxgate: warning: {}", printable(note));
     }
 }
 

@@ -25,6 +25,8 @@ use crate::{
 pub struct AllowMaps {
     v4: LpmTrie<MapData, Ipv4Key, u8>,
     v6: LpmTrie<MapData, Ipv6Key, u8>,
+    /// ALLOW_V4's map id, which stamps the list's record as this filter's.
+    owner: u32,
     /// The bitmaps, the /48 table and the list's digest.
     pub fast: FastMaps,
 }
@@ -56,8 +58,11 @@ impl Lookup {
 impl AllowMaps {
     /// Opens both tries' pins.
     pub fn open(installed: &Installed) -> anyhow::Result<Self> {
+        let v4 = installed.map_data(map_names::ALLOW_V4)?;
+        let owner = v4.info().context("reading ALLOW_V4's info")?.id();
         Ok(Self {
-            v4: installed.map(map_names::ALLOW_V4)?,
+            v4: Installed::typed(v4, &installed.pins().map(map_names::ALLOW_V4))?,
+            owner,
             v6: installed.map(map_names::ALLOW_V6)?,
             fast: FastMaps::open(installed)?,
         })
@@ -108,7 +113,7 @@ impl AllowMaps {
         };
         let update = Update::new(diff.clone(), live_maps, &wanted);
         if self.fast.record()?.is_some() {
-            self.fast.set_record(None)?;
+            self.fast.set_record(None, self.owner)?;
         }
         remove_all(&mut self.v4, &early_v4, map_names::ALLOW_V4)?;
         remove_all(&mut self.v6, &early_v6, map_names::ALLOW_V6)?;
@@ -127,7 +132,8 @@ impl AllowMaps {
                 }
             }
         }
-        self.fast.set_record(Some(Record::of(new, &wanted)))?;
+        self.fast
+            .set_record(Some(Record::of(new, &wanted)), self.owner)?;
         if !update.is_empty() {
             config.bump_list_generation()?;
         }
@@ -143,6 +149,12 @@ impl AllowMaps {
     /// What LIST_DIGEST records of the list the maps hold, when known.
     pub fn record(&self) -> anyhow::Result<Option<Record>> {
         self.fast.record()
+    }
+
+    /// Records `record` as the maps' (see [`FastMaps::set_record`]): for
+    /// tests that play another tool writing the maps.
+    pub fn set_record(&mut self, record: Option<Record>) -> anyhow::Result<()> {
+        self.fast.set_record(record, self.owner)
     }
 
     /// The maps as they are, in the terms of their [`Record`]: what a

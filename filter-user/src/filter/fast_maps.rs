@@ -223,18 +223,22 @@ impl FastMaps {
     }
 
     /// Records `record` as the maps', or (with `None`) that the maps are
-    /// being changed and nothing describes them.
-    pub fn set_record(&mut self, record: Option<Record>) -> anyhow::Result<()> {
+    /// being changed and nothing describes them; either way stamped as the
+    /// record of `owner`, the filter's ALLOW_V4 map id.
+    pub fn set_record(&mut self, record: Option<Record>, owner: u32) -> anyhow::Result<()> {
         let value = match record {
             Some(r) => ListDigest {
                 valid: DIGEST_VALID,
-                reserved: 0,
+                owner,
                 digest: r.digest,
                 entries: r.entries,
                 trie_sums: r.trie_sums,
                 fast_sum: r.fast_sum,
             },
-            None => ListDigest::default(),
+            None => ListDigest {
+                owner,
+                ..ListDigest::default()
+            },
         };
         self.digest.set(0, &value, 0).context("writing LIST_DIGEST")
     }

@@ -117,7 +117,10 @@ pub fn run() -> anyhow::Result<String> {
         // A no-op stops at the record: it checks the tries' counts and
         // checksums and the fast path's checksum, and writes nothing.
         for _ in 0..RUNS {
-            let c = measure(&mx, &[&["refresh", "--ranges", &full_path][..], &grow].concat())?;
+            let c = measure(
+                &mx,
+                &[&["refresh", "--ranges", &full_path][..], &grow].concat(),
+            )?;
             load.push(c.wall.as_secs_f64() * 1000.0);
             peak = peak.max(c.peak_kib);
             let c = measure(&mx, &["refresh", "--ranges", &full_path])?;
