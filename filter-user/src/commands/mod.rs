@@ -147,7 +147,11 @@ pub fn run(pins: &PinDir, invocation: &Invocation) -> anyhow::Result<()> {
 fn read_nonempty_list(spec: &ListSpec) -> anyhow::Result<ParsedList> {
     let list = spec.read()?;
     for warning in &list.warnings {
-        eprintln!("mxgate: warning: {warning}");
+        // A warning may quote a line of a remote list.
+        eprintln!(
+            "mxgate: warning: {}",
+            crate::report::printable(&warning.to_string())
+        );
     }
     if list.allowlist.is_empty() {
         return Err(InvalidInput(format!(

@@ -294,7 +294,7 @@ impl Installed {
     /// Prints each missing piece as a warning.
     pub fn warn_damage(&self) {
         for damage in self.damage() {
-            eprintln!("mxgate: warning: {damage}");
+            eprintln!("mxgate: warning: {}", crate::report::printable(&damage));
         }
     }
 
