@@ -123,7 +123,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__attach)
-            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --max-shrink --force --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --spf-allow-unenumerable --https-ca --max-download --cache-dir --use-cache-on-failure --verbose --pin-dir --lock-timeout --help --version"
+            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --max-shrink --max-grow --max-allow-v4 --max-allow-v6 --force --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --spf-allow-unenumerable --https-ca --max-download --cache-dir --use-cache-on-failure --verbose --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -154,6 +154,18 @@ _mxgate() {
                     return 0
                     ;;
                 --max-shrink)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-grow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-allow-v4)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-allow-v6)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -683,7 +695,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__refresh)
-            opts="-h -V --ranges --allow --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --spf-allow-unenumerable --https-ca --max-download --cache-dir --use-cache-on-failure --verbose --max-shrink --force --diff --json --pin-dir --lock-timeout --help --version"
+            opts="-h -V --ranges --allow --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --spf-allow-unenumerable --https-ca --max-download --cache-dir --use-cache-on-failure --verbose --max-shrink --max-grow --max-allow-v4 --max-allow-v6 --force --diff --json --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -729,6 +741,18 @@ _mxgate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-grow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-allow-v4)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-allow-v6)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --pin-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -745,7 +769,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__run)
-            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --max-shrink --force --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --spf-allow-unenumerable --https-ca --max-download --cache-dir --use-cache-on-failure --verbose --interval --log-format --top --log-level --prom-file --pin-dir --lock-timeout --help --version"
+            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --max-shrink --max-grow --max-allow-v4 --max-allow-v6 --force --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --spf-allow-unenumerable --https-ca --max-download --cache-dir --use-cache-on-failure --verbose --interval --log-format --top --log-level --prom-file --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -776,6 +800,18 @@ _mxgate() {
                     return 0
                     ;;
                 --max-shrink)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-grow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-allow-v4)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-allow-v6)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -49,7 +49,10 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l protect-dst -d 
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l mode -d 'XDP attach mode' -r -f -a "auto\t'Native (driver) mode if the driver supports it, generic otherwise'
 native\t'Native (driver) mode only'
 skb\t'Generic (skb) mode'"
-complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l max-shrink -d 'Refuse a list that takes access from more than this percent of the live entries (`run` keeps the live list and logs a warning instead)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l max-shrink -d 'Refuse a list that takes access from more than this percent of the live addresses of a family' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l max-grow -d 'Refuse a list that allows more than this many times the live addresses of a family' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l max-allow-v4 -d 'Refuse a list that allows more IPv4 addresses than a prefix of this length holds (`8` or `/8`: 16,777,216), whatever is live; --force does not lift it' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l max-allow-v6 -d 'Refuse a list that allows more IPv6 addresses than a prefix of this length holds (`28` or `/28`: 2^100), whatever is live; --force does not lift it' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l dns-server -d 'DNS servers for `spf:` sources, ADDR or ADDR:PORT [default: those of /etc/resolv.conf]' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l dns-timeout -d 'Seconds each DNS query may take' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l fetch-timeout -d 'Seconds reading one source may take, from first query to last byte (standard input and FIFOs included)' -r
@@ -61,7 +64,7 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l pin-dir -d 'Whe
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l dry-run -d 'Count denied SYNs as "would drop" and let them through'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l log-denials -d 'Log one kernel line per denied SYN (read by `mxgate run`); takes effect when the program is first loaded. Floods the log under attack'
-complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l force -d 'Apply the list even when --max-shrink refuses it'
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l force -d 'Apply the list even when --max-shrink or --max-grow refuses it, and read the maps back to repair any drift from it'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l spf-allow-unenumerable -d 'Flatten an `spf:` source even when a term that names no addresses (`exists`, `ptr`, sender macros) could fail senders that a later term passes; those senders are then allowlisted. Without it such a source is refused'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l verbose -d 'Say on standard error what each remote source delivered and from where: the address a download ended at after redirects, its size, the SPF records evaluated'
@@ -76,14 +79,17 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l spf-lookup-lim
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l https-ca -d 'Trust the CA certificates in this PEM file instead of the built-in roots, for `https://` and `m365:` sources' -r -F
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l max-download -d 'Largest source accepted, in bytes (downloads, files and standard input)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l cache-dir -d 'Where the last good copy of each remote source is kept' -r -F
-complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l max-shrink -d 'Refuse a list that takes access from more than this percent of the live entries' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l max-shrink -d 'Refuse a list that takes access from more than this percent of the live addresses of a family' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l max-grow -d 'Refuse a list that allows more than this many times the live addresses of a family' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l max-allow-v4 -d 'Refuse a list that allows more IPv4 addresses than a prefix of this length holds (`8` or `/8`: 16,777,216), whatever is live; --force does not lift it' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l max-allow-v6 -d 'Refuse a list that allows more IPv6 addresses than a prefix of this length holds (`28` or `/28`: 2^100), whatever is live; --force does not lift it' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l spf-allow-unenumerable -d 'Flatten an `spf:` source even when a term that names no addresses (`exists`, `ptr`, sender macros) could fail senders that a later term passes; those senders are then allowlisted. Without it such a source is refused'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l verbose -d 'Say on standard error what each remote source delivered and from where: the address a download ended at after redirects, its size, the SPF records evaluated'
-complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l force -d 'Apply even when --max-shrink refuses'
-complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l diff -d 'Print the change and apply nothing'
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l force -d 'Apply the list even when --max-shrink or --max-grow refuses it, and read the maps back to repair any drift from it'
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l diff -d 'Print the change and apply nothing (exit 3 when a guard would refuse it)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l json -d 'Print the result as JSON'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -s h -l help -d 'Print help'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -s V -l version -d 'Print version'
@@ -95,7 +101,10 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l protect-dst -d 'Fi
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l mode -d 'XDP attach mode' -r -f -a "auto\t'Native (driver) mode if the driver supports it, generic otherwise'
 native\t'Native (driver) mode only'
 skb\t'Generic (skb) mode'"
-complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l max-shrink -d 'Refuse a list that takes access from more than this percent of the live entries (`run` keeps the live list and logs a warning instead)' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l max-shrink -d 'Refuse a list that takes access from more than this percent of the live addresses of a family' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l max-grow -d 'Refuse a list that allows more than this many times the live addresses of a family' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l max-allow-v4 -d 'Refuse a list that allows more IPv4 addresses than a prefix of this length holds (`8` or `/8`: 16,777,216), whatever is live; --force does not lift it' -r
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l max-allow-v6 -d 'Refuse a list that allows more IPv6 addresses than a prefix of this length holds (`28` or `/28`: 2^100), whatever is live; --force does not lift it' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l dns-server -d 'DNS servers for `spf:` sources, ADDR or ADDR:PORT [default: those of /etc/resolv.conf]' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l dns-timeout -d 'Seconds each DNS query may take' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l fetch-timeout -d 'Seconds reading one source may take, from first query to last byte (standard input and FIFOs included)' -r
@@ -116,7 +125,7 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l pin-dir -d 'Where 
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l dry-run -d 'Count denied SYNs as "would drop" and let them through'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l log-denials -d 'Log one kernel line per denied SYN (read by `mxgate run`); takes effect when the program is first loaded. Floods the log under attack'
-complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l force -d 'Apply the list even when --max-shrink refuses it'
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l force -d 'Apply the list even when --max-shrink or --max-grow refuses it, and read the maps back to repair any drift from it'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l spf-allow-unenumerable -d 'Flatten an `spf:` source even when a term that names no addresses (`exists`, `ptr`, sender macros) could fail senders that a later term passes; those senders are then allowlisted. Without it such a source is refused'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l verbose -d 'Say on standard error what each remote source delivered and from where: the address a download ended at after redirects, its size, the SPF records evaluated'

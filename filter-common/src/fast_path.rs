@@ -238,18 +238,32 @@ pub const fn state_in(word: u64, block: u32) -> BlockState {
     BlockState::from_bits(word >> shift_of(block))
 }
 
-/// A digest of the allowlist the maps hold, kept in the LIST_DIGEST map so
-/// a refresh with the same list can stop before reading anything back.
+/// The record of the allowlist the maps hold, kept in the LIST_DIGEST map:
+/// its digest, so a refresh with the same list need not diff it against
+/// the tries, and what the maps held when it was applied (counts and
+/// checksums), so that refresh can tell cheaply whether anything changed
+/// them since.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ListDigest {
-    /// [`DIGEST_VALID`] when `digest` describes the maps; anything else
+    /// [`DIGEST_VALID`] when the record describes the maps; anything else
     /// (a refresh under way or killed) means "unknown".
     pub valid: u32,
-    /// Zero.
-    pub reserved: u32,
+    /// The id of the ALLOW_V4 map whose list this records (0 until first
+    /// written). The program does not use this map, so its map ids cannot
+    /// tell this filter's record from another filter's pinned in its
+    /// place; this does.
+    pub owner: u32,
     /// SHA-256 of the list, as user space computes it.
     pub digest: [u8; 32],
+    /// Prefixes in ALLOW_V4 and ALLOW_V6.
+    pub entries: [u32; 2],
+    /// An order-independent checksum of the prefixes in ALLOW_V4 and
+    /// ALLOW_V6, as user space computes it.
+    pub trie_sums: [u64; 2],
+    /// A checksum of the words of FAST_V4, FAST_V6 and BLOCKS_V6, as user
+    /// space computes it.
+    pub fast_sum: u64,
 }
 
 /// [`ListDigest::valid`] when the digest may be trusted.

@@ -10,7 +10,7 @@
 pub mod fast_path;
 
 /// Version of the map layout below; stored in [`Config::layout`].
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// Name of the XDP program in the object file (and in `bpftool prog`).
 pub const PROGRAM_NAME: &str = "mxgate";
@@ -42,7 +42,8 @@ pub mod map_names {
     /// The IPv6 /48 table for /24s in state `Next`: an array of
     /// [`crate::fast_path::SUBBLOCK_SLOTS`] `u64` slots.
     pub const BLOCKS_V6: &str = "BLOCKS_V6";
-    /// One-element array holding the [`crate::fast_path::ListDigest`].
+    /// One-element array holding the [`crate::fast_path::ListDigest`]: the
+    /// applied list's digest, entry counts and checksums.
     pub const LIST_DIGEST: &str = "LIST_DIGEST";
     /// Per-CPU one-element array holding each CPU's [`crate::Sampler`].
     pub const SAMPLER: &str = "SAMPLER";

@@ -126,14 +126,54 @@ pub struct FilterOptions {
     /// effect when the program is first loaded. Floods the log under attack.
     #[arg(long)]
     pub log_denials: bool,
+    /// The guards on the list (`run` keeps the live list and logs a
+    /// warning where they refuse).
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+/// The guards a new list must pass, for `attach`, `refresh` and `run`.
+#[derive(Debug, Args)]
+pub struct GuardArgs {
     /// Refuse a list that takes access from more than this percent of the
-    /// live entries (`run` keeps the live list and logs a warning instead).
+    /// live addresses of a family.
     #[arg(long, value_name = "PCT", default_value_t = Guard::DEFAULT.max_shrink,
           value_parser = parse_percent)]
     pub max_shrink: f64,
-    /// Apply the list even when --max-shrink refuses it.
+    /// Refuse a list that allows more than this many times the live
+    /// addresses of a family.
+    #[arg(long, value_name = "FACTOR", default_value_t = Guard::DEFAULT.max_grow,
+          value_parser = parse_factor)]
+    pub max_grow: f64,
+    /// Refuse a list that allows more IPv4 addresses than a prefix of this
+    /// length holds (`8` or `/8`: 16,777,216), whatever is live; --force
+    /// does not lift it.
+    #[arg(long, value_name = "LEN", default_value_t = Guard::DEFAULT.max_allow_v4,
+          value_parser = parse_v4_len)]
+    pub max_allow_v4: u8,
+    /// Refuse a list that allows more IPv6 addresses than a prefix of this
+    /// length holds (`28` or `/28`: 2^100), whatever is live; --force does
+    /// not lift it.
+    #[arg(long, value_name = "LEN", default_value_t = Guard::DEFAULT.max_allow_v6,
+          value_parser = parse_v6_len)]
+    pub max_allow_v6: u8,
+    /// Apply the list even when --max-shrink or --max-grow refuses it, and
+    /// read the maps back to repair any drift from it.
     #[arg(long)]
     pub force: bool,
+}
+
+impl GuardArgs {
+    /// The guard these arguments describe.
+    pub fn guard(&self) -> Guard {
+        Guard {
+            max_shrink: self.max_shrink,
+            max_grow: self.max_grow,
+            max_allow_v4: self.max_allow_v4,
+            max_allow_v6: self.max_allow_v6,
+            force: self.force,
+        }
+    }
 }
 
 /// XDP attach mode.
@@ -259,15 +299,11 @@ pub struct RefreshArgs {
     /// The new list.
     #[command(flatten)]
     pub list: ListArgs,
-    /// Refuse a list that takes access from more than this percent of the
-    /// live entries.
-    #[arg(long, value_name = "PCT", default_value_t = Guard::DEFAULT.max_shrink,
-          value_parser = parse_percent)]
-    pub max_shrink: f64,
-    /// Apply even when --max-shrink refuses.
-    #[arg(long)]
-    pub force: bool,
-    /// Print the change and apply nothing.
+    /// The guards on the new list.
+    #[command(flatten)]
+    pub guard: GuardArgs,
+    /// Print the change and apply nothing (exit 3 when a guard would
+    /// refuse it).
     #[arg(long)]
     pub diff: bool,
     /// Print the result as JSON.
@@ -482,10 +518,7 @@ impl Cli {
                 } else {
                     r.list.spec()
                 },
-                guard: Guard {
-                    max_shrink: r.max_shrink,
-                    force: r.force,
-                },
+                guard: r.guard.guard(),
                 preview: r.diff,
                 json: r.json,
             }),
@@ -589,10 +622,7 @@ fn attach_request(
             } else {
                 KernelLog::Quiet
             },
-            guard: Guard {
-                max_shrink: options.max_shrink,
-                force: options.force,
-            },
+            guard: options.guard.guard(),
             keep_live_list_when_refused: false,
         },
     }
@@ -646,6 +676,32 @@ fn parse_percent(text: &str) -> Result<f64, String> {
         return Err(format!("{value} is not between 0 and 100"));
     }
     Ok(value)
+}
+
+fn parse_factor(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if !(value >= 1.0 && value.is_finite()) {
+        return Err(format!("{value} is not a factor of at least 1"));
+    }
+    Ok(value)
+}
+
+fn parse_len(text: &str, max: u8) -> Result<u8, String> {
+    let digits = text.strip_prefix('/').unwrap_or(text);
+    match digits.parse::<u8>() {
+        Ok(len) if (1..=max).contains(&len) => Ok(len),
+        _ => Err(format!("{text:?} is not a prefix length from 1 to {max}")),
+    }
+}
+
+fn parse_v4_len(text: &str) -> Result<u8, String> {
+    parse_len(text, 32)
+}
+
+fn parse_v6_len(text: &str) -> Result<u8, String> {
+    parse_len(text, 128)
 }
 
 #[cfg(test)]
@@ -727,6 +783,19 @@ mod tests {
                 "mail",
             ],
             &["refresh", "--ranges", "a", "--max-shrink", "150"],
+            &["refresh", "--ranges", "a", "--max-grow", "0.5"],
+            &["refresh", "--ranges", "a", "--max-grow", "inf"],
+            &["refresh", "--ranges", "a", "--max-allow-v4", "33"],
+            &["refresh", "--ranges", "a", "--max-allow-v4", "0"],
+            &[
+                "attach",
+                "--iface",
+                "e",
+                "--ranges",
+                "a",
+                "--max-allow-v6",
+                "/129",
+            ],
             &["lookup", "not-an-address"],
             &["run", "--interval", "0"],
             &["run", "--iface", "eth0"],
@@ -934,7 +1003,26 @@ mod tests {
         let Command::Refresh(r) = cli.command else {
             panic!("not refresh")
         };
-        assert_eq!(r.max_shrink, 50.0);
-        assert!(!r.force && !r.diff);
+        assert_eq!(r.guard.guard(), Guard::DEFAULT);
+        assert!(!r.guard.force && !r.diff);
+        let cli = parse(&[
+            "refresh",
+            "--ranges",
+            "a",
+            "--max-grow",
+            "2.5",
+            "--max-allow-v4",
+            "/12",
+            "--max-allow-v6",
+            "32",
+        ])
+        .unwrap();
+        let Command::Refresh(r) = cli.command else {
+            panic!("not refresh")
+        };
+        assert_eq!(
+            (r.guard.max_grow, r.guard.max_allow_v4, r.guard.max_allow_v6),
+            (2.5, 12, 32)
+        );
     }
 }

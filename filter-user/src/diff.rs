@@ -1,29 +1,15 @@
-//! The change from the live allowlist to a new one, and how much it shrinks.
+//! The change from the live allowlist to a new one: prefixes to insert and
+//! to delete. What the change may do is the guards' to judge
+//! ([`crate::guard`]).
 
 use std::collections::BTreeSet;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 use crate::allowlist::Allowlist;
 
-/// The shrink guard: how much of the live allowlist a new list may take
-/// access from before a change is refused.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Guard {
-    /// Largest percent of live entries a change may take access from.
-    pub max_shrink: f64,
-    /// Apply even when the guard refuses.
-    pub force: bool,
-}
-
-impl Guard {
-    /// 50 %, not forced.
-    pub const DEFAULT: Guard = Guard {
-        max_shrink: 50.0,
-        force: false,
-    };
-}
+pub use crate::guard::Guard;
 
 /// Prefixes to insert and to delete in one family.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -102,23 +88,6 @@ impl Diff {
     pub fn unchanged(&self) -> usize {
         self.v4.unchanged + self.v6.unchanged
     }
-
-    /// Removed prefixes that `new` does not cover in full: the entries whose
-    /// senders lose access. A prefix merely re-merged (a /24 now inside a /23)
-    /// loses nothing and is not counted.
-    pub fn lost_entries(&self, new: &Allowlist) -> usize {
-        let v4 = self.v4.removed.iter().map(|n| IpNet::V4(*n));
-        let v6 = self.v6.removed.iter().map(|n| IpNet::V6(*n));
-        v4.chain(v6).filter(|net| !new.covers(net)).count()
-    }
-
-    /// Percent of the `live_len` live entries that lose access.
-    pub fn shrink_percent(&self, new: &Allowlist, live_len: usize) -> f64 {
-        if live_len == 0 {
-            return 0.0;
-        }
-        100.0 * self.lost_entries(new) as f64 / live_len as f64
-    }
 }
 
 #[cfg(test)]
@@ -149,23 +118,5 @@ mod tests {
         let d = Diff::between(&l, &l);
         assert!(d.is_empty());
         assert_eq!(d.unchanged(), 2);
-    }
-
-    #[test]
-    fn shrink_counts_only_entries_that_lose_access() {
-        let live = list(&["10.0.0.0/24", "10.0.2.0/24", "10.0.4.0/24", "10.0.6.0/24"]);
-        // Two entries now inside a wider prefix: nothing lost.
-        let wider = list(&["10.0.0.0/22", "10.0.4.0/24", "10.0.6.0/24"]);
-        let d = Diff::between(&live, &wider);
-        assert_eq!(d.removed(), 2);
-        assert_eq!(d.shrink_percent(&wider, 4), 0.0);
-        // Half the entries gone for good.
-        let half = list(&["10.0.0.0/24", "10.0.2.0/24"]);
-        let d = Diff::between(&live, &half);
-        assert_eq!(d.shrink_percent(&half, 4), 50.0);
-        // A live prefix only partly covered by the new list loses access.
-        let part = list(&["10.0.0.0/25", "10.0.2.0/24", "10.0.4.0/24", "10.0.6.0/24"]);
-        let d = Diff::between(&live, &part);
-        assert_eq!(d.lost_entries(&part), 1);
     }
 }

@@ -17,15 +17,20 @@ pub struct Refused(pub String);
 
 /// Exit status for an error: the first class found in its chain decides.
 pub fn exit_code(err: &anyhow::Error) -> ExitCode {
+    ExitCode::from(exit_status(err))
+}
+
+/// [`exit_code`] as a number, for output that reports it (JSON).
+pub fn exit_status(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if cause.is::<Refused>() {
-            return ExitCode::from(3);
+            return 3;
         }
         if cause.is::<InvalidInput>() || cause.is::<ListError>() {
-            return ExitCode::from(2);
+            return 2;
         }
     }
-    ExitCode::from(1)
+    1
 }
 
 #[cfg(test)]

@@ -44,15 +44,18 @@ use std::{
 };
 
 use filter_common::fast_path::{
-    BLOCK_LEN, BLOCKS_PER_WORD, BlockState, Bucket, MAX_SUBBLOCKS, MAX_SUBBLOCKS_PER_BLOCK,
-    SLOT_SHARED, SLOTS_PER_BUCKET, SUBBLOCK_LEN, SUBBLOCK_SLOTS, SUMMARY_LENS, SUMMARY_LEVELS,
-    SUMMARY_WORDS, Subblock, WORDS, bucket_state, shift_of, slot_state, slot_subblock, slot_value,
-    state_in, subblock_bucket, summary_base, summary_word_of, unit_of, v4_block, v6_block,
-    v6_subblock, word_of,
+    BLOCK_BITS, BLOCK_LEN, BLOCK_MASK, BLOCKS_PER_WORD, BlockState, Bucket, MAX_SUBBLOCKS,
+    MAX_SUBBLOCKS_PER_BLOCK, SLOT_SHARED, SLOTS_PER_BUCKET, SUBBLOCK_LEN, SUBBLOCK_SLOTS,
+    SUMMARY_LENS, SUMMARY_LEVELS, SUMMARY_WORDS, Subblock, WORDS, bucket_state, shift_of,
+    slot_state, slot_subblock, slot_value, state_in, subblock_bucket, summary_base,
+    summary_word_of, unit_of, v4_block, v6_block, v6_subblock, word_of,
 };
 use ipnet::{IpNet, Ipv6Net};
 
-use crate::{allowlist::Allowlist, diff::Diff};
+use crate::{
+    allowlist::{Allowlist, Prefix},
+    diff::Diff,
+};
 
 /// The fast-path maps' contents for one allowlist.
 #[derive(Clone, PartialEq, Eq)]
@@ -555,50 +558,196 @@ fn describe_slot(slot: u64) -> String {
 /// The first way the live maps differ from `wanted`, in words, or `None`
 /// when they are equal.
 pub fn first_difference(live: BlockMaps<'_>, wanted: &FastPath) -> Option<String> {
-    for (v6, live, wanted) in [(false, live.v4, &wanted.v4), (true, live.v6, &wanted.v6)] {
-        let Some(i) = live.iter().zip(wanted).position(|(l, w)| l != w) else {
-            continue;
-        };
-        let i = i as u32;
-        // Which level the word is of, its first unit, and that unit's length.
-        let (level, first, len) = match (0..SUMMARY_LEVELS).find(|l| i < summary_base(l + 1)) {
-            Some(l) => (
-                Some(l),
-                (i - summary_base(l)) * BLOCKS_PER_WORD,
-                SUMMARY_LENS[l],
-            ),
-            None => (None, (i - SUMMARY_WORDS) * BLOCKS_PER_WORD, BLOCK_LEN),
-        };
-        let at = (0..BLOCKS_PER_WORD)
-            .find(|b| ((live[i as usize] ^ wanted[i as usize]) >> (b * 2)) & 3 != 0)
-            .unwrap_or(0);
-        // The first address of the unit that differs.
-        let top = u128::from(first + at) << (128 - u32::from(len));
-        let addr = if v6 {
-            IpAddr::V6(Ipv6Addr::from(top))
-        } else {
-            IpAddr::V4(Ipv4Addr::from((top >> 96) as u32))
-        };
-        let net = IpNet::new(addr, len).map_or_else(|_| addr.into(), |n| n.trunc());
-        return Some(format!(
-            "{net} is {} in the {}, {} by the list",
-            state_in(live[i as usize], first + at).label(),
-            if level.is_some() { "summary" } else { "bitmap" },
-            state_in(wanted[i as usize], first + at).label()
-        ));
-    }
-    let i = live
+    differences(live, wanted).next()
+}
+
+/// Every way the live maps differ from `wanted`, in words: each /16, /20
+/// or /24 whose state differs, then each slot of the /48 table.
+pub fn differences<'a>(
+    live: BlockMaps<'a>,
+    wanted: &'a FastPath,
+) -> impl Iterator<Item = String> + 'a {
+    let bitmaps = [(false, live.v4, &wanted.v4), (true, live.v6, &wanted.v6)]
+        .into_iter()
+        .flat_map(|(v6, live, wanted)| {
+            live.iter()
+                .zip(wanted.iter())
+                .enumerate()
+                .filter(|(_, (l, w))| l != w)
+                .flat_map(move |(i, (l, w))| {
+                    (0..BLOCKS_PER_WORD)
+                        .filter(move |b| ((l ^ w) >> (b * BLOCK_BITS)) & BLOCK_MASK != 0)
+                        .map(move |b| describe_unit(v6, i as u32, b, *l, *w))
+                })
+        });
+    let slots = live
         .slots
         .iter()
-        .zip(&wanted.slots)
-        .position(|(l, w)| l != w)?;
-    Some(format!(
-        "slot {} of bucket {} of the /48 table is {}, {} by the list",
-        i % SLOTS_PER_BUCKET,
-        i / SLOTS_PER_BUCKET,
-        describe_slot(live.slots[i]),
-        describe_slot(wanted.slots[i])
-    ))
+        .zip(wanted.slots.iter())
+        .enumerate()
+        .filter(|(_, (l, w))| l != w)
+        .map(|(i, (l, w))| {
+            format!(
+                "slot {} of bucket {} of the /48 table is {}, {} by the list",
+                i % SLOTS_PER_BUCKET,
+                i / SLOTS_PER_BUCKET,
+                describe_slot(*l),
+                describe_slot(*w)
+            )
+        });
+    bitmaps.chain(slots)
+}
+
+/// Unit `at` of word `i` of a bitmap, which is `live` in the map and
+/// `wanted` by the list, in words.
+fn describe_unit(v6: bool, i: u32, at: u32, live: u64, wanted: u64) -> String {
+    // Which level the word is of, its first unit, and that unit's length.
+    let (level, first, len) = match (0..SUMMARY_LEVELS).find(|l| i < summary_base(l + 1)) {
+        Some(l) => (
+            Some(l),
+            (i - summary_base(l)) * BLOCKS_PER_WORD,
+            SUMMARY_LENS[l],
+        ),
+        None => (None, (i - SUMMARY_WORDS) * BLOCKS_PER_WORD, BLOCK_LEN),
+    };
+    // The first address of the unit.
+    let top = u128::from(first + at) << (128 - u32::from(len));
+    let addr = if v6 {
+        IpAddr::V6(Ipv6Addr::from(top))
+    } else {
+        IpAddr::V4(Ipv4Addr::from((top >> 96) as u32))
+    };
+    let net = IpNet::new(addr, len).map_or_else(|_| addr.into(), |n| n.trunc());
+    format!(
+        "{net} is {} in the {}, {} by the list",
+        state_in(live, first + at).label(),
+        if level.is_some() { "summary" } else { "bitmap" },
+        state_in(wanted, first + at).label()
+    )
+}
+
+/// What LIST_DIGEST records of the maps a list was applied to: the list's
+/// digest, and counts and checksums of what the maps then held, which a
+/// refresh compares with a [`Survey`] of the maps to tell cheaply whether
+/// anything changed them since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// [`digest`] of the list.
+    pub digest: [u8; 32],
+    /// Prefixes in the IPv4 and IPv6 tries.
+    pub entries: [u32; 2],
+    /// [`prefix_sum`] of the IPv4 and IPv6 tries.
+    pub trie_sums: [u64; 2],
+    /// [`fast_sum`] of the fast path's maps.
+    pub fast_sum: u64,
+}
+
+/// The maps as they are, in the terms of a [`Record`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Survey {
+    /// Prefixes in the IPv4 and IPv6 tries.
+    pub entries: [u32; 2],
+    /// [`prefix_sum`] of the IPv4 and IPv6 tries.
+    pub trie_sums: [u64; 2],
+    /// [`fast_sum`] of the fast path's maps.
+    pub fast_sum: u64,
+}
+
+impl Record {
+    /// The record of `list` once applied: the tries hold it, and the fast
+    /// path `fast` (its [`FastPath::from_list`]).
+    pub fn of(list: &Allowlist, fast: &FastPath) -> Self {
+        Self {
+            digest: digest(list),
+            entries: [saturating_u32(list.v4.len()), saturating_u32(list.v6.len())],
+            trie_sums: [prefix_sum(&list.v4), prefix_sum(&list.v6)],
+            fast_sum: fast_sum(
+                fast.v4.iter().copied(),
+                fast.v6.iter().copied(),
+                fast.slots.iter().copied(),
+            ),
+        }
+    }
+
+    /// How the maps surveyed differ from what this record says they held,
+    /// in words; empty when they match.
+    pub fn drift(&self, seen: &Survey) -> Vec<String> {
+        let mut found = Vec::new();
+        for (i, family) in ["IPv4", "IPv6"].into_iter().enumerate() {
+            if seen.entries[i] != self.entries[i] {
+                found.push(format!(
+                    "the {family} trie holds {} prefixes, the list applied last {}",
+                    seen.entries[i], self.entries[i]
+                ));
+            } else if seen.trie_sums[i] != self.trie_sums[i] {
+                found.push(format!(
+                    "the {family} trie holds other prefixes than the list applied last (as \
+                     many, {}, but not the same)",
+                    seen.entries[i]
+                ));
+            }
+        }
+        if seen.fast_sum != self.fast_sum {
+            found.push(
+                "the fast path's maps (FAST_V4, FAST_V6, BLOCKS_V6) are not those of the list \
+                 applied last"
+                    .to_owned(),
+            );
+        }
+        found
+    }
+}
+
+fn saturating_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// SplitMix64's finaliser: every bit of the input moves every bit of the
+/// output, so sums of it tell sets apart.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// One prefix's share of a [`prefix_sum`].
+pub fn prefix_term(network_key: u128, len: u8) -> u64 {
+    let low = network_key as u64;
+    let high = (network_key >> 64) as u64;
+    mix(mix(low ^ u64::from(len))
+        .wrapping_add(high)
+        .wrapping_add(u64::from(len) << 56))
+}
+
+/// An order-independent checksum of a set of prefixes: the sum of a hash
+/// of each, so the tries can be summed in whatever order the kernel lists
+/// them. A checksum against accidents and other tools, not against an
+/// adversary: one who can write the maps can write the record too.
+pub fn prefix_sum<N: Prefix>(nets: &[N]) -> u64 {
+    nets.iter().fold(0u64, |sum, n| {
+        sum.wrapping_add(prefix_term(n.network_key(), n.length()))
+    })
+}
+
+/// A checksum of the fast path's words: the sum of a hash of each
+/// non-zero word and its place.
+pub fn fast_sum(
+    v4: impl IntoIterator<Item = u64>,
+    v6: impl IntoIterator<Item = u64>,
+    slots: impl IntoIterator<Item = u64>,
+) -> u64 {
+    fn table(t: u64, words: impl IntoIterator<Item = u64>) -> u64 {
+        words
+            .into_iter()
+            .enumerate()
+            .filter(|(_, w)| *w != 0)
+            .fold(0u64, |sum, (i, w)| {
+                sum.wrapping_add(mix(w ^ mix((t << 40) | i as u64)))
+            })
+    }
+    table(0, v4)
+        .wrapping_add(table(1, v6))
+        .wrapping_add(table(2, slots))
 }
 
 #[cfg(test)]
@@ -1085,6 +1234,69 @@ mod tests {
         ] {
             assert_ne!(digest(&a), digest(&other), "{other:?}");
         }
+    }
+
+    #[test]
+    fn the_record_tells_what_drifted() {
+        let l = list(&["192.0.2.0/24", "203.0.113.0/26", "2001:db8::/48"]);
+        let f = FastPath::from_list(&l);
+        let record = Record::of(&l, &f);
+        let survey = |l: &Allowlist, f: &FastPath| Survey {
+            entries: [l.v4.len() as u32, l.v6.len() as u32],
+            trie_sums: [prefix_sum(&l.v4), prefix_sum(&l.v6)],
+            fast_sum: fast_sum(
+                f.v4.iter().copied(),
+                f.v6.iter().copied(),
+                f.slots.iter().copied(),
+            ),
+        };
+        assert!(record.drift(&survey(&l, &f)).is_empty());
+        // A key added: the count says so.
+        let more = list(&[
+            "192.0.2.0/24",
+            "203.0.113.0/26",
+            "203.0.113.128/26",
+            "2001:db8::/48",
+        ]);
+        let drift = record.drift(&survey(&more, &f));
+        assert_eq!(
+            drift,
+            ["the IPv4 trie holds 3 prefixes, the list applied last 2"]
+        );
+        // One replaced by another: the checksum says so.
+        let other = list(&["192.0.2.0/24", "203.0.113.64/26", "2001:db8::/48"]);
+        let drift = record.drift(&survey(&other, &f));
+        assert!(
+            drift[0].contains("other prefixes than the list applied last"),
+            "{drift:?}"
+        );
+        // A word of the fast path changed.
+        let mut g = f.clone();
+        let block = v4_block(&[198, 51, 100, 0]);
+        put(&mut g.v4, block, BlockState::Full);
+        let drift = record.drift(&survey(&l, &g));
+        assert_eq!(drift.len(), 1);
+        assert!(drift[0].contains("fast path"), "{drift:?}");
+        // The sums do not depend on the order of the prefixes.
+        let mut reversed = l.v4.clone();
+        reversed.reverse();
+        assert_eq!(prefix_sum(&reversed), prefix_sum(&l.v4));
+        assert_ne!(prefix_sum(&l.v4), prefix_sum(&other.v4));
+    }
+
+    #[test]
+    fn differences_name_every_unit() {
+        let a = FastPath::from_list(&list(&["192.0.2.0/24", "198.51.100.0/24"]));
+        let b = FastPath::from_list(&list(&["192.0.2.0/25"]));
+        let all: Vec<String> = differences(a.maps(), &b).collect();
+        for needle in [
+            "192.0.2.0/24 is covered in full in the bitmap, covered in part, for the trie to decide by the list",
+            "198.51.100.0/24 is covered in full in the bitmap, not covered by the list",
+            "198.51.0.0/16 is covered in part in the summary, not covered by the list",
+        ] {
+            assert!(all.iter().any(|d| d == needle), "{needle:?} not in {all:?}");
+        }
+        assert_eq!(differences(a.maps(), &a).count(), 0);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! Data flows one way: range sources ([`sources`], with [`spf`] and
 //! [`https`]) → [`ranges`] (parsed into an [`allowlist::Allowlist`]) →
-//! [`diff`] (against the live maps) → [`filter`] (the pinned maps); and
+//! [`diff`] (against the live maps, judged by [`guard`]) → [`filter`] (the pinned maps); and
 //! [`filter`] counters → [`report`] → [`logline`]. [`pins`] owns the bpffs
 //! layout, [`links`] the per-interface attachments, [`commands`] the CLI's
 //! subcommands as [`cli`] defines them.
@@ -18,6 +18,7 @@ pub mod error;
 pub mod fast_path;
 pub mod files;
 pub mod filter;
+pub mod guard;
 pub mod https;
 pub mod kernel_support;
 pub mod links;

@@ -1,7 +1,13 @@
 //! Attaching the installed program to interfaces: one XDP link per
 //! interface, pinned so it outlives the process.
+//!
+//! A link is known by the interface it attaches (its ifindex), not by the
+//! name in its pin: `link_IF` keeps the name the interface had when it was
+//! attached. After `ip link set X name Y`, `status` names Y (and that it
+//! was X), `detach --iface Y` detaches it, `detach --iface X` is refused
+//! naming Y, and `attach --iface Y` adopts the link and renames its pin.
 
-use std::fs;
+use std::{fs, time::SystemTime};
 
 use anyhow::Context as _;
 use aya::programs::{ProgramError, XdpMode, links::FdLink};
@@ -12,8 +18,11 @@ use crate::{
     filter::Filter,
     netlink::{self, XdpAttachment},
     pins::{Entries, PinDir},
-    sys,
+    report::printable,
+    sys::{self, XdpLinkInfo},
 };
+
+const LINK_PREFIX: &str = "link_";
 
 /// How the program is attached to an interface.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,23 +51,51 @@ pub struct Attachment {
     pub mode: &'static str,
     /// True when this call attached it; false when it was already attached.
     pub new: bool,
+    /// The interface's name when it was attached, if it was renamed since
+    /// (its link's pin is renamed to match).
+    pub renamed_from: Option<String>,
 }
 
 /// Checks, before anything changes, that the filter may attach to `iface`:
 /// it exists, is not loopback, and runs no XDP program but this filter's
 /// (`ours`, the installed program's id, if any). A `link_IFACE` pin that
-/// still attaches the filter to another existing interface (the name now
-/// belongs to a new interface) is refused too: attach never removes a link
-/// that protects an interface.
+/// is not this filter's, or that still attaches the filter to another
+/// existing interface (the name now belongs to a new interface), is
+/// refused too: attach never removes a link that protects an interface.
 pub fn check(pins: &PinDir, iface: &str, ours: Option<u32>) -> anyhow::Result<()> {
     crate::pins::check_iface_name(iface)?;
-    let ifindex = sys::ifindex(iface)
-        .ok_or_else(|| InvalidInput(format!("there is no interface named {iface:?}")))?;
+    let entries = pins.entries()?;
+    let shown = printable(iface);
+    let Some(ifindex) = sys::ifindex(iface) else {
+        let renamed = entries
+            .links
+            .iter()
+            .filter(|l| l.as_str() == iface)
+            .find_map(|l| sys::pinned_xdp_link(&pins.link(l)).ok())
+            .and_then(|link| sys::ifname(link.ifindex))
+            .map_or_else(String::new, |now| {
+                format!(
+                    " ({} attaches the filter to {}: the interface was renamed; attach to \
+                     that name)",
+                    pins.link(iface).display(),
+                    printable(&now)
+                )
+            });
+        return Err(InvalidInput(format!("there is no interface named {shown:?}{renamed}")).into());
+    };
     if sys::is_loopback(iface) {
         return Err(InvalidInput(format!(
-            "{iface} is the loopback interface: filtering it would drop local SMTP \
+            "{shown} is the loopback interface: filtering it would drop local SMTP \
              (127.0.0.1, ::1, content filters re-injecting mail); attach to the interfaces \
              mail arrives on"
+        ))
+        .into());
+    }
+    let pin_name = format!("{LINK_PREFIX}{iface}");
+    if let Some(impostor) = entries.impostor(&pin_name) {
+        return Err(Refused(format!(
+            "{}; nothing changed",
+            impostor.describe(pins.root())
         ))
         .into());
     }
@@ -69,15 +106,17 @@ pub fn check(pins: &PinDir, iface: &str, ours: Option<u32>) -> anyhow::Result<()
     {
         let now = sys::ifname(link.ifindex).unwrap_or_else(|| "?".into());
         return Err(Refused(format!(
-            "{} attaches the filter to interface #{} (now called {now}), not to the {iface} \
-             there is now; nothing changed (`mxgate detach --iface {iface}` removes that link)",
+            "{} attaches the filter to interface #{} (now called {}), not to the {shown} \
+             there is now; nothing changed (`mxgate detach --iface {}` detaches that one)",
             pin.display(),
-            link.ifindex
+            link.ifindex,
+            printable(&now),
+            printable(&now)
         ))
         .into());
     }
     let current = netlink::xdp_attachment(ifindex)
-        .with_context(|| format!("asking the kernel which XDP program {iface} runs"))?;
+        .with_context(|| format!("asking the kernel which XDP program {shown} runs"))?;
     match current {
         Some(other) if Some(other.program_id) != ours => {
             Err(Refused(describe_other(iface, other)).into())
@@ -86,15 +125,44 @@ pub fn check(pins: &PinDir, iface: &str, ours: Option<u32>) -> anyhow::Result<()
     }
 }
 
+/// The link of this filter's (in `entries`) attached to interface
+/// `ifindex`, whatever its pin is called: the pin's interface name and
+/// the link.
+pub fn link_on(pins: &PinDir, entries: &Entries, ifindex: u32) -> Option<(String, XdpLinkInfo)> {
+    entries.links.iter().find_map(|name| {
+        let link = sys::pinned_xdp_link(&pins.link(name)).ok()?;
+        (link.ifindex == ifindex).then(|| (name.clone(), link))
+    })
+}
+
 /// Attaches the filter to `iface`, or reports the existing attachment when
 /// the filter is already attached there. [`check`] has passed.
 pub fn attach(filter: &mut Filter, iface: &str, mode: AttachMode) -> anyhow::Result<Attachment> {
     let ifindex = sys::ifindex(iface)
         .ok_or_else(|| InvalidInput(format!("there is no interface named {iface:?}")))?;
     let program_id = filter.program_info()?.id();
-    let pin = filter.pins().link(iface);
+    let pins = filter.pins().clone();
+    let pin = pins.link(iface);
     let current = netlink::xdp_attachment(ifindex)
         .with_context(|| format!("asking the kernel which XDP program {iface} runs"))?;
+    if let Some(attached) = current
+        && attached.program_id == program_id
+        && let Some((was, link)) = link_on(&pins, &pins.entries()?, ifindex)
+        && was != iface
+    {
+        // Renamed since it was attached: this filter's own link, adopted
+        // under the new name.
+        rename_link_pin(&pins, &was, iface)?;
+        return Ok(Attachment {
+            iface: iface.to_owned(),
+            ifindex,
+            link_id: link.link_id,
+            program_id,
+            mode: attached.mode,
+            new: false,
+            renamed_from: Some(was),
+        });
+    }
     if pin.exists() {
         match sys::pinned_xdp_link(&pin) {
             Ok(link) if link.ifindex == ifindex && link.program_id == program_id => {
@@ -105,6 +173,7 @@ pub fn attach(filter: &mut Filter, iface: &str, mode: AttachMode) -> anyhow::Res
                     program_id,
                     mode: current.map_or("unknown", |c| c.mode),
                     new: false,
+                    renamed_from: None,
                 });
             }
             Ok(link) if link.ifindex == ifindex => {
@@ -151,6 +220,7 @@ pub fn attach(filter: &mut Filter, iface: &str, mode: AttachMode) -> anyhow::Res
                     program_id,
                     mode: name,
                     new: true,
+                    renamed_from: None,
                 });
             }
             Err(e) => last_error = Some(e),
@@ -171,6 +241,8 @@ fn describe_other(iface: &str, other: XdpAttachment) -> String {
         .and_then(|p| p.name_as_str().map(str::to_owned))
         .filter(|n| !n.is_empty())
         .map_or_else(String::new, |n| format!(" \"{n}\""));
+    let iface = printable(iface);
+    let name = printable(&name);
     format!(
         "{iface} already runs XDP program {}{name} in {} mode; mxgate does not replace another \
          program (remove it first, e.g. `ip link set dev {iface} xdp off`, if you mean to)",
@@ -194,31 +266,126 @@ fn explain_attach_error(iface: &str, err: ProgramError) -> anyhow::Error {
     }
 }
 
-/// Detaches the filter from `iface` (removes its link pin, which is this
-/// filter's: `entries` says so); false if it was not attached there.
-pub fn detach(pins: &PinDir, entries: &Entries, iface: &str) -> anyhow::Result<bool> {
-    crate::pins::check_iface_name(iface)?;
-    if !entries.links.iter().any(|l| l == iface) {
-        return Ok(false);
+/// Renames the pin of the link attached to the interface once called
+/// `was` to the interface's name now, `iface`, never over another pin.
+fn rename_link_pin(pins: &PinDir, was: &str, iface: &str) -> anyhow::Result<()> {
+    let from = pins.link(was);
+    let to = pins.link(iface);
+    let c = |p: &std::path::Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes());
+    let (Ok(c_from), Ok(c_to)) = (c(&from), c(&to)) else {
+        anyhow::bail!("{} contains a NUL byte", from.display());
+    };
+    // SAFETY: two valid NUL-terminated paths; RENAME_NOREPLACE leaves an
+    // existing target alone.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            c_from.as_ptr(),
+            libc::AT_FDCWD,
+            c_to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| {
+            format!(
+                "renaming {} to {} (the interface was renamed)",
+                from.display(),
+                to.display()
+            )
+        });
     }
-    pins.remove_link(iface)
+    Ok(())
+}
+
+/// What [`detach`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Detached {
+    /// The link attaching `iface` was detached and its pin removed; `pin`
+    /// names the interface as its pin did (its name when attached).
+    Done {
+        /// The interface name in the pin.
+        pin: String,
+    },
+    /// No link of this filter attaches `iface`.
+    NotAttached,
+}
+
+/// Detaches the filter from `iface`, found by what it attaches: the link
+/// pinned as `link_IFACE`, or the link whose interface is now called
+/// `iface`. Refused (exit 3) when `link_IFACE` is not this filter's, or
+/// when its interface was renamed (the message names the new name).
+pub fn detach(pins: &PinDir, entries: &Entries, iface: &str) -> anyhow::Result<Detached> {
+    crate::pins::check_iface_name(iface)?;
+    let pin_name = format!("{LINK_PREFIX}{iface}");
+    if let Some(impostor) = entries.impostor(&pin_name) {
+        return Err(Refused(format!(
+            "{}; nothing changed",
+            impostor.describe(pins.root())
+        ))
+        .into());
+    }
+    if entries.links.iter().any(|l| l == iface) {
+        if let Ok(link) = sys::pinned_xdp_link(&pins.link(iface))
+            && link.ifindex != 0
+            && let Some(now) = sys::ifname(link.ifindex)
+            && now != iface
+        {
+            return Err(Refused(format!(
+                "the filter's link pinned as {} attaches {} (interface #{}, called {} when \
+                 attached): {} was renamed; nothing changed (`mxgate detach --iface {}` \
+                 detaches it)",
+                pins.link(iface).display(),
+                printable(&now),
+                link.ifindex,
+                printable(iface),
+                printable(iface),
+                printable(&now)
+            ))
+            .into());
+        }
+        pins.remove_link(iface)?;
+        return Ok(Detached::Done {
+            pin: iface.to_owned(),
+        });
+    }
+    if let Some(ifindex) = sys::ifindex(iface)
+        && let Some((pin, _)) = link_on(pins, entries, ifindex)
+    {
+        pins.remove_link(&pin)?;
+        return Ok(Detached::Done { pin });
+    }
+    Ok(Detached::NotAttached)
 }
 
 /// A pinned link as found now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LinkStatus {
-    /// Interface named by the pin.
+    /// Interface named by the pin (its name when attached).
     pub iface: String,
     /// The interface the link is attached to, if it still exists.
     pub ifindex: Option<u32>,
+    /// That interface's name now (another than `iface` once renamed).
+    pub current_name: Option<String>,
+    /// Without an interface: whether one called `iface` still exists (the
+    /// link was detached from it from outside, not the interface deleted).
+    pub detached_from_live_interface: bool,
     /// The link's id.
     pub link_id: u32,
     /// The program's id.
     pub program_id: u32,
     /// The mode the kernel reports for the interface, if it runs this link's program.
     pub mode: Option<&'static str>,
-    /// When the link was pinned (attached), RFC 3339.
-    pub attached_at: Option<String>,
+    /// When the link was pinned (attached): its pin's time, which stays.
+    #[serde(serialize_with = "rfc3339")]
+    pub attached_at: Option<SystemTime>,
+}
+
+fn rfc3339<S: serde::Serializer>(at: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(t) => s.serialize_str(&humantime::format_rfc3339_seconds(*t).to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 /// Every pinned link.
@@ -233,13 +400,13 @@ pub fn links(pins: &PinDir, entries: &Entries) -> anyhow::Result<Vec<LinkStatus>
             .and_then(|i| netlink::xdp_attachment(i).ok().flatten())
             .filter(|a| a.program_id == info.program_id)
             .map(|a| a.mode);
-        let attached_at = fs::metadata(&pin)
-            .and_then(|m| m.modified())
-            .ok()
-            .map(|t| humantime::format_rfc3339_seconds(t).to_string());
+        let attached_at = fs::metadata(&pin).and_then(|m| m.modified()).ok();
+        let current_name = ifindex.and_then(sys::ifname);
         out.push(LinkStatus {
+            detached_from_live_interface: ifindex.is_none() && sys::ifindex(&iface).is_some(),
             iface,
             ifindex,
+            current_name,
             link_id: info.link_id,
             program_id: info.program_id,
             mode,

@@ -63,7 +63,7 @@ impl LogLine {
                 for (key, value, _) in &self.fields {
                     object.insert(key.clone(), value.clone());
                 }
-                Value::Object(object).to_string()
+                escape_json_controls(&Value::Object(object).to_string())
             }
             LogFormat::Text => {
                 let mut out = format!("ts={ts} level={} event={}", self.level, self.event);
@@ -111,21 +111,59 @@ impl LogSink {
     }
 }
 
+/// A logfmt value: bare when it is one plain word, else a quoted string
+/// with JSON's escapes. A list is its items joined by commas when each is
+/// a plain word without commas or brackets, else its JSON text quoted, so
+/// an item holding a comma (interface names may) never reads as two.
 fn logfmt_value(value: &Value) -> String {
     let text = match value {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
+        Value::Array(items) => {
+            let words: Option<Vec<&str>> = items
+                .iter()
+                .map(|item| item.as_str().filter(|w| is_list_word(w)))
+                .collect();
+            match words {
+                Some(words) => words.join(","),
+                None => value.to_string(),
+            }
+        }
+        Value::Object(_) => value.to_string(),
         other => return other.to_string(),
     };
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| !c.is_whitespace() && c != '"' && c != '=' && c != '\\' && !c.is_control());
-    if plain {
+    if is_plain(&text) {
         text
     } else {
-        Value::String(text).to_string()
+        escape_json_controls(&Value::String(text).to_string())
     }
+}
+
+/// One word logfmt can show bare.
+fn is_plain(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| !c.is_whitespace() && c != '"' && c != '=' && c != '\\' && !c.is_control())
+}
+
+/// An item a list can show bare among commas.
+fn is_list_word(text: &str) -> bool {
+    is_plain(text) && !text.contains([',', '[', ']'])
+}
+
+/// JSON text with DEL and the C1 controls escaped too: serde_json leaves
+/// them raw (JSON allows that), and a terminal acts on some of them.
+fn escape_json_controls(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if ('\u{7f}'..='\u{9f}').contains(&c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -149,6 +187,48 @@ mod tests {
             line.render(LogFormat::Text, at()),
             "ts=2026-11-18T11:06:40.123Z level=info event=attached \
              iface=eth0 note=\"two words\" count=3 empty=\"\""
+        );
+    }
+
+    #[test]
+    fn control_characters_and_del_are_escaped_in_both_formats() {
+        let line = LogLine::info("attached").field("iface", "ev\u{1b}[31mil\u{7f}\u{85}");
+        let text = line.render(LogFormat::Text, at());
+        assert!(
+            text.ends_with(r#"iface="ev\u001b[31mil\u007f\u0085""#),
+            "{text}"
+        );
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        let json = line.render(LogFormat::Json, at());
+        assert!(!json.chars().any(char::is_control), "{json:?}");
+        let value: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["iface"], "ev\u{1b}[31mil\u{7f}\u{85}");
+    }
+
+    #[test]
+    fn lists_read_back_as_the_items_they_hold() {
+        let plain = LogLine::info("adopted").field("interfaces", vec!["eth0", "eth1"]);
+        assert!(
+            plain
+                .render(LogFormat::Text, at())
+                .ends_with(" interfaces=eth0,eth1"),
+        );
+        // One interface called "a,b" is not two called a and b.
+        let comma = LogLine::info("adopted").field("interfaces", vec!["a,b"]);
+        let two = LogLine::info("adopted").field("interfaces", vec!["a", "b"]);
+        let (comma, two) = (
+            comma.render(LogFormat::Text, at()),
+            two.render(LogFormat::Text, at()),
+        );
+        assert_ne!(comma, two);
+        assert!(comma.ends_with(r#" interfaces="[\"a,b\"]""#), "{comma}");
+        let empty = LogLine::info("adopted").field("interfaces", Vec::<String>::new());
+        assert!(
+            empty
+                .render(LogFormat::Text, at())
+                .ends_with(r#" interfaces="""#),
+            "{}",
+            empty.render(LogFormat::Text, at())
         );
     }
 

@@ -6,6 +6,7 @@ use filter_user::{
     cli::Cli,
     commands::{self, Invocation},
     error,
+    report::printable,
 };
 
 fn main() -> ExitCode {
@@ -22,7 +23,10 @@ fn main() -> ExitCode {
     match commands::run(&cli.pins(), &invocation) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("mxgate: error: {err:#}");
+            // Names from outside (interfaces, pins, list lines) may hold
+            // control characters: escaped, line by line.
+            let text: Vec<String> = format!("{err:#}").lines().map(printable).collect();
+            eprintln!("mxgate: error: {}", text.join("\n"));
             error::exit_code(&err)
         }
     }

@@ -35,7 +35,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use filter_common::{PROGRAM_NAME, map_names};
+use filter_common::{PROGRAM_NAME, fast_path::ListDigest, map_names};
 
 use crate::{error::InvalidInput, files::distrust, sys};
 
@@ -70,15 +70,48 @@ pub struct Entries {
     pub maps: Vec<&'static str>,
     /// Interfaces with a `link_IFACE` pin holding a link.
     pub links: Vec<String>,
-    /// Everything else: other tools' pins, or a name of mxgate's holding
-    /// something it did not make. Never removed.
+    /// Pins at mxgate's own names (`prog`, a map's, `link_IF`) that hold
+    /// something that is not this filter's: another filter's map or link,
+    /// a program or map of another tool. Never used, never removed.
+    pub impostors: Vec<Impostor>,
+    /// Everything else: other tools' pins. Never removed.
     pub foreign: Vec<String>,
+}
+
+/// A pin at one of mxgate's names that holds something not this
+/// filter's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Impostor {
+    /// The pin's name in the directory.
+    pub name: String,
+    /// What it holds, in words ("holds map 12 …").
+    pub holds: String,
+}
+
+impl Impostor {
+    /// What it is and what to do, for `status` and errors.
+    pub fn describe(&self, dir: &Path) -> String {
+        let path = dir.join(&self.name);
+        format!(
+            "{} {}: mxgate neither uses nor removes it. If it is left over or planted, remove \
+             it (`rm {}`) and run `mxgate attach` to pin this filter's own again; if it is \
+             another filter's, give each filter its own --pin-dir",
+            path.display(),
+            self.holds,
+            path.display()
+        )
+    }
 }
 
 impl Entries {
     /// True when nothing of mxgate's is here.
     pub fn is_empty(&self) -> bool {
         !self.program && self.maps.is_empty() && self.links.is_empty()
+    }
+
+    /// The impostor pinned as `name`, if there is one.
+    pub fn impostor(&self, name: &str) -> Option<&Impostor> {
+        self.impostors.iter().find(|i| i.name == name)
     }
 
     /// The maps whose pins are missing.
@@ -318,29 +351,44 @@ impl PinDir {
             let kind = sys::pin_kind(&entry.path()).unwrap_or(sys::PinKind::Other);
             names.insert(name, kind);
         }
-        // The id of the program pinned here, if it is mxgate's: its links are
-        // recognised by it even where asking a program's name by its id
-        // would need CAP_SYS_ADMIN, which the systemd unit does not keep.
-        let own_program = match names.get(PROGRAM) {
-            Some(sys::PinKind::Program) => our_program_id(&self.root.join(PROGRAM)),
-            _ => None,
-        };
+        let owner = Owner::find(&self.root, &names);
+        // ALLOW_V4's id, when it is this filter's: LIST_DIGEST is stamped
+        // with it.
+        let allow_v4 = names
+            .get(map_names::ALLOW_V4)
+            .filter(|k| {
+                owner
+                    .judge_map(
+                        &self.root.join(map_names::ALLOW_V4),
+                        map_names::ALLOW_V4,
+                        **k,
+                    )
+                    .is_ok()
+            })
+            .and_then(|_| sys::pinned_map(&self.root.join(map_names::ALLOW_V4)).ok())
+            .map(|(id, _)| id);
         for (name, kind) in names {
             let path = self.root.join(&name);
             let map = map_names::ALL.into_iter().find(|m| *m == name);
-            match (name.as_str(), kind) {
-                (PROGRAM, sys::PinKind::Program) if own_program.is_some() => {
-                    found.program = true;
-                }
-                (_, sys::PinKind::Map) if map.is_some_and(|m| is_map_pin_named(&path, m)) => {
-                    found.maps.extend(map);
-                }
-                (_, sys::PinKind::Link)
-                    if name.starts_with(LINK_PREFIX) && is_our_link_pin(&path, own_program) =>
-                {
-                    found.links.push(name[LINK_PREFIX.len()..].to_owned());
-                }
-                _ => found.foreign.push(name),
+            let verdict = if name == PROGRAM {
+                owner.judge_program(&path, kind)
+            } else if map == Some(map_names::LIST_DIGEST) {
+                judge_record(&path, kind, allow_v4)
+            } else if let Some(map) = map {
+                owner.judge_map(&path, map, kind)
+            } else if name.starts_with(LINK_PREFIX) {
+                owner.judge_link(&path, kind)
+            } else {
+                found.foreign.push(name);
+                continue;
+            };
+            match verdict {
+                Err(holds) => found.impostors.push(Impostor { name, holds }),
+                Ok(()) if name == PROGRAM => found.program = true,
+                Ok(()) => match map {
+                    Some(map) => found.maps.push(map),
+                    None => found.links.push(name[LINK_PREFIX.len()..].to_owned()),
+                },
             }
         }
         Ok(found)
@@ -358,7 +406,8 @@ impl PinDir {
 
     /// Removes every object of mxgate's found in `entries` (links first, so
     /// the program stops before its maps lose their pins), then the
-    /// directory if nothing else is left in it. Returns what stays.
+    /// directory if nothing else is left in it. Returns the other tools'
+    /// pins that stay (impostors stay too, unnamed here).
     pub fn remove_own(&self, entries: &Entries) -> anyhow::Result<Vec<String>> {
         for iface in &entries.links {
             self.remove_link(iface)?;
@@ -369,7 +418,7 @@ impl PinDir {
         for map in &entries.maps {
             self.remove(map)?;
         }
-        if entries.foreign.is_empty() {
+        if entries.foreign.is_empty() && entries.impostors.is_empty() {
             match fs::remove_dir(&self.root) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -396,28 +445,207 @@ impl PinDir {
     }
 }
 
-/// The id of the program pinned at `path`, if it is an mxgate program.
-fn our_program_id(path: &Path) -> Option<u32> {
-    aya::programs::ProgramInfo::from_pin(path)
+/// The filter the pins belong to: its program's id and the ids of the maps
+/// that program uses. Every other pin at one of mxgate's names is judged
+/// against it.
+struct Owner {
+    /// The program, when found.
+    program: Option<sys::ProgramIdentity>,
+    /// True when the program is the one pinned as `prog`.
+    pinned: bool,
+}
+
+impl Owner {
+    /// The program pinned as `prog`, if it is an mxgate program; else,
+    /// with CAP_SYS_ADMIN (finding a program by id needs it), the mxgate
+    /// program run by the links pinned here that uses the most of the
+    /// maps pinned here.
+    fn find(dir: &Path, names: &BTreeMap<String, sys::PinKind>) -> Self {
+        if names.get(PROGRAM) == Some(&sys::PinKind::Program)
+            && let Ok(program) = sys::pinned_program(&dir.join(PROGRAM))
+            && program.name == PROGRAM_NAME
+        {
+            return Self {
+                program: Some(program),
+                pinned: true,
+            };
+        }
+        let map_ids: Vec<u32> = map_names::ALL
+            .iter()
+            .filter(|m| names.get(**m) == Some(&sys::PinKind::Map))
+            .filter_map(|m| sys::pinned_map(&dir.join(m)).ok())
+            .filter(|(_, name)| map_names::ALL.contains(&name.as_str()))
+            .map(|(id, _)| id)
+            .collect();
+        let mut candidates: Vec<u32> = names
+            .iter()
+            .filter(|(n, k)| n.starts_with(LINK_PREFIX) && **k == sys::PinKind::Link)
+            .filter_map(|(n, _)| sys::pinned_xdp_link(&dir.join(n)).ok())
+            .map(|l| l.program_id)
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        let overlap =
+            |p: &sys::ProgramIdentity| p.map_ids.iter().filter(|id| map_ids.contains(id)).count();
+        let program = candidates
+            .into_iter()
+            .filter_map(live_program)
+            .filter(|p| p.name == PROGRAM_NAME)
+            .max_by_key(overlap)
+            .filter(|p| map_ids.is_empty() || overlap(p) > 0)
+            // No link runs it: the program whose pin and links were just
+            // removed may still be alive a moment (the kernel releases a
+            // link later), using these maps; no other filter's program
+            // uses more than one of them.
+            .or_else(|| {
+                aya::programs::loaded_programs()
+                    .filter_map(Result::ok)
+                    .filter(|p| p.name_as_str() == Some(PROGRAM_NAME))
+                    .filter_map(|p| live_program(p.id()))
+                    .filter(|p| overlap(p) >= 2)
+                    .max_by_key(overlap)
+            });
+        Self {
+            program,
+            pinned: false,
+        }
+    }
+
+    fn judge_program(&self, path: &Path, kind: sys::PinKind) -> Result<(), String> {
+        if kind != sys::PinKind::Program {
+            return Err(format!("holds {}, not a program", kind_text(kind)));
+        }
+        match sys::pinned_program(path) {
+            Ok(p) if self.pinned && self.program.as_ref().is_some_and(|o| o.id == p.id) => Ok(()),
+            Ok(p) => Err(format!(
+                "holds program {} {:?}, not an mxgate program",
+                p.id, p.name
+            )),
+            Err(e) => Err(format!("cannot be read ({e})")),
+        }
+    }
+
+    fn judge_map(&self, path: &Path, name: &str, kind: sys::PinKind) -> Result<(), String> {
+        if kind != sys::PinKind::Map {
+            return Err(format!("holds {}, not a map", kind_text(kind)));
+        }
+        let (id, actual) = sys::pinned_map(path).map_err(|e| format!("cannot be read ({e})"))?;
+        if actual != name {
+            return Err(format!("holds map {id} {actual:?}, not {name}"));
+        }
+        match &self.program {
+            Some(p) if p.map_ids.contains(&id) => Ok(()),
+            Some(p) => Err(format!(
+                "holds map {id} {name:?}, which this filter's program ({}) does not use: \
+                 another filter's",
+                p.id
+            )),
+            // No program to ask (it is gone, or finding it needs
+            // CAP_SYS_ADMIN): a map another live program uses is that
+            // program's.
+            None => match user_of_map(id) {
+                Some(user) => Err(format!(
+                    "holds map {id} {name:?} of program {} {:?}: another filter's",
+                    user.id, user.name
+                )),
+                None => Ok(()),
+            },
+        }
+    }
+
+    fn judge_link(&self, path: &Path, kind: sys::PinKind) -> Result<(), String> {
+        if kind != sys::PinKind::Link {
+            return Err(format!("holds {}, not a link", kind_text(kind)));
+        }
+        let link = sys::pinned_xdp_link(path).map_err(|e| format!("is not an XDP link ({e})"))?;
+        let iface = if link.ifindex == 0 {
+            "no interface".to_owned()
+        } else {
+            sys::ifname(link.ifindex).unwrap_or_else(|| format!("interface #{}", link.ifindex))
+        };
+        match &self.program {
+            Some(p) if p.id == link.program_id => Ok(()),
+            Some(p) => Err(format!(
+                "holds link {} attaching program {} (not this filter's program {}) to {iface}",
+                link.link_id, link.program_id, p.id
+            )),
+            None => Err(format!(
+                "holds link {} attaching program {} to {iface}, which mxgate cannot tell is \
+                 this filter's: no program is pinned as {PROGRAM} (finding it by id needs \
+                 CAP_SYS_ADMIN)",
+                link.link_id, link.program_id
+            )),
+        }
+    }
+}
+
+/// LIST_DIGEST, which the program does not use (its map ids cannot vouch
+/// for it): this filter's when it is stamped with this filter's ALLOW_V4
+/// (`allow_v4`), or not stamped yet.
+fn judge_record(path: &Path, kind: sys::PinKind, allow_v4: Option<u32>) -> Result<(), String> {
+    if kind != sys::PinKind::Map {
+        return Err(format!("holds {}, not a map", kind_text(kind)));
+    }
+    let (id, actual) = sys::pinned_map(path).map_err(|e| format!("cannot be read ({e})"))?;
+    if actual != map_names::LIST_DIGEST {
+        return Err(format!(
+            "holds map {id} {actual:?}, not {}",
+            map_names::LIST_DIGEST
+        ));
+    }
+    // A record of another layout (an older mxgate's, which `detach`
+    // removes) has no owner to compare.
+    let Some(record) = aya::maps::MapData::from_pin(path)
         .ok()
-        .filter(|info| info.name_as_str() == Some(PROGRAM_NAME))
-        .map(|info| info.id())
+        .and_then(|data| aya::maps::Map::from_map_data(data).ok())
+        .and_then(|map| aya::maps::Array::<_, ListDigest>::try_from(map).ok())
+        .and_then(|array| array.get(&0, 0).ok())
+    else {
+        return Ok(());
+    };
+    match allow_v4 {
+        Some(own) if record.owner != 0 && record.owner != own => Err(format!(
+            "holds map {id}, the list record of another filter (of ALLOW_V4 map {}, not this \
+             filter's {own})",
+            record.owner
+        )),
+        _ => Ok(()),
+    }
 }
 
-/// True when the map pinned at `path` is called `name`.
-fn is_map_pin_named(path: &Path, name: &str) -> bool {
-    aya::maps::MapInfo::from_pin(path).is_ok_and(|info| info.name_as_str() == Some(name))
+fn kind_text(kind: sys::PinKind) -> &'static str {
+    match kind {
+        sys::PinKind::Program => "a program",
+        sys::PinKind::Map => "a map",
+        sys::PinKind::Link => "a link",
+        sys::PinKind::Other => "something that is not a BPF object",
+    }
 }
 
-/// True when the link pinned at `path` is an XDP link of an mxgate
-/// program: the one pinned beside it (`own_program`), or, when that pin is
-/// missing, one whose name the kernel gives for the link's program id
-/// (which needs CAP_SYS_ADMIN).
-fn is_our_link_pin(path: &Path, own_program: Option<u32>) -> bool {
-    sys::pinned_xdp_link(path).is_ok_and(|link| {
-        Some(link.program_id) == own_program
-            || program_name(link.program_id).as_deref() == Some(PROGRAM_NAME)
+/// The loaded program with id `id`, with its map ids (CAP_SYS_ADMIN).
+fn live_program(id: u32) -> Option<sys::ProgramIdentity> {
+    let info = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == id)?;
+    Some(sys::ProgramIdentity {
+        id,
+        name: info.name_as_str().unwrap_or_default().to_owned(),
+        map_ids: info.map_ids().ok().flatten().unwrap_or_default(),
     })
+}
+
+/// A loaded program that uses map `id`, if any (CAP_SYS_ADMIN; none
+/// without it).
+fn user_of_map(id: u32) -> Option<sys::ProgramIdentity> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| {
+            p.map_ids()
+                .ok()
+                .flatten()
+                .is_some_and(|ids| ids.contains(&id))
+        })
+        .and_then(|p| live_program(p.id()))
 }
 
 /// The name of the loaded program with id `id`.

@@ -26,8 +26,11 @@ pub struct TopSource {
     pub count: u64,
     /// Denied SYNs since the filter was installed (or the map evicted it).
     pub total: u64,
-    /// When the last one was seen, RFC 3339.
+    /// When the last one was seen, RFC 3339 (UTC).
     pub last_seen: String,
+    /// The same time, for text output.
+    #[serde(skip)]
+    pub seen_at: Option<SystemTime>,
     /// When the counts are estimates, the longest sampling period (one SYN
     /// in N recorded) behind them; absent when they are exact.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,17 +79,46 @@ impl Reading {
                 source: d.source,
                 count,
                 total: d.count,
-                last_seen: self.wall_time_of(d.last_seen_ns),
+                last_seen: humantime::format_rfc3339_seconds(self.wall_time_of(d.last_seen_ns))
+                    .to_string(),
+                seen_at: Some(self.wall_time_of(d.last_seen_ns)),
                 sampled_one_in: (d.sampled > 1).then_some(d.sampled),
             })
             .collect()
     }
 
-    fn wall_time_of(&self, monotonic_ns: u64) -> String {
+    fn wall_time_of(&self, monotonic_ns: u64) -> SystemTime {
         let age = Duration::from_nanos(self.monotonic_ns.saturating_sub(monotonic_ns));
-        let at = self.wall.checked_sub(age).unwrap_or(self.wall);
-        humantime::format_rfc3339_seconds(at).to_string()
+        self.wall.checked_sub(age).unwrap_or(self.wall)
     }
+}
+
+/// `text` safe to print to a terminal: control characters (ESC, DEL, C1,
+/// newlines) and the bidirectional overrides that reorder what is shown
+/// are written as `\xHH` or `\u{HHHH}`, so that names from outside
+/// (interfaces, pins) can neither move the cursor nor pass for other
+/// lines.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            c if u32::from(c) < 0x100 && c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+                let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A time for people: `2026-11-18 11:06:52 UTC`, saying its time zone.
+pub fn human_time(at: SystemTime) -> String {
+    let rfc = humantime::format_rfc3339_seconds(at).to_string();
+    // 2026-11-18T11:06:52Z
+    format!("{} UTC", rfc.trim_end_matches('Z').replacen('T', " ", 1))
 }
 
 /// `later - earlier` for every counter (counters only grow; a reset
@@ -271,7 +303,7 @@ pub fn stats_text(reading: &Reading, top: usize) -> String {
                 "  {:<39} {:>10} SYNs  last {}",
                 s.source,
                 format!("{approx}{}", s.count),
-                s.last_seen
+                s.seen_at.map_or_else(|| s.last_seen.clone(), human_time)
             );
         }
         if let Some(n) = sampled {
@@ -363,6 +395,23 @@ mod tests {
             );
         }
         assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn text_from_outside_cannot_move_the_cursor() {
+        assert_eq!(printable("eth0"), "eth0");
+        assert_eq!(printable("ev\u{1b}[2Jil"), "ev\\x1b[2Jil");
+        assert_eq!(printable("a\nb\u{7f}\u{85}"), "a\\x0ab\\x7f\\x85");
+        assert_eq!(printable("x\u{202e}y"), "x\\u{202e}y");
+        assert_eq!(printable("café"), "café");
+    }
+
+    #[test]
+    fn times_for_people_say_their_zone() {
+        assert_eq!(
+            human_time(UNIX_EPOCH + Duration::from_secs(1_795_000_012)),
+            "2026-11-18 11:06:52 UTC"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The few kernel calls aya 0.16 does not expose: what kind of object a pin
 //! holds, which interface a pinned XDP link is attached to (aya's `LinkInfo`
-//! has no accessor for the XDP member of `bpf_link_info`), pinning a
-//! program found by id, and interface name/index conversion.
+//! has no accessor for the XDP member of `bpf_link_info`), a pinned
+//! program's maps without CAP_SYS_ADMIN, pinning a program found by id,
+//! and interface name/index conversion.
 
 use std::{
     ffi::{CStr, CString},
@@ -63,6 +64,86 @@ pub fn pinned_xdp_link(path: &Path) -> io::Result<XdpLinkInfo> {
     })
 }
 
+/// What the kernel says about a pinned program: enough to tell which maps
+/// are its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramIdentity {
+    /// The program's id.
+    pub id: u32,
+    /// Its name (at most 15 bytes).
+    pub name: String,
+    /// The ids of the maps it uses.
+    pub map_ids: Vec<u32>,
+}
+
+/// Reads the pinned program at `path`, with its map ids, through the
+/// pin's own descriptor. aya's `ProgramInfo::map_ids` opens the program
+/// again by id, which needs CAP_SYS_ADMIN; this needs only the pin (and
+/// CAP_BPF), so the systemd unit's mxgate can tell its own maps too.
+pub fn pinned_program(path: &Path) -> io::Result<ProgramIdentity> {
+    let fd = obj_get(path)?;
+    /// The head of struct bpf_prog_info, then room for the fields newer
+    /// kernels add (which must be zero on the way in).
+    #[repr(C)]
+    struct ProgInfo {
+        prog_type: u32,
+        id: u32,
+        tag: [u8; 8],
+        jited_prog_len: u32,
+        xlated_prog_len: u32,
+        jited_prog_insns: u64,
+        xlated_prog_insns: u64,
+        load_time: u64,
+        created_by_uid: u32,
+        nr_map_ids: u32,
+        map_ids: u64,
+        name: [u8; 16],
+        rest: [u64; 32],
+    }
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let mut capacity = 32u32;
+    loop {
+        let mut map_ids = vec![0u32; capacity as usize];
+        // SAFETY: plain old data; all zeroes is a valid value.
+        let mut info: ProgInfo = unsafe { std::mem::zeroed() };
+        info.nr_map_ids = capacity;
+        info.map_ids = map_ids.as_mut_ptr() as u64;
+        let attr = InfoAttr {
+            bpf_fd: fd.as_raw_fd() as u32,
+            info_len: size_of::<ProgInfo>() as u32,
+            info: &mut info as *mut ProgInfo as u64,
+        };
+        bpf(BPF_OBJ_GET_INFO_BY_FD, &attr)?;
+        // The kernel wrote at most `capacity` ids and says how many there are.
+        if info.nr_map_ids > capacity {
+            capacity = info.nr_map_ids;
+            continue;
+        }
+        map_ids.truncate(info.nr_map_ids as usize);
+        let end = info
+            .name
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(info.name.len());
+        return Ok(ProgramIdentity {
+            id: info.id,
+            name: String::from_utf8_lossy(&info.name[..end]).into_owned(),
+            map_ids,
+        });
+    }
+}
+
+/// The id and name of the map pinned at `path`.
+pub fn pinned_map(path: &Path) -> io::Result<(u32, String)> {
+    let info = aya::maps::MapInfo::from_pin(path).map_err(io::Error::other)?;
+    Ok((info.id(), info.name_as_str().unwrap_or_default().to_owned()))
+}
+
 /// What a bpffs entry holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PinKind {
@@ -110,6 +191,42 @@ pub fn detach_pinned_link(path: &Path) -> io::Result<()> {
     bpf(BPF_LINK_DETACH, &attr).map(drop)
 }
 
+/// Creates an array map called `name` of `entries` values of
+/// `value_size` bytes, keyed by `u32`: what the loader makes of such a map
+/// in the object file.
+pub fn create_array(name: &str, value_size: usize, entries: u32) -> io::Result<OwnedFd> {
+    const BPF_MAP_CREATE: libc::c_long = 0;
+    const BPF_MAP_TYPE_ARRAY: u32 = 2;
+    #[repr(C)]
+    struct MapCreate {
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        map_flags: u32,
+        inner_map_fd: u32,
+        numa_node: u32,
+        map_name: [u8; 16],
+    }
+    let mut map_name = [0u8; 16];
+    for (to, from) in map_name.iter_mut().zip(name.bytes().take(15)) {
+        *to = from;
+    }
+    let attr = MapCreate {
+        map_type: BPF_MAP_TYPE_ARRAY,
+        key_size: 4,
+        value_size: u32::try_from(value_size).map_err(io::Error::other)?,
+        max_entries: entries,
+        map_flags: 0,
+        inner_map_fd: 0,
+        numa_node: 0,
+        map_name,
+    };
+    let fd = bpf(BPF_MAP_CREATE, &attr)?;
+    // SAFETY: BPF_MAP_CREATE returned a new descriptor that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Pins the object behind `fd` at `path` (which must not exist).
 pub fn pin_fd(fd: std::os::fd::BorrowedFd<'_>, path: &Path) -> io::Result<()> {
     let c_path = CString::new(path.as_os_str().as_bytes())
@@ -150,6 +267,38 @@ fn bpf<A>(cmd: libc::c_long, attr: &A) -> io::Result<i32> {
         return Err(io::Error::last_os_error());
     }
     i32::try_from(rc).map_err(|_| io::Error::other("bpf(2) returned an out-of-range value"))
+}
+
+/// Sets the modification time of `path` (not following a symlink).
+pub fn set_mtime(path: &Path, at: std::time::SystemTime) -> io::Result<()> {
+    let since = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(io::Error::other)?;
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: libc::time_t::try_from(since.as_secs()).map_err(io::Error::other)?,
+            tv_nsec: libc::c_long::from(since.subsec_nanos() as i32),
+        },
+    ];
+    // SAFETY: a NUL-terminated path and two timespecs, as utimensat takes.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Index of the interface called `name` in this network namespace.

@@ -210,6 +210,16 @@ fn same_bucket(own: &Ipv6Net, other_block: u128) -> Ipv6Net {
         .expect("every bucket is reached within a /24's /48s")
 }
 
+/// The test lists cover whole IPv6 /24s and up to 100,000 IPv4 /24s, far
+/// more than any real list (and than the default ceilings, a /28 and a
+/// /8): a refresh to them raises the ceilings.
+const CEILINGS: [&str; 4] = ["--max-allow-v6", "16", "--max-allow-v4", "4"];
+
+/// `args` with [`CEILINGS`] after them.
+fn raised<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    args.iter().chain(&CEILINGS).copied().collect()
+}
+
 /// Two lists between which the fast path changes every way it can: a /16
 /// covered whole and then in part, a /24 in full and in part, /24s that
 /// merge, an IPv6 /48 covered in full and then in part, /48 entries of a
@@ -345,7 +355,13 @@ fn no_refresh_refuses_a_sender_both_lists_allow_even_for_a_moment() {
         let prober = scope.spawn(|| probe_until(&pins, &probes, &stop));
         for i in 0..refreshes {
             let list = if i % 2 == 0 { &b_path } else { &a_path };
-            mx.ok(&["refresh", "--ranges", list, "--max-shrink", "100"]);
+            mx.ok(&raised(&[
+                "refresh",
+                "--ranges",
+                list,
+                "--max-shrink",
+                "100",
+            ]));
         }
         stop.store(true, Ordering::SeqCst);
         prober.join().expect("the prober")
@@ -374,18 +390,32 @@ fn no_refresh_refuses_a_sender_both_lists_allow_even_for_a_moment() {
 }
 
 #[test]
-fn a_refresh_whose_list_matches_the_digest_reads_nothing_back() {
+fn a_refresh_whose_list_matches_the_record_writes_nothing_unless_the_maps_drifted() {
     let name = unique_name("rf-digest");
     let mx = Mxgate::without_netns(&name);
     let dir = tempfile::tempdir().unwrap();
     let list = write_list(dir.path(), "list.txt", random_list(&mut Rng::new(9), 1000));
     let filter = LoadedFilter::new(&name, &policy(parsed(&list))).expect("loading");
-    let digest = filter.filter().allow.digest().unwrap();
-    assert_eq!(digest, Some(fast_path::digest(&parsed(&list))));
-    // Behind mxgate's back (which nothing but mxgate ever does), a prefix
-    // the list lacks, under the list's digest: a refresh that compared the
-    // list with the tries would remove it; one that trusts the digest
-    // leaves it.
+    let record = filter.filter().allow.record().unwrap();
+    assert_eq!(
+        record.map(|r| r.digest),
+        Some(fast_path::digest(&parsed(&list)))
+    );
+    // Nothing changed: the cheap check passes, nothing is written (the
+    // list generation `run` watches stays).
+    let generation = filter.filter().config().unwrap().list_generation;
+    let out = mx.ok(&["refresh", "--ranges", &list]);
+    assert!(out.starts_with("no change:"), "{out}");
+    assert_eq!(filter.filter().allow.record().unwrap(), record);
+    assert_eq!(
+        filter.filter().config().unwrap().list_generation,
+        generation
+    );
+    // Behind mxgate's back, a prefix the list lacks, under the list's
+    // record (docs/DESIGN.md §6 once said such a refresh trusts the
+    // digest and reads nothing back; it now checks the tries' counts and
+    // checksums against the record): the refresh finds the drift and
+    // removes the prefix.
     let extra: Ipv4Net = "203.0.113.0/24".parse().unwrap();
     let mut with_extra = parsed(&list);
     with_extra.v4.push(extra);
@@ -393,14 +423,19 @@ fn a_refresh_whose_list_matches_the_digest_reads_nothing_back() {
     {
         let mut f = Filter::open(&PinDir::new(mx.pin_dir())).unwrap();
         f.apply(&with_extra).unwrap();
-        f.allow.fast.set_digest(digest).unwrap();
+        f.allow.set_record(record).unwrap();
     }
     let out = mx.ok(&["refresh", "--ranges", &list]);
-    assert!(out.starts_with("no change:"), "{out}");
     assert!(
-        filter.filter().allowlist().unwrap().v4.contains(&extra),
-        "the refresh read the tries back"
+        out.contains(
+            "repaired drift: the maps had drifted from the list applied last (the IPv4 \
+             trie holds 1001 prefixes, the list applied last 1000"
+        ),
+        "{out}"
     );
+    assert_eq!(filter.filter().allowlist().unwrap(), parsed(&list));
+    assert_eq!(filter.filter().allow.check_fast_path().unwrap(), None);
+    assert_eq!(filter.filter().allow.record().unwrap(), record);
     // Another list is compared with the tries, which then hold it exactly.
     let other = write_list(
         dir.path(),
@@ -446,7 +481,18 @@ fn a_list_of_100000_prefixes_parses_merges_and_loads() {
         ))),
     )
     .expect("loading");
-    let out = mx.ok(&["refresh", "--ranges", &path]);
+    // Ten prefixes to 100,000 /24s: ten thousand times the addresses, and
+    // more than a /8 holds; no real list is that large, so both guards are
+    // raised.
+    let out = mx.ok(&[
+        "refresh",
+        "--ranges",
+        &path,
+        "--max-grow",
+        "100000",
+        "--max-allow-v4",
+        "4",
+    ]);
     assert!(
         out.contains(&format!("live now {} IPv4", expected.v4.len())),
         "{out}"
@@ -567,7 +613,7 @@ fn a_killed_refresh_leaves_the_live_set_between_old_and_new_and_the_next_converg
 
     let out = finish_within(
         &mx,
-        &["refresh", "--ranges", &b_path, "--max-shrink", "100"],
+        &raised(&["refresh", "--ranges", &b_path, "--max-shrink", "100"]),
         limit,
     );
     assert!(out.status.success(), "{out:?}");
@@ -595,7 +641,13 @@ fn a_killed_refresh_leaves_the_live_set_between_old_and_new_and_the_next_converg
             .collect();
         let target = watched[rng.below(watched.len())];
         let mut child = mx
-            .command(&["refresh", "--ranges", new_path, "--max-shrink", "100"])
+            .command(&raised(&[
+                "refresh",
+                "--ranges",
+                new_path,
+                "--max-shrink",
+                "100",
+            ]))
             .stdout(Stdio::null())
             .spawn()
             .expect("starting mxgate refresh");
@@ -635,7 +687,7 @@ fn a_killed_refresh_leaves_the_live_set_between_old_and_new_and_the_next_converg
         // The next refresh is not wedged by the dead one's lock and converges.
         let out = finish_within(
             &mx,
-            &["refresh", "--ranges", new_path, "--max-shrink", "100"],
+            &raised(&["refresh", "--ranges", new_path, "--max-shrink", "100"]),
             limit,
         );
         assert!(out.status.success(), "{out:?}");

@@ -14,7 +14,7 @@ use filter_common::{FLAG_OPEN, MAX_PROTECTED_DST};
 
 use super::{
     AttachRequest, read_nonempty_list,
-    refresh::{ApplyMode, RefreshOutcome, apply_list, keep_if_live},
+    refresh::{ApplyMode, RefreshOutcome, Verify, apply_list, keep_if_live},
 };
 use crate::{
     allowlist::Allowlist,
@@ -24,6 +24,7 @@ use crate::{
     links::{self, AttachMode, Attachment},
     pins::PinDir,
     ranges::ParsedList,
+    report::printable,
     sys,
 };
 
@@ -36,7 +37,7 @@ pub struct AttachOptions {
     pub mode: AttachMode,
     /// The kernel log level, fixed when the program is first loaded.
     pub log: KernelLog,
-    /// The shrink guard for the list change.
+    /// The guards (shrink, grow, ceiling) for the list change.
     pub guard: Guard,
     /// When the guard refuses the list: keep the live list and go on (what
     /// `mxgate run` does, so a service restart never loops), instead of
@@ -115,7 +116,10 @@ fn attach_locked(
     options: &AttachOptions,
     undo: &mut Undo,
 ) -> anyhow::Result<AttachReport> {
-    // Under the lock, the state may have changed since the first look.
+    // Under the lock, the state may have changed since the first look. A
+    // pin at one of the filter's names holding something else is never
+    // used, replaced or removed.
+    Installed::refuse_impostors(pins, &pins.entries()?)?;
     let (installed, repaired) = match Installed::find(pins)? {
         Some(mut found) if found.program_id().is_some() => {
             let repaired = found.repair()?;
@@ -156,6 +160,9 @@ fn attach_locked(
                 &list.allowlist,
                 options.guard,
                 mode,
+                // attach makes the filter match the command line: whatever
+                // the maps' record says, they are read back and repaired.
+                Verify::Full,
             )
         })
         .transpose()?;
@@ -296,6 +303,12 @@ fn print_report(pins: &PinDir, report: &AttachReport, options: &AttachOptions) {
     }
     if let Some(list) = &report.list {
         let d = &list.diff;
+        if !list.drift.is_empty() {
+            println!(
+                "repaired drift: the maps had drifted from the list applied last ({})",
+                printable(&list.drift.join("; "))
+            );
+        }
         println!(
             "allowlist: {} IPv4 and {} IPv6 prefixes ({})",
             list.v4_after,
@@ -309,20 +322,25 @@ fn print_report(pins: &PinDir, report: &AttachReport, options: &AttachOptions) {
     }
     println!("{}", describe_settings(&report.settings, report.open));
     for a in &report.interfaces {
+        let iface = printable(&a.iface);
         if a.new {
+            println!("attached to {iface} ({} mode, link {})", a.mode, a.link_id);
+        } else if let Some(was) = &a.renamed_from {
+            let was = printable(was);
             println!(
-                "attached to {} ({} mode, link {})",
-                a.iface, a.mode, a.link_id
+                "already attached to {iface} ({} mode, link {}), which was called {was} when \
+                 attached; adopted: its link's pin link_{was} is now link_{iface}",
+                a.mode, a.link_id
             );
         } else {
             println!(
-                "already attached to {} ({} mode, link {}); left as it is",
-                a.iface, a.mode, a.link_id
+                "already attached to {iface} ({} mode, link {}); left as it is",
+                a.mode, a.link_id
             );
         }
     }
     for note in &report.notes {
-        eprintln!("mxgate: warning: {note}");
+        eprintln!("mxgate: warning: {}", printable(note));
     }
 }
 

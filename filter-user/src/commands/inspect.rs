@@ -16,10 +16,10 @@ use crate::{
         AllowMaps, ConfigMap, Installed, Lookup, Readout, SettingsMaps,
         memory::{human, map_memory},
     },
+    guard::{addresses_of, count_text},
     links,
     pins::PinDir,
-    report::{self, FilterState, Reading},
-    sys,
+    report::{self, FilterState, Reading, human_time, printable},
 };
 
 /// How `stats` prints.
@@ -104,10 +104,13 @@ pub fn stats(pins: &PinDir, request: &StatsRequest) -> anyhow::Result<()> {
 
 /// `mxgate status`: what is installed and attached where, and what is
 /// missing with its repair. Works on a damaged filter as far as it can.
+/// Names from outside (interfaces, pins) are printed with control
+/// characters escaped; times say their zone.
 pub fn status(pins: &PinDir, json: bool) -> anyhow::Result<()> {
     let installed = Installed::require(pins)?;
     let damage = installed.damage();
     let info = installed.program_info()?;
+    let loaded_at = installed.loaded_at();
     let config = ConfigMap::open(&installed);
     let settings = config
         .as_ref()
@@ -116,8 +119,8 @@ pub fn status(pins: &PinDir, json: bool) -> anyhow::Result<()> {
     let open = config.as_ref().ok().and_then(|c| c.flag(FLAG_OPEN).ok());
     let allow = AllowMaps::open(&installed).ok();
     let allowlist = allow.as_ref().and_then(|a| a.read().ok());
-    // None when it cannot be checked (a damaged filter); Some(None) in step.
-    let fast_path = allow.as_ref().and_then(|a| a.check_fast_path().ok());
+    // None when it cannot be checked (a damaged filter).
+    let consistency = allow.as_ref().and_then(|a| a.consistency().ok());
     let memory = map_memory(pins);
     let total: u64 = memory.iter().map(|m| m.bytes).sum();
     let links = links::links(pins, installed.entries())?;
@@ -132,14 +135,18 @@ pub fn status(pins: &PinDir, json: bool) -> anyhow::Result<()> {
                 "id": info.id(),
                 "instructions": instructions,
                 "verified_instructions": info.verified_instruction_count(),
-                "loaded_at": info.loaded_at().map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+                "loaded_at": loaded_at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
             })),
             "open": open,
             "dry_run": settings.as_ref().map(|s| s.dry_run),
             "ports": settings.as_ref().map(|s| &s.ports),
             "protect_dst": settings.as_ref().map(|s| &s.protect_dst),
             "allowlist": allowlist.as_ref().map(|a| json!({ "v4": a.v4.len(), "v6": a.v6.len() })),
-            "fast_path": fast_path.as_ref().map(|d| json!({ "in_step": d.is_none(), "difference": d })),
+            "maps": consistency.as_ref().map(|c| json!({
+                "in_step": c.in_step(),
+                "differences": c.differences,
+                "repair": (!c.in_step()).then_some(REPAIR),
+            })),
             "memory": {
                 "total_bytes": total,
                 "maps": memory.iter().map(|m| (m.name.to_owned(), json!(m.bytes))).collect::<serde_json::Map<_, _>>(),
@@ -147,48 +154,60 @@ pub fn status(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             "interfaces": links.iter().map(|l| json!({
                 "iface": l.iface,
                 "ifindex": l.ifindex,
-                "current_name": l.ifindex.and_then(sys::ifname),
+                "current_name": l.current_name,
                 "link_id": l.link_id,
                 "program_id": l.program_id,
                 "mode": l.mode,
-                "attached_at": l.attached_at,
+                "attached_at": l.attached_at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+                "state": link_state(l),
             })).collect::<Vec<_>>(),
             "damage": damage,
+            "foreign_pins": installed.entries().impostors.iter().map(|i| json!({
+                "pin": i.name,
+                "holds": i.holds,
+            })).collect::<Vec<_>>(),
             "foreign_entries": installed.entries().foreign,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
+    let dir = printable(&pins.root().display().to_string());
     match &info {
         Some(info) => println!(
-            "filter installed in {} (program {}, {} instructions, {} processed by the verifier)",
-            pins.root().display(),
+            "filter installed in {dir} (program {}, {} instructions, {} processed by the \
+             verifier, loaded {})",
             info.id(),
             instructions.map_or("?".into(), |n| n.to_string()),
             info.verified_instruction_count()
                 .map_or("?".into(), |n| n.to_string()),
+            loaded_at.map_or_else(|| "at an unknown time".to_owned(), human_time),
         ),
-        None => println!(
-            "filter in {} has no live program: it protects nothing",
-            pins.root().display()
-        ),
+        None => println!("filter in {dir} has no live program: it protects nothing"),
     }
     if let (Some(settings), Some(open)) = (&settings, open) {
         println!("{}", describe_settings(settings, open));
     }
     if let Some(allowlist) = &allowlist {
+        let (v4, v6) = addresses_of(allowlist);
         println!(
-            "allowlist: {} IPv4 and {} IPv6 prefixes",
+            "allowlist: {} IPv4 and {} IPv6 prefixes ({} IPv4 and {} IPv6 addresses)",
             allowlist.v4.len(),
-            allowlist.v6.len()
+            allowlist.v6.len(),
+            count_text(v4),
+            count_text(v6)
         );
     }
-    match &fast_path {
-        Some(None) => println!("fast path: in step with the allowlist"),
-        Some(Some(difference)) => println!(
-            "fast path: OUT OF STEP with the allowlist ({difference}); a refresh is under way \
-             or was interrupted, and the next `mxgate refresh` repairs it"
-        ),
+    match &consistency {
+        Some(c) if c.in_step() => {
+            println!("maps: in step with the list applied last (tries, fast path and their record)")
+        }
+        Some(c) => {
+            println!("maps: OUT OF STEP with the list applied last:");
+            for d in &c.differences {
+                println!("  - {}", printable(d));
+            }
+            println!("  {REPAIR}");
+        }
         None => {}
     }
     let maps: Vec<String> = memory
@@ -196,37 +215,77 @@ pub fn status(pins: &PinDir, json: bool) -> anyhow::Result<()> {
         .map(|m| format!("{} {}", m.name, human(m.bytes)))
         .collect();
     println!("map memory: {} ({})", human(total), maps.join(", "));
-    if links.is_empty() {
-        println!("attached to no interface");
+    if !links.iter().any(|l| l.ifindex.is_some()) {
+        println!("attached to no interface: the filter protects nothing");
     }
     for link in &links {
-        match link.ifindex {
-            Some(index) => println!(
-                "attached to {} ({} mode, ifindex {index}, link {}, program {}, since {})",
-                link.iface,
-                link.mode.unwrap_or("unknown"),
-                link.link_id,
-                link.program_id,
-                link.attached_at.as_deref().unwrap_or("?")
-            ),
-            None => println!(
-                "was attached to {}, which no longer exists (link {}); `mxgate detach --iface {}` removes it",
-                link.iface, link.link_id, link.iface
-            ),
-        }
+        println!("{}", describe_link(link));
     }
     for d in &damage {
-        println!("DAMAGED: {d}");
+        println!("DAMAGED: {}", printable(d));
     }
     if !installed.entries().foreign.is_empty() {
+        let names: Vec<String> = installed
+            .entries()
+            .foreign
+            .iter()
+            .map(|n| printable(n))
+            .collect();
         println!(
-            "also in {}: {} (not mxgate's; left alone)",
-            pins.root().display(),
-            installed.entries().foreign.join(", ")
+            "also in {dir}: {} (not mxgate's; left alone)",
+            names.join(", ")
         );
     }
     Ok(())
 }
+
+/// A link's state in one word, for JSON.
+fn link_state(link: &links::LinkStatus) -> &'static str {
+    match (link.ifindex, &link.current_name) {
+        (Some(_), Some(now)) if *now != link.iface => "renamed",
+        (Some(_), _) => "attached",
+        (None, _) if link.detached_from_live_interface => "detached",
+        (None, _) => "interface_gone",
+    }
+}
+
+/// One line of `status` for a link.
+fn describe_link(link: &links::LinkStatus) -> String {
+    let pinned = printable(&link.iface);
+    let since = link.attached_at.map_or_else(|| "?".to_owned(), human_time);
+    match link.ifindex {
+        Some(index) => {
+            let name = link.current_name.as_deref().unwrap_or(&link.iface);
+            let was = if name == link.iface {
+                String::new()
+            } else {
+                format!("renamed from {pinned}, its name when attached; ")
+            };
+            format!(
+                "attached to {} ({was}{} mode, ifindex {index}, link {}, program {}, since {since})",
+                printable(name),
+                link.mode.unwrap_or("unknown"),
+                link.link_id,
+                link.program_id,
+            )
+        }
+        None if link.detached_from_live_interface => format!(
+            "DETACHED from {pinned}: its link {} was detached from outside (`bpftool link \
+             detach`?) and {pinned} is unprotected; `mxgate attach --iface {pinned} …` restores it",
+            link.link_id
+        ),
+        None => format!(
+            "was attached to {pinned}, which no longer exists (link {}); `mxgate detach --iface \
+             {pinned}` removes the dead link",
+            link.link_id
+        ),
+    }
+}
+
+/// What repairs maps out of step, as `status` says it.
+const REPAIR: &str = "the next `mxgate refresh` repairs this (it compares the maps' counts and \
+     checksums with their record, and reads them back when they differ); `mxgate refresh \
+     --force` and `mxgate attach` always read every map back and repair it";
 
 /// What the filter does with a SYN from the looked-up address.
 fn verdict_text(allowed: bool, open: bool, dry_run: bool) -> &'static str {

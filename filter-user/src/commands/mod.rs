@@ -15,7 +15,7 @@ pub use attach::{AttachOptions, AttachReport, attach_filter};
 pub use audit::AuditRequest;
 pub use doctor::DoctorRequest;
 pub use inspect::{StatsFormat, take_reading};
-pub use refresh::{RefreshOutcome, apply_list};
+pub use refresh::{ApplyMode, RefreshOutcome, Verify, apply_list};
 
 use crate::{
     diff::Guard,
@@ -66,7 +66,7 @@ pub struct AttachRequest {
     pub ifaces: Vec<String>,
     /// The allowlist.
     pub list: ListSpec,
-    /// Settings, mode, kernel log level and shrink guard.
+    /// Settings, mode, kernel log level and the guards.
     pub options: AttachOptions,
 }
 
@@ -75,7 +75,7 @@ pub struct AttachRequest {
 pub struct RefreshRequest {
     /// The new list.
     pub list: ListSpec,
-    /// The shrink guard.
+    /// The guards (shrink, grow, ceiling).
     pub guard: Guard,
     /// Print the change and apply nothing.
     pub preview: bool,
@@ -157,7 +157,11 @@ pub fn run(pins: &PinDir, invocation: &Invocation) -> anyhow::Result<()> {
 fn read_nonempty_list(spec: &ListSpec) -> anyhow::Result<ParsedList> {
     let list = spec.read()?;
     for warning in &list.warnings {
-        eprintln!("mxgate: warning: {warning}");
+        // A warning may quote a line of a remote list.
+        eprintln!(
+            "mxgate: warning: {}",
+            crate::report::printable(&warning.to_string())
+        );
     }
     if list.allowlist.is_empty() {
         return Err(InvalidInput(format!(

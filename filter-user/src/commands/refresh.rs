@@ -1,4 +1,5 @@
-//! `refresh` and `check`: a new list, validated, guarded, then applied.
+//! `refresh` and `check`: a new list, validated, guarded, then applied;
+//! and the maps checked against the list they record, drift repaired.
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -7,13 +8,15 @@ use serde_json::json;
 use super::{CheckRequest, RefreshRequest, open_locked, read_nonempty_list};
 use crate::{
     allowlist::Allowlist,
-    diff::{Diff, FamilyDiff, Guard},
-    error::Refused,
+    diff::{Diff, FamilyDiff},
+    error::{Refused, exit_status},
     fast_path,
     filter::{AllowMaps, ConfigMap},
+    guard::{Guard, Judgement},
     pins::PinDir,
     ranges::ParsedList,
     sources,
+    report::printable,
 };
 
 /// What a refresh did, or would do.
@@ -21,18 +24,26 @@ use crate::{
 pub struct RefreshOutcome {
     /// The change from the live list.
     pub diff: Diff,
-    /// True when the change was written to the maps.
+    /// True when the change (or a repair) was written to the maps.
     pub applied: bool,
     /// Prefixes live before.
     pub live_before: usize,
-    /// Percent of live entries losing access.
+    /// Percent of a family's live addresses losing access (the larger of
+    /// the two families).
     pub shrink_percent: f64,
-    /// Why the guard would refuse, if it would.
+    /// Why the guards would refuse, if they would.
     pub refusal: Option<String>,
+    /// The guards' judgement: addresses per family and every refusal.
+    pub guard: Judgement,
     /// IPv4 prefixes live after (or that would be).
     pub v4_after: usize,
     /// IPv6 prefixes live after (or that would be).
     pub v6_after: usize,
+    /// How the maps had drifted from the list they record as applied,
+    /// when that is the list applied now: repaired when `applied`.
+    pub drift: Vec<String>,
+    /// Fast-path words written.
+    pub fast_path_writes: usize,
 }
 
 /// What [`apply_list`] does with the change it computes.
@@ -47,78 +58,86 @@ pub enum ApplyMode {
     ApplyUnlessRefused,
 }
 
+/// How far [`apply_list`] checks the maps when their record says they
+/// hold the list it applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verify {
+    /// Compare the tries' counts and checksums and the fast path's
+    /// checksum with the record (a walk of the tries' keys and one read of
+    /// the fast path); read everything back and repair only when they
+    /// differ. What every refresh does.
+    Cheap,
+    /// Read everything back and repair any difference from the list,
+    /// whatever the record says (`refresh --force`, `attach`).
+    Full,
+}
+
 /// Compares `new` with the live allowlist and applies it as `mode` says:
-/// nothing when they are equal; a refusal when `guard` says the list
-/// shrinks too much; otherwise every insert, then every delete (see
-/// [`crate::fast_path`] for the fast path's writes in between). When the
-/// maps' digest says they already hold `new`, nothing is read back.
+/// nothing when they are equal; a refusal when `guard` refuses the change;
+/// otherwise every insert, then every delete (see [`crate::fast_path`] for
+/// the fast path's writes in between).
+///
+/// When the maps' record says they hold `new` already, the guards have
+/// nothing to judge: the maps are checked as `verify` says, and whatever
+/// drifted from `new` behind mxgate's back (a key added to a trie, a word
+/// of the fast path changed) is put back.
 pub fn apply_list(
     allow: &mut AllowMaps,
     config: &mut ConfigMap,
     new: &Allowlist,
     guard: Guard,
     mode: ApplyMode,
+    verify: Verify,
 ) -> anyhow::Result<RefreshOutcome> {
-    if allow.digest()? == Some(fast_path::digest(new)) {
-        return Ok(RefreshOutcome {
-            applied: false,
-            live_before: new.len(),
-            shrink_percent: 0.0,
-            refusal: None,
-            v4_after: new.v4.len(),
-            v6_after: new.v6.len(),
-            diff: Diff {
-                v4: FamilyDiff {
-                    unchanged: new.v4.len(),
-                    ..FamilyDiff::default()
-                },
-                v6: FamilyDiff {
-                    unchanged: new.v6.len(),
-                    ..FamilyDiff::default()
-                },
-            },
-        });
+    let record = allow
+        .record()?
+        .filter(|r| r.digest == fast_path::digest(new));
+    let mut drift = Vec::new();
+    if let Some(record) = record {
+        drift = record.drift(&allow.survey()?);
+        if drift.is_empty() && verify == Verify::Cheap {
+            return Ok(unchanged(new));
+        }
     }
     let live = allow.read()?;
     let diff = Diff::between(&live, new);
-    let shrink_percent = diff.shrink_percent(new, live.len());
-    let refusal = (shrink_percent > guard.max_shrink && !guard.force).then(|| {
-        format!(
-            "the new list takes access from {} of the {} live entries ({shrink_percent:.1}%), \
-             more than --max-shrink {}%",
-            diff.lost_entries(new),
-            live.len(),
-            guard.max_shrink
-        )
-    });
+    let judgement = guard.judge(&live, new);
+    // The list applied already: putting drifted maps back changes no list.
+    let refusal = if record.is_some() {
+        None
+    } else {
+        judgement.refusal_message()
+    };
     let mut outcome = RefreshOutcome {
         applied: false,
         live_before: live.len(),
-        shrink_percent,
-        refusal,
+        shrink_percent: judgement.shrink_percent(),
+        refusal: record.is_none().then(|| judgement.reason()).flatten(),
+        guard: judgement,
         v4_after: new.v4.len(),
         v6_after: new.v6.len(),
         diff,
+        drift,
+        fast_path_writes: 0,
     };
     if mode == ApplyMode::Preview {
         return Ok(outcome);
     }
     if outcome.diff.is_empty() {
-        // The tries hold the list, but without its digest the fast path may
-        // not (a refresh killed halfway, or another mxgate): bring it in step.
-        outcome.applied = allow.apply(&live, &outcome.diff, new, config)? > 0;
+        // The tries hold the list, but the fast path or the record may not
+        // (a refresh killed halfway, drift, another mxgate): bring them in
+        // step.
+        outcome.fast_path_writes = allow.apply(&live, &outcome.diff, new, config)?;
+        outcome.applied = outcome.fast_path_writes > 0;
         return Ok(outcome);
     }
-    if let Some(reason) = &outcome.refusal {
+    if let Some(message) = refusal {
         if mode == ApplyMode::ApplyUnlessRefused {
             return Ok(outcome);
         }
-        return Err(Refused(format!(
-            "{reason}; nothing changed. Check the list, or run again with --force              (or a larger --max-shrink)"
-        ))
-        .into());
+        return Err(Refused(message).into());
     }
-    allow.apply(&live, &outcome.diff, new, config)?;
+    outcome.fast_path_writes = allow.apply(&live, &outcome.diff, new, config)?;
     outcome.applied = true;
     Ok(outcome)
 }
@@ -146,8 +165,84 @@ pub fn keep_if_live(allow: &AllowMaps, list: &ParsedList) {
     }
 }
 
-/// `mxgate refresh`.
+
+/// The outcome of a refresh whose list the maps hold, checked.
+fn unchanged(new: &Allowlist) -> RefreshOutcome {
+    RefreshOutcome {
+        applied: false,
+        live_before: new.len(),
+        shrink_percent: 0.0,
+        refusal: None,
+        guard: Judgement::default(),
+        v4_after: new.v4.len(),
+        v6_after: new.v6.len(),
+        diff: Diff {
+            v4: FamilyDiff {
+                unchanged: new.v4.len(),
+                ..FamilyDiff::default()
+            },
+            v6: FamilyDiff {
+                unchanged: new.v6.len(),
+                ..FamilyDiff::default()
+            },
+        },
+        drift: Vec::new(),
+        fast_path_writes: 0,
+    }
+}
+
+/// `mxgate refresh`. With `--json`, a failure is printed as JSON too
+/// (and still exits with its status); `--diff` of a list the guards refuse
+/// prints the change, then exits 3 as the refresh would.
 pub fn command(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<()> {
+    let outcome = match refresh(pins, request) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            if request.json {
+                print_json(&json!({ "ok": false, "applied": false }), &e)?;
+            }
+            return Err(e);
+        }
+    };
+    let refused = if request.preview && outcome.refusal.is_some() {
+        outcome.guard.refusal_message().map(Refused)
+    } else {
+        None
+    };
+    if request.json {
+        let value = serde_json::to_value(&outcome)?;
+        match refused {
+            Some(refused) => {
+                let e = anyhow::Error::new(refused);
+                print_json(&value, &e)?;
+                return Err(e);
+            }
+            None => {
+                let mut value = value;
+                value["ok"] = json!(true);
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            }
+        }
+        return Ok(());
+    }
+    print_outcome(&outcome, request.preview);
+    match refused {
+        Some(refused) => Err(refused.into()),
+        None => Ok(()),
+    }
+}
+
+/// Prints `value` with `ok: false`, the error and its exit status.
+fn print_json(value: &serde_json::Value, e: &anyhow::Error) -> anyhow::Result<()> {
+    let mut value = value.clone();
+    value["ok"] = json!(false);
+    value["error"] = json!(format!("{e:#}"));
+    value["exit_status"] = json!(exit_status(e));
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
+}
+
+fn refresh(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<RefreshOutcome> {
     let list = read_nonempty_list(&request.list)?;
     let (_lock, installed) = open_locked(pins)?;
     let mut allow = AllowMaps::open(&installed)?;
@@ -157,27 +252,45 @@ pub fn command(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<()> {
     } else {
         ApplyMode::Apply
     };
+    // --force means "apply this list as it is": the maps are read back
+    // whatever their record says.
+    let verify = if request.guard.force {
+        Verify::Full
+    } else {
+        Verify::Cheap
+    };
     let outcome = apply_list(
         &mut allow,
         &mut config,
         &list.allowlist,
         request.guard,
         mode,
+        verify,
     )
     .context("refreshing the allowlist")?;
     if !request.preview {
         keep_if_live(&allow, &list);
     }
-    if request.json {
-        println!("{}", serde_json::to_string_pretty(&outcome)?);
-        return Ok(());
-    }
+    Ok(outcome)
+}
+
+fn print_outcome(outcome: &RefreshOutcome, preview: bool) {
     let d = &outcome.diff;
+    if !outcome.drift.is_empty() {
+        let drift = printable(&outcome.drift.join("; "));
+        if preview {
+            println!(
+                "the maps have drifted from the list applied last ({drift}); a refresh repairs that"
+            );
+        } else {
+            println!("repaired drift: the maps had drifted from the list applied last ({drift})");
+        }
+    }
     if d.is_empty() && outcome.applied {
         println!(
             "no change to the allowlist ({} IPv4 and {} IPv6 prefixes); its fast path was out of \
-             step (a refresh interrupted?) and has been rewritten",
-            outcome.v4_after, outcome.v6_after
+             step and has been rewritten ({} words)",
+            outcome.v4_after, outcome.v6_after, outcome.fast_path_writes
         );
     } else if d.is_empty() {
         println!(
@@ -185,7 +298,7 @@ pub fn command(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<()> {
              nothing written",
             outcome.v4_after, outcome.v6_after
         );
-    } else if request.preview {
+    } else if preview {
         for line in d.lines() {
             println!("{line}");
         }
@@ -196,7 +309,7 @@ pub fn command(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<()> {
             d.unchanged()
         );
         if let Some(reason) = &outcome.refusal {
-            println!("refresh would refuse: {reason} (use --force to apply anyway)");
+            println!("refresh would refuse: {reason}");
         }
     } else {
         println!(
@@ -210,7 +323,6 @@ pub fn command(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<()> {
             outcome.v6_after
         );
     }
-    Ok(())
 }
 
 /// `mxgate check`: validates and summarises a list; no kernel needed.

@@ -66,7 +66,12 @@ pub fn command(pins: &PinDir, request: &RunRequest) -> anyhow::Result<()> {
         events.extend(attach_for_run(pins, attach, &sink)?);
     } else {
         let installed = Installed::require(pins)?;
-        let ifaces = installed.entries().links.join(",");
+        // The interfaces its links still attach, by their names now.
+        let ifaces: Vec<String> = link_states(&installed)
+            .values()
+            .filter_map(|l| l.ifindex)
+            .map(|i| sys::ifname(i).unwrap_or_else(|| format!("#{i}")))
+            .collect();
         let line = if ifaces.is_empty() {
             LogLine::new("warn", "adopted").field(
                 "message",
@@ -91,14 +96,19 @@ pub fn command(pins: &PinDir, request: &RunRequest) -> anyhow::Result<()> {
     for damage in installed.damage() {
         events.push(LogLine::new("warn", "damaged").field("message", damage));
     }
-    // The first interval counts from here: whoever reads these lines and
-    // then sends traffic sees all of it in the stats lines.
-    let baseline = take_reading(&maps.readout)?;
+    let start = Start {
+        // The first interval counts from here: whoever reads these lines
+        // and then sends traffic sees all of it in the stats lines.
+        reading: take_reading(&maps.readout)?,
+        // And a change made as soon as a reader sees them is one the
+        // watcher reports.
+        watcher: Watcher::new(&installed, &maps)?,
+    };
     for event in &events {
         sink.emit(event);
     }
     let result = runtime.block_on(stream(
-        pins, &installed, &maps, &sink, request, baseline, signals,
+        pins, &installed, &maps, &sink, request, start, signals,
     ));
     if let Err(e) = &result {
         sink.emit(&LogLine::new("error", "error").field("message", format!("{e:#}")));
@@ -189,6 +199,15 @@ fn attach_for_run(
     }
     if let Some(outcome) = &report.list {
         let d = &outcome.diff;
+        if !outcome.drift.is_empty() {
+            events.push(LogLine::new("warn", "repaired").field(
+                "message",
+                format!(
+                    "the maps had drifted from the list applied last ({}); put back",
+                    outcome.drift.join("; ")
+                ),
+            ));
+        }
         let line = match &outcome.refusal {
             Some(reason) if !outcome.applied && !d.is_empty() => {
                 LogLine::new("warn", "refresh_refused")
@@ -208,19 +227,28 @@ fn attach_for_run(
         events.push(line);
     }
     for a in &report.interfaces {
-        events.push(
-            LogLine::info("attached")
-                .field("iface", a.iface.clone())
-                .field("mode", a.mode)
-                .field("link", a.link_id)
-                .field("program", a.program_id)
-                .field("already", !a.new),
-        );
+        let mut line = LogLine::info("attached")
+            .field("iface", a.iface.clone())
+            .field("mode", a.mode)
+            .field("link", a.link_id)
+            .field("program", a.program_id)
+            .field("already", !a.new);
+        if let Some(was) = &a.renamed_from {
+            line = line.field("renamed_from", was.clone());
+        }
+        events.push(line);
     }
     for note in &report.notes {
         events.push(LogLine::new("warn", "note").field("message", note.clone()));
     }
     Ok(events)
+}
+
+/// What the first stats line and the first watch compare with, taken
+/// before run's first line.
+struct Start {
+    reading: Reading,
+    watcher: Watcher,
 }
 
 async fn stream(
@@ -229,9 +257,13 @@ async fn stream(
     maps: &Maps,
     sink: &Arc<LogSink>,
     request: &RunRequest,
-    mut previous: Reading,
+    start: Start,
     mut signals: Signals,
 ) -> anyhow::Result<()> {
+    let Start {
+        reading: mut previous,
+        mut watcher,
+    } = start;
     let forwarder = Forwarder::new(Arc::clone(sink), request.kernel_log);
     let logger = match installed.program_id() {
         Some(id) => match EbpfLogger::init_from_id_with_logger(id, forwarder.clone()) {
@@ -262,7 +294,6 @@ async fn stream(
     };
     let mut logger = logger;
 
-    let mut watcher = Watcher::new(installed, maps)?;
     let prom_file = usable_prom_file(request.prom_file.as_deref(), sink);
     if let Some(path) = prom_file
         && let Err(e) = write_prom_file(path, &previous, &watcher.state, request.top)
@@ -318,22 +349,76 @@ async fn stream(
     Ok(())
 }
 
+/// How often `unprotected` is repeated while the filter stays attached to
+/// no interface: once when it happens, then this often, so a lasting
+/// state is seen in the log without filling it.
+pub const UNPROTECTED_REMINDER: Duration = Duration::from_secs(15 * 60);
+
 /// Turns changes made by other commands, and damage, into event lines.
 struct Watcher {
     config: Config,
     state: FilterState,
-    /// Each attached interface and whether it still exists.
-    links: BTreeMap<String, bool>,
+    /// Each pinned link, by its pin's interface name.
+    links: BTreeMap<String, LinkState>,
     damage: Vec<String>,
+    unprotected: Reminder,
+}
+
+/// What a pinned link attaches, as last seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LinkState {
+    link_id: u32,
+    /// The interface it attaches; `None` once it attaches none.
+    ifindex: Option<u32>,
+}
+
+/// When to say that the filter protects nothing: when it starts to, then
+/// every `every` while it lasts.
+#[derive(Clone, Copy, Debug)]
+struct Reminder {
+    every: Duration,
+    last: Option<Instant>,
+}
+
+impl Reminder {
+    fn new(every: Duration) -> Self {
+        Self { every, last: None }
+    }
+
+    /// Whether to log now, given whether the condition holds at `now`;
+    /// `Some(true)` for the first line, `Some(false)` for a reminder.
+    fn due(&mut self, holds: bool, now: Instant) -> Option<bool> {
+        if !holds {
+            self.last = None;
+            return None;
+        }
+        match self.last {
+            None => {
+                self.last = Some(now);
+                Some(true)
+            }
+            Some(last) if now.duration_since(last) >= self.every => {
+                self.last = Some(now);
+                Some(false)
+            }
+            Some(_) => None,
+        }
+    }
 }
 
 impl Watcher {
     fn new(installed: &Installed, maps: &Maps) -> anyhow::Result<Self> {
+        let links = link_states(installed);
+        let mut unprotected = Reminder::new(UNPROTECTED_REMINDER);
+        // Adopting a filter attached nowhere already said so (`adopted`
+        // at warn); the reminders count from then.
+        unprotected.due(!links.values().any(|l| l.ifindex.is_some()), Instant::now());
         Ok(Self {
             config: maps.config.read()?,
             state: filter_state(&maps.config, &maps.allow)?,
-            links: link_states(installed),
+            links,
             damage: installed.damage(),
+            unprotected,
         })
     }
 
@@ -342,32 +427,77 @@ impl Watcher {
     fn changes(&mut self, installed: &Installed, maps: &Maps) -> anyhow::Result<Vec<LogLine>> {
         let mut events = Vec::new();
         let links = link_states(installed);
-        for (iface, exists) in &self.links {
-            match links.get(iface) {
-                None => events.push(
+        for (iface, before) in &self.links {
+            // A pin renamed by `attach` (its interface was renamed) keeps
+            // its link.
+            let now = links
+                .get(iface)
+                .or_else(|| links.values().find(|l| l.link_id == before.link_id));
+            match (before.ifindex, now) {
+                (_, None) => events.push(
                     LogLine::new("warn", "link_removed")
                         .field("iface", iface.clone())
                         .field("message", "the filter no longer protects this interface"),
                 ),
-                Some(false) if *exists => events.push(
-                    LogLine::new("warn", "interface_gone")
-                        .field("iface", iface.clone())
-                        .field(
-                            "message",
-                            "the interface was deleted; its link attaches nothing",
-                        ),
-                ),
+                (Some(ifindex), Some(LinkState { ifindex: None, .. })) => {
+                    events.push(match sys::ifname(ifindex) {
+                        // The interface is there: its link was detached.
+                        Some(name) => LogLine::new("warn", "link_detached")
+                            .field("iface", name.clone())
+                            .field(
+                                "message",
+                                format!(
+                                    "the link was detached from outside (`bpftool link \
+                                     detach`?): the filter no longer protects {name}; `mxgate \
+                                     attach --iface {name} …` restores it"
+                                ),
+                            ),
+                        None => LogLine::new("warn", "interface_gone")
+                            .field("iface", iface.clone())
+                            .field(
+                                "message",
+                                "the interface was deleted; its link attaches nothing",
+                            ),
+                    });
+                }
+                // Attached again (by `attach`) under the same pin.
+                (
+                    None,
+                    Some(LinkState {
+                        ifindex: Some(ifindex),
+                        ..
+                    }),
+                ) => events.push(LogLine::info("attached").field(
+                    "iface",
+                    sys::ifname(*ifindex).unwrap_or_else(|| iface.clone()),
+                )),
                 _ => {}
             }
         }
-        for iface in links.keys().filter(|i| !self.links.contains_key(*i)) {
-            events.push(LogLine::info("attached").field("iface", iface.clone()));
+        for (iface, now) in &links {
+            let renamed_from = self
+                .links
+                .iter()
+                .find(|(i, l)| *i != iface && l.link_id == now.link_id && !links.contains_key(*i))
+                .map(|(i, _)| i.clone());
+            if !self.links.contains_key(iface) {
+                let mut line = LogLine::info("attached").field("iface", iface.clone());
+                if let Some(was) = renamed_from {
+                    line = line.field("renamed_from", was);
+                }
+                events.push(line);
+            }
         }
-        if !self.links.is_empty() && !links.values().any(|exists| *exists) {
-            events.push(LogLine::new("warn", "unprotected").field(
+        let nowhere = !links.values().any(|l| l.ifindex.is_some());
+        if let Some(first) = self.unprotected.due(nowhere, Instant::now()) {
+            let mut line = LogLine::new("warn", "unprotected").field(
                 "message",
                 "the filter is attached to no interface: it protects nothing",
-            ));
+            );
+            if !first {
+                line = line.field("reminder", true);
+            }
+            events.push(line);
         }
         self.links = links;
         let damage = installed.damage();
@@ -411,16 +541,21 @@ impl Watcher {
     }
 }
 
-/// Each link pin's interface, and whether its interface still exists.
-fn link_states(installed: &Installed) -> BTreeMap<String, bool> {
+/// Each link pin's interface name and what its link attaches.
+fn link_states(installed: &Installed) -> BTreeMap<String, LinkState> {
     installed
         .entries()
         .links
         .iter()
-        .map(|iface| {
-            let alive = sys::pinned_xdp_link(&installed.pins().link(iface))
-                .is_ok_and(|link| link.ifindex != 0);
-            (iface.clone(), alive)
+        .filter_map(|iface| {
+            let link = sys::pinned_xdp_link(&installed.pins().link(iface)).ok()?;
+            Some((
+                iface.clone(),
+                LinkState {
+                    link_id: link.link_id,
+                    ifindex: (link.ifindex != 0).then_some(link.ifindex),
+                },
+            ))
         })
         .collect()
 }
@@ -547,4 +682,27 @@ impl log::Log for Forwarder {
     }
 
     fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unprotected_is_said_once_then_at_the_reminder_interval() {
+        let every = Duration::from_secs(900);
+        let mut r = Reminder::new(every);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(r.due(false, at(0)), None);
+        assert_eq!(r.due(true, at(1)), Some(true));
+        for s in 2..900 {
+            assert_eq!(r.due(true, at(s)), None, "second {s}");
+        }
+        assert_eq!(r.due(true, at(901)), Some(false));
+        assert_eq!(r.due(true, at(902)), None);
+        // Protected again, then not: said at once.
+        assert_eq!(r.due(false, at(903)), None);
+        assert_eq!(r.due(true, at(904)), Some(true));
+    }
 }

@@ -1,7 +1,7 @@
 //! `open`, `enforce` and `detach`: the switches an administrator flips.
 
 use super::{DetachRequest, open_locked};
-use crate::{filter::ConfigMap, links, pins::PinDir};
+use crate::{filter::ConfigMap, links, pins::PinDir, report::printable};
 
 /// `mxgate open` (`open` true) and `mxgate enforce` (`open` false). Needs
 /// only CONFIG, so it works on a filter missing any other pin.
@@ -52,26 +52,47 @@ pub fn detach(pins: &PinDir, request: &DetachRequest) -> anyhow::Result<()> {
                 pins.root().display()
             )
         };
-        println!("{what}");
+        println!("{}", printable(&what));
+        for impostor in &entries.impostors {
+            println!(
+                "left {} in place: it {}, not this filter's",
+                printable(&impostor.name),
+                printable(&impostor.holds)
+            );
+        }
         if !left.is_empty() {
+            let names: Vec<String> = left.iter().map(|n| printable(n)).collect();
             println!(
                 "left {} in place: not mxgate's (the directory stays while they are there)",
-                left.join(", ")
+                names.join(", ")
             );
         }
         return Ok(());
     }
+    let mut detached = Vec::new();
     for iface in &request.ifaces {
-        if links::detach(pins, &entries, iface)? {
-            println!("detached from {iface}");
-        } else {
-            println!("not attached to {iface}; nothing to do");
+        let shown = printable(iface);
+        match links::detach(pins, &entries, iface)? {
+            links::Detached::Done { pin } => {
+                if pin == *iface {
+                    println!("detached from {shown}");
+                } else {
+                    println!(
+                        "detached from {shown} (its link was pinned as link_{}, its name when \
+                         attached)",
+                        printable(&pin)
+                    );
+                }
+                detached.push(pin);
+            }
+            links::Detached::NotAttached => println!("not attached to {shown}; nothing to do"),
         }
     }
-    let left: Vec<&String> = entries
+    let left: Vec<String> = entries
         .links
         .iter()
-        .filter(|l| !request.ifaces.contains(l))
+        .filter(|l| !detached.contains(l))
+        .map(|l| printable(l))
         .collect();
     if left.is_empty() {
         println!(
@@ -80,8 +101,7 @@ pub fn detach(pins: &PinDir, request: &DetachRequest) -> anyhow::Result<()> {
             pins.root().display()
         );
     } else {
-        let names: Vec<&str> = left.iter().map(|s| s.as_str()).collect();
-        println!("still attached to {}", names.join(", "));
+        println!("still attached to {}", left.join(", "));
     }
     Ok(())
 }

@@ -10,14 +10,14 @@ use aya::{
     maps::{LpmTrie, MapData, MapError, lpm_trie::Key},
 };
 use filter_common::{Ipv4Key, Ipv6Key, MAX_PREFIXES, map_names};
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{ConfigMap, FastMaps, Installed, ignore_missing};
 use crate::{
     allowlist::{Allowlist, Prefix},
     diff::Diff,
     error::Refused,
-    fast_path::{self, BlockMaps, FastPath, Path, Table, Update, Write},
+    fast_path::{self, BlockMaps, FastPath, Path, Record, Survey, Table, Update, Write},
 };
 
 /// The two tries, one per family (each entry's value is its prefix
@@ -25,6 +25,8 @@ use crate::{
 pub struct AllowMaps {
     v4: LpmTrie<MapData, Ipv4Key, u8>,
     v6: LpmTrie<MapData, Ipv6Key, u8>,
+    /// ALLOW_V4's map id, which stamps the list's record as this filter's.
+    owner: u32,
     /// The bitmaps, the /48 table and the list's digest.
     pub fast: FastMaps,
 }
@@ -56,8 +58,11 @@ impl Lookup {
 impl AllowMaps {
     /// Opens both tries' pins.
     pub fn open(installed: &Installed) -> anyhow::Result<Self> {
+        let v4 = installed.map_data(map_names::ALLOW_V4)?;
+        let owner = v4.info().context("reading ALLOW_V4's info")?.id();
         Ok(Self {
-            v4: installed.map(map_names::ALLOW_V4)?,
+            v4: Installed::typed(v4, &installed.pins().map(map_names::ALLOW_V4))?,
+            owner,
             v6: installed.map(map_names::ALLOW_V6)?,
             fast: FastMaps::open(installed)?,
         })
@@ -107,8 +112,8 @@ impl AllowMaps {
             }
         };
         let update = Update::new(diff.clone(), live_maps, &wanted);
-        if self.fast.digest()?.is_some() {
-            self.fast.set_digest(None)?;
+        if self.fast.record()?.is_some() {
+            self.fast.set_record(None, self.owner)?;
         }
         remove_all(&mut self.v4, &early_v4, map_names::ALLOW_V4)?;
         remove_all(&mut self.v6, &early_v6, map_names::ALLOW_V6)?;
@@ -127,7 +132,8 @@ impl AllowMaps {
                 }
             }
         }
-        self.fast.set_digest(Some(fast_path::digest(new)))?;
+        self.fast
+            .set_record(Some(Record::of(new, &wanted)), self.owner)?;
         if !update.is_empty() {
             config.bump_list_generation()?;
         }
@@ -138,6 +144,65 @@ impl AllowMaps {
     /// [`fast_path::digest`]).
     pub fn digest(&self) -> anyhow::Result<Option<[u8; 32]>> {
         self.fast.digest()
+    }
+
+    /// What LIST_DIGEST records of the list the maps hold, when known.
+    pub fn record(&self) -> anyhow::Result<Option<Record>> {
+        self.fast.record()
+    }
+
+    /// Records `record` as the maps' (see [`FastMaps::set_record`]): for
+    /// tests that play another tool writing the maps.
+    pub fn set_record(&mut self, record: Option<Record>) -> anyhow::Result<()> {
+        self.fast.set_record(record, self.owner)
+    }
+
+    /// The maps as they are, in the terms of their [`Record`]: what a
+    /// refresh with the recorded list checks before it trusts the record.
+    /// Walks the tries' keys and reads the fast path once; allocates
+    /// nothing.
+    pub fn survey(&self) -> anyhow::Result<Survey> {
+        let (v4, v4_sum) = survey_trie::<Ipv4Net>(&self.v4, map_names::ALLOW_V4)?;
+        let (v6, v6_sum) = survey_trie::<Ipv6Net>(&self.v6, map_names::ALLOW_V6)?;
+        Ok(Survey {
+            entries: [v4, v6],
+            trie_sums: [v4_sum, v6_sum],
+            fast_sum: self.fast.live_sum(),
+        })
+    }
+
+    /// Every way the maps are out of step: with their record (the tries
+    /// or the fast path changed since the list was applied, or no record
+    /// at all), and the fast path with the tries. Empty when in step.
+    pub fn consistency(&self) -> anyhow::Result<Consistency> {
+        let tries = self.read()?;
+        let record = self.record()?;
+        let mut found = Vec::new();
+        match &record {
+            None => found.push(
+                "no list is recorded as applied (LIST_DIGEST is clear): a refresh is under way \
+                 or was interrupted"
+                    .to_owned(),
+            ),
+            Some(record) => {
+                found.extend(record.drift(&self.survey()?));
+                if found.is_empty() && record.digest != fast_path::digest(&tries) {
+                    found.push(
+                        "the tries hold other prefixes than the list applied last".to_owned(),
+                    );
+                }
+            }
+        }
+        let wanted = FastPath::from_list(&tries);
+        let live = self.fast.snapshot();
+        let mut fast = fast_path::differences(live.maps(), &wanted);
+        let shown: Vec<String> = fast.by_ref().take(MAX_DIFFERENCES_SHOWN).collect();
+        let more = fast.count();
+        found.extend(shown.into_iter().map(|d| format!("fast path: {d}")));
+        if more > 0 {
+            found.push(format!("fast path: {more} more differences"));
+        }
+        Ok(Consistency { differences: found })
     }
 
     /// What the program does with `addr`: its way through the fast path,
@@ -176,6 +241,43 @@ impl AllowMaps {
             &FastPath::from_list(&self.read()?),
         ))
     }
+}
+
+/// Most fast-path differences [`AllowMaps::consistency`] names one by one.
+const MAX_DIFFERENCES_SHOWN: usize = 10;
+
+/// How the maps stand against their record and each other.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Consistency {
+    /// Each difference, in words; empty when everything is in step.
+    pub differences: Vec<String>,
+}
+
+impl Consistency {
+    /// True when the maps hold what their record says and the fast path
+    /// is the tries'.
+    pub fn in_step(&self) -> bool {
+        self.differences.is_empty()
+    }
+}
+
+/// The number of prefixes in `trie` and their [`fast_path::prefix_sum`].
+fn survey_trie<N>(trie: &LpmTrie<MapData, N::Octets, u8>, name: &str) -> anyhow::Result<(u32, u64)>
+where
+    N: Prefix,
+    N::Octets: Pod,
+{
+    let (mut count, mut sum) = (0u32, 0u64);
+    for key in trie.keys() {
+        let key = key.with_context(|| format!("reading {name}"))?;
+        let len = u8::try_from(key.prefix_len()).ok();
+        let net = len
+            .and_then(|len| N::from_octets(key.data(), len))
+            .with_context(|| format!("{name} holds an entry of length {}", key.prefix_len()))?;
+        count = count.saturating_add(1);
+        sum = sum.wrapping_add(fast_path::prefix_term(net.network_key(), net.length()));
+    }
+    Ok((count, sum))
 }
 
 /// The prefixes live after a change: `live` with `added`, without `removed`.

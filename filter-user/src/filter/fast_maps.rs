@@ -16,7 +16,7 @@ use filter_common::{
 };
 
 use super::Installed;
-use crate::fast_path::{FastPath, Table};
+use crate::fast_path::{self, FastPath, Record, Table};
 
 /// An array map as its bare [`MapData`], to be mapped into memory.
 struct RawArray(MapData);
@@ -121,6 +121,12 @@ impl Bitmap {
         unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u64>(), self.len) }
     }
 
+    /// The words as they are now, one at a time (another writer may
+    /// change those not yet read).
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.words().iter().map(|w| w.load(Ordering::Relaxed))
+    }
+
     /// The words as they are now.
     pub fn snapshot(&self) -> Vec<u64> {
         self.words()
@@ -200,23 +206,45 @@ impl FastMaps {
         }
     }
 
-    /// The digest of the list the maps hold, if it is known.
-    pub fn digest(&self) -> anyhow::Result<Option<[u8; 32]>> {
+    /// What LIST_DIGEST records of the list the maps hold, if it is known.
+    pub fn record(&self) -> anyhow::Result<Option<Record>> {
         let d = self.digest.get(&0, 0).context("reading LIST_DIGEST")?;
-        Ok((d.valid == DIGEST_VALID).then_some(d.digest))
+        Ok((d.valid == DIGEST_VALID).then_some(Record {
+            digest: d.digest,
+            entries: d.entries,
+            trie_sums: d.trie_sums,
+            fast_sum: d.fast_sum,
+        }))
     }
 
-    /// Records `digest` as the list's, or (with `None`) that the maps are
-    /// being changed and no digest describes them.
-    pub fn set_digest(&mut self, digest: Option<[u8; 32]>) -> anyhow::Result<()> {
-        let value = match digest {
-            Some(digest) => ListDigest {
+    /// The digest of the list the maps hold, if it is known.
+    pub fn digest(&self) -> anyhow::Result<Option<[u8; 32]>> {
+        Ok(self.record()?.map(|r| r.digest))
+    }
+
+    /// Records `record` as the maps', or (with `None`) that the maps are
+    /// being changed and nothing describes them; either way stamped as the
+    /// record of `owner`, the filter's ALLOW_V4 map id.
+    pub fn set_record(&mut self, record: Option<Record>, owner: u32) -> anyhow::Result<()> {
+        let value = match record {
+            Some(r) => ListDigest {
                 valid: DIGEST_VALID,
-                reserved: 0,
-                digest,
+                owner,
+                digest: r.digest,
+                entries: r.entries,
+                trie_sums: r.trie_sums,
+                fast_sum: r.fast_sum,
             },
-            None => ListDigest::default(),
+            None => ListDigest {
+                owner,
+                ..ListDigest::default()
+            },
         };
         self.digest.set(0, &value, 0).context("writing LIST_DIGEST")
+    }
+
+    /// The checksum of the live fast path's words ([`fast_path::fast_sum`]).
+    pub fn live_sum(&self) -> u64 {
+        fast_path::fast_sum(self.v4.iter(), self.v6.iter(), self.slots.iter())
     }
 }

@@ -30,7 +30,7 @@ use aya::{
     programs::{ProgramInfo, Xdp},
 };
 use aya_obj::programs::XdpAttachType;
-use filter_common::{Config, LAYOUT_VERSION, PROGRAM_NAME, map_names};
+use filter_common::{Config, LAYOUT_VERSION, PROGRAM_NAME, fast_path::ListDigest, map_names};
 
 pub use self::{
     allowlist::{AllowMaps, Lookup},
@@ -151,6 +151,20 @@ impl Installed {
         self.program.as_ref().map(|p| p.id)
     }
 
+    /// When the program was loaded: the time its pin was made (attach
+    /// makes it right after loading; a repair that pins it again keeps the
+    /// load time). A stored time, so it does not move with the boot clock
+    /// or a clock step as one computed from the kernel's boot-time stamp
+    /// would. `None` while the program's pin is missing.
+    pub fn loaded_at(&self) -> Option<std::time::SystemTime> {
+        if !self.entries.program {
+            return None;
+        }
+        std::fs::symlink_metadata(self.pins.program())
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
     /// The kernel's view of the live program.
     pub fn program_info(&self) -> anyhow::Result<Option<ProgramInfo>> {
         let Some(program) = &self.program else {
@@ -172,6 +186,21 @@ impl Installed {
         M: TryFrom<Map, Error = MapError>,
     {
         let path = self.pins.map(name);
+        Self::typed(self.map_data(name)?, &path)
+    }
+
+    /// A map's data, opened as [`Installed::map`] does.
+    pub fn map_data(&self, name: &str) -> anyhow::Result<MapData> {
+        // A pin at the map's name holding another filter's map is never
+        // written (nor read as this filter's).
+        if let Some(impostor) = self.entries.impostor(name) {
+            return Err(Refused(format!(
+                "{}; nothing changed",
+                impostor.describe(self.pins.root())
+            ))
+            .into());
+        }
+        let path = self.pins.map(name);
         let data = if self.entries.maps.contains(&name) {
             MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?
         } else {
@@ -185,6 +214,14 @@ impl Installed {
                 )
             })?
         };
+        Ok(data)
+    }
+
+    /// `data`, the map at `path`, as the kind of map `M`.
+    pub fn typed<M>(data: MapData, path: &std::path::Path) -> anyhow::Result<M>
+    where
+        M: TryFrom<Map, Error = MapError>,
+    {
         let map =
             Map::from_map_data(data).with_context(|| format!("opening {}", path.display()))?;
         M::try_from(map)
@@ -229,12 +266,23 @@ impl Installed {
             )),
             Some(_) => {}
         }
+        for impostor in &self.entries.impostors {
+            found.push(impostor.describe(self.pins.root()));
+        }
         for name in self.entries.missing_maps() {
+            if self.entries.impostor(name).is_some() {
+                continue;
+            }
             let reachable = self.map_through_program(name).ok().flatten().is_some();
             found.push(if reachable {
                 format!(
                     "{dir}/{name} is missing; the map still works (found through the program; \
                      `mxgate attach` re-pins it)"
+                )
+            } else if name == map_names::LIST_DIGEST {
+                format!(
+                    "{dir}/{name} is gone (the program does not use it, so nothing kept it): \
+                     `mxgate attach` makes a new one, and the next refresh reads the maps back"
                 )
             } else {
                 format!("{dir}/{name} is gone")
@@ -246,8 +294,23 @@ impl Installed {
     /// Prints each missing piece as a warning.
     pub fn warn_damage(&self) {
         for damage in self.damage() {
-            eprintln!("mxgate: warning: {damage}");
+            eprintln!("mxgate: warning: {}", crate::report::printable(&damage));
         }
+    }
+
+    /// Refuses (exit 3) when a pin at the program's or a map's name holds
+    /// something not this filter's: attach would use it or pin over it.
+    pub fn refuse_impostors(pins: &PinDir, entries: &Entries) -> anyhow::Result<()> {
+        let found: Vec<String> = entries
+            .impostors
+            .iter()
+            .filter(|i| !i.name.starts_with("link_"))
+            .map(|i| i.describe(pins.root()))
+            .collect();
+        if found.is_empty() {
+            return Ok(());
+        }
+        Err(Refused(format!("{}; nothing changed", found.join("; "))).into())
     }
 
     /// Pins again whatever is missing but still alive: the program (from a
@@ -265,6 +328,10 @@ impl Installed {
             let path = self.pins.program();
             sys::pin_fd(std::os::fd::AsFd::as_fd(&fd), &path)
                 .with_context(|| format!("pinning the program again at {}", path.display()))?;
+            // The pin's time is the load time `status` shows: keep it.
+            if let Some(loaded) = info.loaded_at() {
+                let _ = sys::set_mtime(&path, loaded);
+            }
             self.entries.program = true;
             repaired.push(format!(
                 "{} (the program running on {iface})",
@@ -272,12 +339,21 @@ impl Installed {
             ));
         }
         for name in self.entries.missing_maps() {
+            let path = self.pins.map(name);
             if let Some(data) = self.map_through_program(name)? {
-                let path = self.pins.map(name);
                 data.pin(&path)
                     .with_context(|| format!("pinning {name} again at {}", path.display()))?;
                 self.entries.maps.push(name);
                 repaired.push(path.display().to_string());
+            } else if name == map_names::LIST_DIGEST {
+                // Only its pin kept it. A new, empty record says "unknown":
+                // the next refresh reads the maps back.
+                let fd = sys::create_array(name, size_of::<ListDigest>(), 1)
+                    .with_context(|| format!("creating a new {name}"))?;
+                sys::pin_fd(std::os::fd::AsFd::as_fd(&fd), &path)
+                    .with_context(|| format!("pinning a new {name} at {}", path.display()))?;
+                self.entries.maps.push(name);
+                repaired.push(format!("{} (a new, empty one)", path.display()));
             }
         }
         Ok(repaired)

@@ -202,3 +202,129 @@ fn run_adopting_a_filter_attached_nowhere_warns() {
         "{v}"
     );
 }
+
+// ---------------------------------------------------------------------
+// Attached nowhere, said once; a link detached from outside is not a
+// deleted interface (issue 18, item 9).
+
+/// The events of run's JSON lines up to the `count`-th `stats` line.
+fn events_until_stats<B: io::BufRead>(lines: &mut io::Lines<B>, count: usize) -> Vec<Value> {
+    let mut seen = Vec::new();
+    let mut stats = 0;
+    while stats < count {
+        let line = lines.next().expect("run ended early").expect("reading run");
+        let v: Value = serde_json::from_str(&line).expect("a JSON log line");
+        if v["event"] == "stats" {
+            stats += 1;
+        }
+        seen.push(v);
+    }
+    seen
+}
+
+#[test]
+fn unprotected_is_said_when_it_happens_not_every_second() {
+    let h = Host::new("ho-once");
+    h.s.wire.server.add_veth("mx-b").unwrap();
+    h.mx()
+        .ok(&["attach", "--iface", "mx-b", "--ranges", &h.s.ranges()]);
+    h.mx().ok(&["detach", "--iface", SERVER_IF]);
+    let mut run = h
+        .mx()
+        .start(&["run", "--log-format", "json", "--interval", "1"]);
+    let mut lines = run.lines();
+    let (adopted, _) = until_event(&mut lines, "adopted");
+    assert_eq!(adopted["level"], "info", "{adopted}");
+    assert_eq!(
+        adopted["interfaces"],
+        serde_json::json!(["mx-b"]),
+        "{adopted}"
+    );
+    // The last attached interface goes: said once...
+    h.s.wire.server.ip(&["link", "del", "mx-b"]).unwrap();
+    let (gone, _) = until_event(&mut lines, "interface_gone");
+    assert_eq!(gone["iface"], "mx-b", "{gone}");
+    let (v, _) = until_event(&mut lines, "unprotected");
+    assert_eq!(v["level"], "warn", "{v}");
+    // ... and not again for the next three intervals (it used to be every
+    // second; the reminder comes every 15 minutes).
+    let after = events_until_stats(&mut lines, 3);
+    assert!(
+        !after.iter().any(|v| v["event"] == "unprotected"),
+        "{after:?}"
+    );
+    assert!(run.signal(libc::SIGTERM).success());
+
+    // Adopting it now, with a link pinned but attached to nothing: a
+    // warning, not a plain `adopted`.
+    let mut run = h.mx().start(&["run", "--log-format", "json"]);
+    let (adopted, _) = until_event(&mut run.lines(), "adopted");
+    assert_eq!(adopted["level"], "warn", "{adopted}");
+    assert_eq!(adopted["interfaces"], serde_json::json!([]), "{adopted}");
+    assert!(
+        adopted["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("protects nothing"),
+        "{adopted}"
+    );
+    assert!(run.signal(libc::SIGTERM).success());
+}
+
+#[test]
+fn a_link_detached_from_outside_is_named_as_such_and_attach_restores_it() {
+    let h = Host::new("ho-linkdet");
+    let mut run = h
+        .mx()
+        .start(&["run", "--log-format", "json", "--interval", "1"]);
+    let mut lines = run.lines();
+    until_event(&mut lines, "adopted");
+    // `bpftool link detach pinned DIR/link_mx-mail`: the link and its pin
+    // stay, attached to nothing.
+    let pin = h.mx().pin_dir().join(format!("link_{SERVER_IF}"));
+    filter_user::sys::detach_pinned_link(&pin).expect("BPF_LINK_DETACH");
+    h.s.assert_connects(DENIED_V4, 25);
+    // The first line about it says what happened, not that the interface
+    // was deleted.
+    let mut intervals = 0;
+    let v = loop {
+        let line = lines.next().expect("run ended early").expect("reading run");
+        let v: Value = serde_json::from_str(&line).expect("a JSON log line");
+        if v["event"] == "link_detached" || v["event"] == "interface_gone" {
+            break v;
+        }
+        intervals += usize::from(v["event"] == "stats");
+        assert!(intervals < 5, "run said nothing of the detached link: {v}");
+    };
+    assert_eq!(v["event"], "link_detached", "{v}");
+    assert_eq!(
+        (v["level"].as_str(), v["iface"].as_str()),
+        (Some("warn"), Some(SERVER_IF)),
+        "{v}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`mxgate attach --iface mx-mail …` restores it"),
+        "{v}"
+    );
+    let status = h.expect(0, &["status"], "DETACHED from mx-mail: its link");
+    assert!(
+        status.contains("`mxgate attach --iface mx-mail …` restores it"),
+        "{status}"
+    );
+    assert!(!status.contains("no longer exists"), "{status}");
+    let json: Value = serde_json::from_str(&h.mx().ok(&["status", "--json"])).unwrap();
+    assert_eq!(json["interfaces"][0]["state"], "detached", "{json}");
+    // What status says restores it does.
+    h.expect(
+        0,
+        &["attach", "--iface", SERVER_IF, "--ranges", &h.s.ranges()],
+        "attached to mx-mail",
+    );
+    h.protects();
+    let (v, _) = until_event(&mut lines, "attached");
+    assert_eq!(v["iface"], SERVER_IF, "{v}");
+    assert!(run.signal(libc::SIGTERM).success());
+}

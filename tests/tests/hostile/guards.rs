@@ -17,7 +17,14 @@ fn attach_and_run_take_the_guard_options_and_run_never_loops_on_a_refusal() {
         &["attach", "--iface", SERVER_IF, "--ranges", &other],
         "more than --max-shrink 50%",
     );
-    assert!(out.contains("run again with --force"), "{out}");
+    // The whole message, word for word (a run of spaces once crept in).
+    assert_eq!(
+        out,
+        "mxgate: error: the new list takes access from 256 of the 256 live IPv4 addresses \
+         (100.0%), more than --max-shrink 50%; the new list takes access from 2^80 of the 2^80 \
+         live IPv6 addresses (100.0%), more than --max-shrink 50%; nothing changed. Check the \
+         list, or run again with --force (or a larger --max-shrink)\n"
+    );
     assert_eq!(Live::of(h.mx()), before);
 
     // run (the service) keeps the live list, warns, and keeps running.
@@ -174,4 +181,192 @@ fn limits_are_checked_before_the_kernel_is_touched() {
     );
     assert_eq!(Live::of(h.mx()), before);
     h.protects();
+}
+
+// ---------------------------------------------------------------------
+// The grow guard and the ceiling, and the shrink guard in addresses
+// (issue 18, item 7).
+
+/// 32 prefixes that cover every IPv4 address but 255.255.255.255.
+fn all_but_one() -> String {
+    (1..=32u32)
+        .map(|len| {
+            let start = if len == 1 {
+                0
+            } else {
+                !(u32::MAX >> (len - 1))
+            };
+            format!("{}/{len}\n", std::net::Ipv4Addr::from(start))
+        })
+        .collect()
+}
+
+#[test]
+fn a_list_that_opens_the_gate_is_refused_and_changes_nothing() {
+    let h = Host::new("ho-grow");
+    let before = Live::of(h.mx());
+    let half = h.file("half.txt", "192.0.2.0/24\n0.0.0.0/1\n2001:db8:5e::/48\n");
+    let nearly_all = h.file("all-but-one.txt", &all_but_one());
+    for list in [&half, &nearly_all] {
+        // The ceiling, and the grow guard beside it.
+        let out = h.expect(
+            3,
+            &["refresh", "--ranges", list],
+            "more than any list may (--max-allow-v4 8: as many as a /8 holds, 16,777,216)",
+        );
+        assert!(out.contains("more than --max-grow 10"), "{out}");
+        assert!(
+            out.contains("run again with a larger --max-allow-v4 (--force does not lift it), or --force (or a larger --max-grow)"),
+            "{out}"
+        );
+        // --force lifts the grow guard, not the ceiling.
+        let out = h.expect(
+            3,
+            &["refresh", "--ranges", list, "--force"],
+            "--max-allow-v4 8",
+        );
+        assert!(!out.contains("--max-grow"), "{out}");
+        // --diff shows the change, and exits as the refresh would.
+        let out = h.expect(3, &["refresh", "--ranges", list, "--diff"], "+ 0.0.0.0/1");
+        assert!(
+            out.contains("refresh would refuse: the new list allows"),
+            "{out}"
+        );
+        // attach refuses it too, before anything changes.
+        h.expect(
+            3,
+            &["attach", "--iface", SERVER_IF, "--ranges", list],
+            "--max-allow-v4 8",
+        );
+    }
+    assert_eq!(Live::of(h.mx()), before);
+    h.protects();
+
+    // Under the ceiling, a list 256 times the live one: the grow guard.
+    let wide = h.file("wide.txt", "10.0.0.0/16\n192.0.2.0/24\n2001:db8:5e::/48\n");
+    let out = h.expect(3, &["refresh", "--ranges", &wide], "");
+    assert_eq!(
+        out,
+        "mxgate: error: refreshing the allowlist: the new list allows 65,792 IPv4 addresses, \
+         257.0 times the 256 live ones, more than --max-grow 10; nothing changed. Check the \
+         list, or run again with --force (or a larger --max-grow)\n"
+    );
+    assert_eq!(Live::of(h.mx()), before);
+    h.expect(
+        0,
+        &["refresh", "--ranges", &wide, "--max-grow", "300"],
+        "refreshed: IPv4 +1 -0",
+    );
+    h.expect(
+        0,
+        &["refresh", "--ranges", &h.s.ranges(), "--force"],
+        "refreshed: IPv4 +0 -1",
+    );
+    h.protects();
+}
+
+#[test]
+fn a_first_list_meets_only_the_ceiling() {
+    let s = Setup::new("ho-first");
+    // Nothing live: a list of any size under the ceiling is taken.
+    let big = s.write("big.txt", "10.0.0.0/9\n192.0.2.0/24\n2001:db8:5e::/48\n");
+    let out = s.mx.ok(&["attach", "--iface", SERVER_IF, "--ranges", &big]);
+    assert!(
+        out.contains("allowlist: 2 IPv4 and 1 IPv6 prefixes"),
+        "{out}"
+    );
+    s.mx.ok(&["detach"]);
+    // Over it: refused, and nothing is left behind.
+    let half = s.write("half.txt", "0.0.0.0/1\n");
+    let err =
+        s.mx.fails(3, &["attach", "--iface", SERVER_IF, "--ranges", &half]);
+    assert!(
+        err.contains("more than any list may (--max-allow-v4 8"),
+        "{err}"
+    );
+    assert!(!err.contains("--max-grow"), "{err}");
+    assert!(!s.mx.pin_dir().exists(), "the refused attach left nothing");
+    s.assert_connects(DENIED_V4, 25);
+    // An IPv6 /20 is over the IPv6 ceiling, a /28.
+    let v6 = s.write("v6.txt", "192.0.2.0/24\n2001:db0::/20\n");
+    let err =
+        s.mx.fails(3, &["attach", "--iface", SERVER_IF, "--ranges", &v6]);
+    assert!(
+        err.contains("the new list allows 2^108 IPv6 addresses, more than any list may (--max-allow-v6 28: as many as a /28 holds, 2^100)"),
+        "{err}"
+    );
+    let out = s.mx.ok(&[
+        "attach",
+        "--iface",
+        SERVER_IF,
+        "--ranges",
+        &v6,
+        "--max-allow-v6",
+        "/16",
+    ]);
+    assert!(
+        out.contains("allowlist: 1 IPv4 and 1 IPv6 prefixes"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_shrink_guard_counts_addresses_not_entries() {
+    let h = Host::new("ho-shrinkaddr");
+    let many = h.file(
+        "many.txt",
+        "10.0.0.0/9\n192.0.2.1\n192.0.2.3\n192.0.2.5\n192.0.2.7\n2001:db8:5e::/48\n",
+    );
+    h.mx().ok(&["refresh", "--ranges", &many, "--force"]);
+    // Four entries of five go, but four addresses of 8 million: no shrink.
+    let slash9 = h.file("slash9.txt", "10.0.0.0/9\n2001:db8:5e::/48\n");
+    h.expect(
+        0,
+        &["refresh", "--ranges", &slash9],
+        "refreshed: IPv4 +0 -4",
+    );
+    let before = Live::of(h.mx());
+    // One entry for one entry: 8 million addresses lost.
+    let slash32 = h.file("slash32.txt", "10.0.0.0/32\n2001:db8:5e::/48\n");
+    let out = h.expect(3, &["refresh", "--ranges", &slash32], "");
+    assert_eq!(
+        out,
+        "mxgate: error: refreshing the allowlist: the new list takes access from 8,388,607 of \
+         the 8,388,608 live IPv4 addresses (100.0%), more than --max-shrink 50%; nothing \
+         changed. Check the list, or run again with --force (or a larger --max-shrink)\n"
+    );
+    assert_eq!(Live::of(h.mx()), before);
+    h.expect(
+        0,
+        &["refresh", "--ranges", &slash32, "--force"],
+        "refreshed: IPv4 +1 -1",
+    );
+}
+
+#[test]
+fn run_keeps_the_live_list_when_the_ceiling_refuses_its_list() {
+    let h = Host::new("ho-runceil");
+    let before = Live::of(h.mx());
+    let half = h.file("half.txt", "192.0.2.0/24\n0.0.0.0/1\n2001:db8:5e::/48\n");
+    let mut run = h.mx().start(&[
+        "run",
+        "--iface",
+        SERVER_IF,
+        "--ranges",
+        &half,
+        "--log-format",
+        "json",
+    ]);
+    let (refused, _) = until_event(&mut run.lines(), "refresh_refused");
+    assert_eq!(refused["level"], "warn", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("more than any list may (--max-allow-v4 8"),
+        "{refused}"
+    );
+    assert_eq!(Live::of(h.mx()).allowlist, before.allowlist);
+    h.protects();
+    assert!(run.signal(libc::SIGTERM).success());
 }

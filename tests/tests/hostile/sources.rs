@@ -56,7 +56,9 @@ fn refresh_diff_writes_nothing_not_even_the_cache() {
     let h = Host::new("ho-diff");
     let before = Live::of(h.mx());
     let server = Https::start(&h.s.wire.server, |_| {
-        Reply::Body(b"198.51.100.0/24\n192.0.2.0/24\n".to_vec())
+        // The live list plus one prefix: a change the guards accept (one
+        // without the IPv6 prefix would take all of IPv6's addresses).
+        Reply::Body(b"198.51.100.0/24\n192.0.2.0/24\n2001:db8:5e::/48\n".to_vec())
     })
     .unwrap();
     let cache = tempfile::tempdir().unwrap();

@@ -208,3 +208,64 @@ fn non_root_users_are_told_they_need_root() {
     }
     assert_eq!(Live::of(h.mx()), before);
 }
+
+#[test]
+fn refresh_json_is_json_on_failure_and_diff_exits_as_the_refresh_would() {
+    let h = Host::new("ho-json");
+    let before = Live::of(h.mx());
+    let other = h.file("other.txt", "198.51.100.0/24\n");
+    let json_of = |args: &[&str], code: i32| -> Value {
+        let out = h.mx().run(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {out:?}");
+        serde_json::from_str(&String::from_utf8_lossy(&out.stdout))
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not JSON ({e}): {out:?}"))
+    };
+    // A source that fails, a list the guard refuses: JSON on stdout, the
+    // error on stderr, the exit status in both.
+    for (args, code, needle) in [
+        (
+            vec!["refresh", "--json", "--ranges", "/nonexistent/list.txt"],
+            2,
+            "reading /nonexistent/list.txt",
+        ),
+        (
+            vec!["refresh", "--json", "--ranges", &other],
+            3,
+            "more than --max-shrink 50%",
+        ),
+    ] {
+        let v = json_of(&args, code);
+        assert_eq!(v["ok"], false, "{v}");
+        assert_eq!(v["exit_status"], code, "{v}");
+        assert!(
+            v["error"].as_str().unwrap_or_default().contains(needle),
+            "{v}"
+        );
+    }
+    // --diff of a refused list: the change, the refusal, and exit 3.
+    let v = json_of(&["refresh", "--json", "--diff", "--ranges", &other], 3);
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["applied"], false, "{v}");
+    assert!(
+        v["refusal"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("more than --max-shrink 50%"),
+        "{v}"
+    );
+    assert_eq!(v["guard"]["refusals"][0]["guard"], "shrink", "{v}");
+    let out = h.expect(
+        3,
+        &["refresh", "--diff", "--ranges", &other],
+        "refresh would refuse: the new list takes access from 256 of the 256 live IPv4 addresses",
+    );
+    assert!(out.contains("+ 198.51.100.0/24"), "{out}");
+    // An accepted --diff still exits 0.
+    let v = json_of(
+        &["refresh", "--json", "--diff", "--ranges", &h.s.ranges()],
+        0,
+    );
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(Live::of(h.mx()), before);
+    h.protects();
+}
