@@ -15,8 +15,8 @@ use crate::{
     guard::{Guard, Judgement},
     pins::PinDir,
     ranges::ParsedList,
-    sources,
     report::printable,
+    sources,
 };
 
 /// What a refresh did, or would do.
@@ -164,7 +164,6 @@ pub fn keep_if_live(allow: &AllowMaps, list: &ParsedList) {
         ),
     }
 }
-
 
 /// The outcome of a refresh whose list the maps hold, checked.
 fn unchanged(new: &Allowlist) -> RefreshOutcome {
