@@ -31,6 +31,7 @@ use filter_user::{
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use mxgate_tests::{
     cli::Mxgate,
+    env_u64,
     kernel::LoadedFilter,
     mutate::Rng,
     reference::{DROP, PASS, Policy},
@@ -335,7 +336,8 @@ fn no_refresh_refuses_a_sender_both_lists_allow_even_for_a_moment() {
     );
     let (both_frames, neither_frames) = (syns(&both), syns(&neither));
 
-    let refreshes: u64 = 40;
+    // Under emulation (the kernel matrix) each refresh takes seconds.
+    let refreshes = env_u64("MXGATE_REFRESH_FLIPS", 40);
     let stop = AtomicBool::new(false);
     let probes = [
         Probe {
