@@ -12,6 +12,7 @@ pub mod allowlist;
 pub mod audit;
 pub mod cli;
 pub mod commands;
+pub mod delivery;
 pub mod diff;
 pub mod doctor;
 pub mod error;
@@ -30,6 +31,7 @@ pub mod report;
 pub mod sources;
 pub mod spf;
 pub mod sys;
+pub mod warning;
 
 /// The compiled XDP program (filter-ebpf), embedded at build time.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mxgate"));

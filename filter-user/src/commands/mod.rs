@@ -83,6 +83,13 @@ pub struct RefreshRequest {
     pub json: bool,
 }
 
+/// Time between `run`'s stats lines unless `--interval` says.
+pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(60);
+/// Denied sources a `run` stats line names unless `--top` says.
+pub const DEFAULT_RUN_TOP: usize = 5;
+/// Denied sources `stats` lists unless `--top` says.
+pub const DEFAULT_STATS_TOP: usize = 10;
+
 /// Attach or adopt, then log until stopped.
 #[derive(Clone, Debug)]
 pub struct RunRequest {

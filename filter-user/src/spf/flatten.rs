@@ -39,6 +39,10 @@ use super::{
 /// Most MX names one `mx` may return (RFC 7208 4.6.4).
 pub const MX_LIMIT: usize = 10;
 
+/// Most DNS-querying terms unless `--spf-lookup-limit` says: RFC 7208
+/// 4.6.4's 10.
+pub const DEFAULT_LOOKUP_LIMIT: u32 = 10;
+
 /// Most void lookups in one evaluation (RFC 7208 4.6.4).
 pub const VOID_LIMIT: usize = 2;
 
@@ -97,7 +101,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            lookups: 10,
+            lookups: DEFAULT_LOOKUP_LIMIT,
             allow_unenumerable: false,
         }
     }
@@ -120,7 +124,8 @@ pub enum ErrorKind {
 }
 
 /// Why a walk failed; nothing of it may be applied.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}", .message, .kind.suffix())]
 pub struct SpfError {
     /// The class of failure.
     pub kind: ErrorKind,
@@ -137,21 +142,20 @@ impl SpfError {
     }
 }
 
-impl fmt::Display for SpfError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let class = match self.kind {
+impl ErrorKind {
+    /// What the class adds to a message: the result a checker returns.
+    fn suffix(self) -> &'static str {
+        match self {
             ErrorKind::NoRecord => "",
             ErrorKind::PermError => " (an SPF permerror)",
             ErrorKind::TempError => " (an SPF temperror)",
             ErrorKind::Everything | ErrorKind::Unenumerable => " (refused)",
-        };
-        write!(f, "{}{class}", self.message)
+        }
     }
 }
 
-impl std::error::Error for SpfError {}
-
-/// Something a flat list cannot say about one term.
+/// Something a flat list cannot say about one term: a warning, or why the
+/// term's matches cannot be listed.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Note {
     /// The term as written.
@@ -220,29 +224,12 @@ pub fn flatten_offline(record: &str, limits: Limits) -> Result<Flattened, SpfErr
     Ok(flattened)
 }
 
-/// A term whose matches cannot be listed.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Unlisted {
-    /// The term as written.
-    term: String,
-    /// The record's domain.
-    domain: String,
-    /// Why it cannot be listed.
-    why: String,
-}
-
-impl Unlisted {
-    fn describe(&self) -> String {
-        format!("`{}` in {} {}", self.term, self.domain, self.why)
-    }
-}
-
 /// What one record (with its includes and redirect) passes.
 #[derive(Default)]
 struct Outcome {
     pass: PrefixSet,
     /// Terms that could pass senders outside `pass`.
-    unlisted: Vec<Unlisted>,
+    unlisted: Vec<Note>,
 }
 
 /// What one mechanism matches.
@@ -250,7 +237,7 @@ struct Outcome {
 struct Matches {
     known: PrefixSet,
     /// Set when it could match senders outside `known`.
-    unlisted: Vec<Unlisted>,
+    unlisted: Vec<Note>,
 }
 
 struct Walk<'d, D: Lookup> {
@@ -308,7 +295,7 @@ impl<'d, D: Lookup> Walk<'d, D> {
             self.warn(Note {
                 term: u.term,
                 domain: u.domain,
-                what: format!("{}; senders it passes are not allowlisted", u.why),
+                what: format!("{}; senders it passes are not allowlisted", u.what),
             });
         }
         Flattened {
@@ -376,7 +363,7 @@ impl<'d, D: Lookup> Walk<'d, D> {
         let mut outcome = Outcome::default();
         // A term not passing that could match senders no list holds: a later
         // passing term must not hand out its senders.
-        let mut hidden_deny: Option<(String, Unlisted)> = None;
+        let mut hidden_deny: Option<(String, Note)> = None;
         for directive in &record.directives {
             if matched.is_everything() {
                 break; // every sender has its result: the rest is never reached
@@ -409,10 +396,10 @@ impl<'d, D: Lookup> Walk<'d, D> {
             let term = format!("redirect={target}");
             self.count_lookup(&term, domain)?;
             match self.target(target, domain, &term)? {
-                None => outcome.unlisted.push(Unlisted {
+                None => outcome.unlisted.push(Note {
                     term,
                     domain: domain.to_owned(),
-                    why: self.unlisted_why(target),
+                    what: self.unlisted_why(target),
                 }),
                 Some(name) => {
                     let result = self.check_host(&name, &inner).map_err(|e| match e.kind {
@@ -436,7 +423,7 @@ impl<'d, D: Lookup> Walk<'d, D> {
     /// term that could fail some of them.
     fn check_hidden_deny(
         &mut self,
-        hidden_deny: &Option<(String, Unlisted)>,
+        hidden_deny: &Option<(String, Note)>,
         added: &PrefixSet,
         later: &str,
         domain: &str,
@@ -448,9 +435,9 @@ impl<'d, D: Lookup> Walk<'d, D> {
             return Ok(());
         }
         let why = if unlisted.term == *term {
-            unlisted.why.clone()
+            unlisted.what.clone()
         } else {
-            format!("matches through {}", unlisted.describe())
+            format!("matches through {}", unlisted)
         };
         if !self.limits.allow_unenumerable {
             return Err(SpfError::new(
@@ -570,10 +557,10 @@ impl<'d, D: Lookup> Walk<'d, D> {
         }
         let unlisted = |why: String| Matches {
             known: PrefixSet::default(),
-            unlisted: vec![Unlisted {
+            unlisted: vec![Note {
                 term: term.to_owned(),
                 domain: domain.to_owned(),
-                why,
+                what: why,
             }],
         };
         let same = DomainSpec::parse("%{d}").map_err(|e| SpfError::new(ErrorKind::PermError, e))?;
