@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::{
     error::{InvalidInput, Refused},
     filter::Filter,
-    netlink::{self, XdpAttachment},
+    netlink::{self, AttachedMode, XdpAttachment},
     pins::{Entries, PinDir},
     report::printable,
     sys::{self, XdpLinkInfo},
@@ -36,6 +36,17 @@ pub enum AttachMode {
     Skb,
 }
 
+impl AttachMode {
+    /// The mode the kernel reports for this choice; `None` for `Auto`.
+    pub fn attached(self) -> Option<AttachedMode> {
+        match self {
+            AttachMode::Auto => None,
+            AttachMode::Native => Some(AttachedMode::Native),
+            AttachMode::Skb => Some(AttachedMode::Skb),
+        }
+    }
+}
+
 /// An interface the filter is attached to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Attachment {
@@ -47,8 +58,8 @@ pub struct Attachment {
     pub link_id: u32,
     /// The attached program's id.
     pub program_id: u32,
-    /// "native" or "skb", as the kernel reports it.
-    pub mode: &'static str,
+    /// The mode, as the kernel reports it.
+    pub mode: AttachedMode,
     /// True when this call attached it; false when it was already attached.
     pub new: bool,
     /// The interface's name when it was attached, if it was renamed since
@@ -171,7 +182,7 @@ pub fn attach(filter: &mut Filter, iface: &str, mode: AttachMode) -> anyhow::Res
                     ifindex,
                     link_id: link.link_id,
                     program_id,
-                    mode: current.map_or("unknown", |c| c.mode),
+                    mode: current.map_or(AttachedMode::Unknown, |c| c.mode),
                     new: false,
                     renamed_from: None,
                 });
@@ -195,10 +206,13 @@ pub fn attach(filter: &mut Filter, iface: &str, mode: AttachMode) -> anyhow::Res
         return Err(Refused(describe_other(iface, other)).into());
     }
 
-    let tries: &[(XdpMode, &'static str)] = match mode {
-        AttachMode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "skb")],
-        AttachMode::Native => &[(XdpMode::Driver, "native")],
-        AttachMode::Skb => &[(XdpMode::Skb, "skb")],
+    let tries: &[(XdpMode, AttachedMode)] = match mode {
+        AttachMode::Auto => &[
+            (XdpMode::Driver, AttachedMode::Native),
+            (XdpMode::Skb, AttachedMode::Skb),
+        ],
+        AttachMode::Native => &[(XdpMode::Driver, AttachedMode::Native)],
+        AttachMode::Skb => &[(XdpMode::Skb, AttachedMode::Skb)],
     };
     let mut last_error = None;
     for (xdp_mode, name) in tries {
@@ -218,7 +232,7 @@ pub fn attach(filter: &mut Filter, iface: &str, mode: AttachMode) -> anyhow::Res
                     ifindex,
                     link_id: info.link_id,
                     program_id,
-                    mode: name,
+                    mode: *name,
                     new: true,
                     renamed_from: None,
                 });
@@ -375,7 +389,7 @@ pub struct LinkStatus {
     /// The program's id.
     pub program_id: u32,
     /// The mode the kernel reports for the interface, if it runs this link's program.
-    pub mode: Option<&'static str>,
+    pub mode: Option<AttachedMode>,
     /// When the link was pinned (attached): its pin's time, which stays.
     #[serde(serialize_with = "rfc3339")]
     pub attached_at: Option<SystemTime>,

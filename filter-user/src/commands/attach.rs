@@ -174,7 +174,7 @@ fn attach_locked(
         let attachment = links::attach(&mut filter, iface, options.mode)?;
         if attachment.new {
             undo.attached.push(iface.clone());
-        } else if let Some(asked) = mode_name(options.mode)
+        } else if let Some(asked) = options.mode.attached()
             && attachment.mode != asked
         {
             notes.push(format!(
@@ -247,15 +247,6 @@ fn check_settings(settings: &Settings) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The mode name the kernel reports for an explicit `--mode`.
-fn mode_name(mode: AttachMode) -> Option<&'static str> {
-    match mode {
-        AttachMode::Auto => None,
-        AttachMode::Native => Some("native"),
-        AttachMode::Skb => Some("skb"),
-    }
 }
 
 /// A note for each protected destination this host does not have: SYNs to

@@ -18,6 +18,7 @@ use crate::{
     },
     guard::{addresses_of, count_text},
     links,
+    netlink::AttachedMode,
     pins::PinDir,
     report::{self, FilterState, Reading, human_time, printable},
 };
@@ -264,7 +265,7 @@ fn describe_link(link: &links::LinkStatus) -> String {
             format!(
                 "attached to {} ({was}{} mode, ifindex {index}, link {}, program {}, since {since})",
                 printable(name),
-                link.mode.unwrap_or("unknown"),
+                link.mode.unwrap_or(AttachedMode::Unknown),
                 link.link_id,
                 link.program_id,
             )

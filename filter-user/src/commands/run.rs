@@ -229,7 +229,7 @@ fn attach_for_run(
     for a in &report.interfaces {
         let mut line = LogLine::info(Event::Attached)
             .field("iface", a.iface.clone())
-            .field("mode", a.mode)
+            .field("mode", a.mode.name())
             .field("link", a.link_id)
             .field("program", a.program_id)
             .field("already", !a.new);
