@@ -15,6 +15,7 @@ use std::{
     path::PathBuf,
 };
 
+use filter_common::Family;
 use ipnet::{IpNet, Ipv4Net, Ipv4Subnets, Ipv6Net, Ipv6Subnets};
 
 use crate::{
@@ -375,12 +376,6 @@ fn parse_entry(text: &str) -> Result<ParsedEntry, String> {
         (Some(_), _) => spf::record::parse_directive(text).map(|_| entry),
         (None, _) => Ok(entry),
     }
-}
-
-#[derive(Clone, Copy)]
-enum Family {
-    V4,
-    V6,
 }
 
 fn parse_addr(text: &str) -> Result<IpAddr, String> {

@@ -57,7 +57,7 @@ pub enum DnsError {
 
 /// The DNS queries a flattener makes. An empty answer (`Ok(vec![])`) is
 /// NOERROR without records of the type.
-pub trait Lookup {
+pub trait Dns {
     /// The TXT records of `name`, each one's strings joined.
     fn txt(&mut self, name: &str) -> Result<Vec<String>, DnsError>;
     /// The A records of `name`.
@@ -73,7 +73,7 @@ pub trait Lookup {
 /// query DNS is treated as one that names no addresses.
 pub struct Offline;
 
-impl Lookup for Offline {
+impl Dns for Offline {
     fn txt(&mut self, _: &str) -> Result<Vec<String>, DnsError> {
         Err(DnsError::Failed("no DNS for a range file".into()))
     }
@@ -186,11 +186,7 @@ pub struct Flattened {
 }
 
 /// Flattens the SPF policy of `domain`.
-pub fn flatten<D: Lookup>(
-    dns: &mut D,
-    domain: &str,
-    limits: Limits,
-) -> Result<Flattened, SpfError> {
+pub fn flatten<D: Dns>(dns: &mut D, domain: &str, limits: Limits) -> Result<Flattened, SpfError> {
     let domain = query_name(domain).map_err(|e| SpfError::new(ErrorKind::NoRecord, e))?;
     let mut walk = Walk::new(dns, limits, true);
     let outcome = walk.check_host(&domain, &[])?;
@@ -226,7 +222,7 @@ pub fn flatten_offline(record: &str, limits: Limits) -> Result<Flattened, SpfErr
 
 /// What one record (with its includes and redirect) passes.
 #[derive(Default)]
-struct Outcome {
+struct RecordPass {
     pass: PrefixSet,
     /// Terms that could pass senders outside `pass`.
     unlisted: Vec<Note>,
@@ -240,7 +236,7 @@ struct Matches {
     unlisted: Vec<Note>,
 }
 
-struct Walk<'d, D: Lookup> {
+struct Walk<'d, D: Dns> {
     dns: &'d mut D,
     limits: Limits,
     online: bool,
@@ -258,7 +254,7 @@ struct Walk<'d, D: Lookup> {
 const V4: usize = 0;
 const V6: usize = 1;
 
-impl<'d, D: Lookup> Walk<'d, D> {
+impl<'d, D: Dns> Walk<'d, D> {
     fn new(dns: &'d mut D, limits: Limits, online: bool) -> Self {
         Self {
             dns,
@@ -279,7 +275,7 @@ impl<'d, D: Lookup> Walk<'d, D> {
         }
     }
 
-    fn finish(mut self, outcome: Outcome) -> Flattened {
+    fn finish(mut self, outcome: RecordPass) -> Flattened {
         let mut pass = outcome.pass;
         let failed = std::mem::take(&mut self.family_failed);
         if failed[V4].is_some() {
@@ -308,7 +304,7 @@ impl<'d, D: Lookup> Walk<'d, D> {
 
     /// RFC 7208 `check_host()` for every sender at once. `path` holds the
     /// domains of the includes and redirects that led here.
-    fn check_host(&mut self, domain: &str, path: &[String]) -> Result<Outcome, SpfError> {
+    fn check_host(&mut self, domain: &str, path: &[String]) -> Result<RecordPass, SpfError> {
         if path.iter().any(|d| d == domain) {
             let chain: Vec<&str> = path.iter().map(String::as_str).chain([domain]).collect();
             return Err(SpfError::new(
@@ -352,7 +348,12 @@ impl<'d, D: Lookup> Walk<'d, D> {
     }
 
     /// Evaluates `record`, the policy of `domain`.
-    fn evaluate(&mut self, domain: &str, text: &str, path: &[String]) -> Result<Outcome, SpfError> {
+    fn evaluate(
+        &mut self,
+        domain: &str,
+        text: &str,
+        path: &[String],
+    ) -> Result<RecordPass, SpfError> {
         self.records.push((domain.to_owned(), text.to_owned()));
         let record = parse_record(text)
             .map_err(|e| SpfError::new(ErrorKind::PermError, format!("{domain}: {e}")))?;
@@ -360,7 +361,7 @@ impl<'d, D: Lookup> Walk<'d, D> {
         inner.push(domain.to_owned());
 
         let mut matched = PrefixSet::default();
-        let mut outcome = Outcome::default();
+        let mut outcome = RecordPass::default();
         // A term not passing that could match senders no list holds: a later
         // passing term must not hand out its senders.
         let mut hidden_deny: Option<(String, Note)> = None;

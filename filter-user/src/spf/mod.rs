@@ -4,7 +4,7 @@
 //! - [`record`]: the one parser of SPF records and terms (also used for
 //!   `v=spf1` records pasted into range files);
 //! - [`macros`]: macro-strings and domain-specs;
-//! - [`flatten`]: evaluation in term order over a [`flatten::Lookup`];
+//! - [`flatten`]: evaluation in term order over a [`flatten::Dns`];
 //! - [`prefix_set`]: the set arithmetic it needs;
 //! - [`dns`]: real DNS (hickory-resolver) and an in-memory zone.
 //!
