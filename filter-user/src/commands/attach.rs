@@ -155,8 +155,8 @@ fn attach_locked(
     let outcome = list
         .map(|list| {
             apply_list(
-                &mut filter.allow,
-                &mut filter.config,
+                &mut filter.maps.allow,
+                &mut filter.maps.config,
                 &list.allowlist,
                 options.guard,
                 mode,

@@ -28,7 +28,7 @@ use super::{
 use crate::{
     error::exit_code,
     files,
-    filter::{AllowMaps, ConfigMap, Installed, Readout, SettingsMaps},
+    filter::{FilterMaps, Installed},
     logline::{Event, Level, LogLine, LogSink},
     pins::PinDir,
     report::{FilterState, Reading, prometheus, stats_line},
@@ -87,12 +87,7 @@ pub fn command(pins: &PinDir, request: &RunRequest) -> anyhow::Result<()> {
     }
     // Adopting a filter that is not installed fails here, before any line.
     let installed = Installed::require(pins)?;
-    let maps = Maps {
-        config: ConfigMap::open(&installed)?,
-        allow: AllowMaps::open(&installed)?,
-        settings: SettingsMaps::open(&installed)?,
-        readout: Readout::open(&installed)?,
-    };
+    let maps = FilterMaps::open(&installed)?;
     for damage in installed.damage() {
         events.push(LogLine::new(Level::Warn, Event::Damaged).field("message", damage));
     }
@@ -141,15 +136,6 @@ impl Signals {
             _ = self.hup.recv() => "SIGHUP",
         }
     }
-}
-
-/// The maps `run` reads, opened once (they stay valid even if a pin is
-/// removed meanwhile).
-struct Maps {
-    config: ConfigMap,
-    allow: AllowMaps,
-    settings: SettingsMaps,
-    readout: Readout,
 }
 
 /// The attach `run` starts with, and the lines that tell what it did. A
@@ -254,7 +240,7 @@ struct Start {
 async fn stream(
     pins: &PinDir,
     installed: &Installed,
-    maps: &Maps,
+    maps: &FilterMaps,
     sink: &Arc<LogSink>,
     request: &RunRequest,
     start: Start,
@@ -407,7 +393,7 @@ impl Reminder {
 }
 
 impl Watcher {
-    fn new(installed: &Installed, maps: &Maps) -> anyhow::Result<Self> {
+    fn new(installed: &Installed, maps: &FilterMaps) -> anyhow::Result<Self> {
         let links = link_states(installed);
         let mut unprotected = Reminder::new(UNPROTECTED_REMINDER);
         // Adopting a filter attached nowhere already said so (`adopted`
@@ -424,7 +410,11 @@ impl Watcher {
 
     /// Events since the last call: opened, enforced, refreshed, settings;
     /// and, as warnings, an interface losing the filter and new damage.
-    fn changes(&mut self, installed: &Installed, maps: &Maps) -> anyhow::Result<Vec<LogLine>> {
+    fn changes(
+        &mut self,
+        installed: &Installed,
+        maps: &FilterMaps,
+    ) -> anyhow::Result<Vec<LogLine>> {
         let mut events = Vec::new();
         let links = link_states(installed);
         for (iface, before) in &self.links {
