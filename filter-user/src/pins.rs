@@ -28,7 +28,6 @@ use std::{
     os::unix::{
         ffi::OsStrExt as _,
         fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _},
-        io::AsRawFd as _,
     },
     path::{Component, Path, PathBuf},
     time::{Duration, Instant},
@@ -294,11 +293,15 @@ impl PinDir {
         };
         let started = Instant::now();
         let mut announced = false;
-        // SAFETY: flock on a descriptor we own.
-        while unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(err).with_context(|| format!("locking {}", self.root.display()));
+        // std's try_lock is flock(LOCK_EX | LOCK_NB) on Linux: the lock
+        // /proc/locks shows (lock_holder) and older mxgate releases take.
+        loop {
+            match dir.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) => {}
+                Err(fs::TryLockError::Error(err)) => {
+                    return Err(err).with_context(|| format!("locking {}", self.root.display()));
+                }
             }
             let holder = lock_holder(&dir).map_or_else(String::new, |pid| format!(" (pid {pid})"));
             if started.elapsed() >= timeout {
