@@ -14,7 +14,7 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 pub use attach::{AttachOptions, AttachReport, attach_filter};
 pub use audit::AuditRequest;
 pub use doctor::DoctorRequest;
-pub use inspect::{StatsFormat, take_reading};
+pub use inspect::StatsFormat;
 pub use refresh::{ApplyMode, RefreshOutcome, Verify, apply_list};
 
 use crate::{

@@ -21,17 +21,18 @@ use filter_common::{Config, FLAG_DRY_RUN, FLAG_OPEN};
 
 use super::{
     AttachRequest, RunRequest,
-    attach::{AttachOptions, attach_filter, describe_settings},
-    inspect::{filter_state, take_reading},
+    attach::{AttachOptions, attach_filter},
     read_nonempty_list,
 };
 use crate::{
+    describe::describe_settings,
     error::exit_code,
     files,
     filter::{FilterMaps, Installed},
     logline::{Event, Level, LogLine, LogSink},
     pins::PinDir,
     report::{FilterState, Reading, prometheus, stats_line},
+    snapshot::{filter_state, take_reading},
     sys,
 };
 
