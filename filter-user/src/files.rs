@@ -151,6 +151,26 @@ pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Resu
     Ok(())
 }
 
+/// Sets the modification time of `path` (not following a symlink); the
+/// access time stays.
+pub fn set_mtime(path: &Path, at: std::time::SystemTime) -> io::Result<()> {
+    use rustix::fs::{AtFlags, CWD, Timestamps, UTIME_OMIT, utimensat};
+    let since = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(io::Error::other)?;
+    let times = Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: i64::try_from(since.as_secs()).map_err(io::Error::other)?,
+            tv_nsec: i64::from(since.subsec_nanos()),
+        },
+    };
+    Ok(utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)?)
+}
+
 /// The user mxgate runs as; the only owner (besides root) it trusts.
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions.

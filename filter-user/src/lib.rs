@@ -22,6 +22,7 @@ pub mod files;
 pub mod filter;
 pub mod guard;
 pub mod https;
+pub mod interfaces;
 pub mod kernel_support;
 pub mod links;
 pub mod logline;

@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::{
     error::{InvalidInput, Refused},
     filter::Filter,
+    interfaces,
     netlink::{self, AttachedMode, XdpAttachment},
     pins::{Entries, PinDir},
     report::printable,
@@ -77,13 +78,13 @@ pub fn check(pins: &PinDir, iface: &str, ours: Option<u32>) -> anyhow::Result<()
     crate::pins::check_iface_name(iface)?;
     let entries = pins.entries()?;
     let shown = printable(iface);
-    let Some(ifindex) = sys::ifindex(iface) else {
+    let Some(ifindex) = interfaces::ifindex(iface) else {
         let renamed = entries
             .links
             .iter()
             .filter(|l| l.as_str() == iface)
             .find_map(|l| sys::pinned_xdp_link(&pins.link(l)).ok())
-            .and_then(|link| sys::ifname(link.ifindex))
+            .and_then(|link| interfaces::ifname(link.ifindex))
             .map_or_else(String::new, |now| {
                 format!(
                     " ({} attaches the filter to {}: the interface was renamed; attach to \
@@ -94,7 +95,7 @@ pub fn check(pins: &PinDir, iface: &str, ours: Option<u32>) -> anyhow::Result<()
             });
         return Err(InvalidInput(format!("there is no interface named {shown:?}{renamed}")).into());
     };
-    if sys::is_loopback(iface) {
+    if interfaces::is_loopback(iface) {
         return Err(InvalidInput(format!(
             "{shown} is the loopback interface: filtering it would drop local SMTP \
              (127.0.0.1, ::1, content filters re-injecting mail); attach to the interfaces \
@@ -115,7 +116,7 @@ pub fn check(pins: &PinDir, iface: &str, ours: Option<u32>) -> anyhow::Result<()
         && link.ifindex != 0
         && link.ifindex != ifindex
     {
-        let now = sys::ifname(link.ifindex).unwrap_or_else(|| "?".into());
+        let now = interfaces::ifname(link.ifindex).unwrap_or_else(|| "?".into());
         return Err(Refused(format!(
             "{} attaches the filter to interface #{} (now called {}), not to the {shown} \
              there is now; nothing changed (`mxgate detach --iface {}` detaches that one)",
@@ -149,7 +150,7 @@ pub fn link_on(pins: &PinDir, entries: &Entries, ifindex: u32) -> Option<(String
 /// Attaches the filter to `iface`, or reports the existing attachment when
 /// the filter is already attached there. [`check`] has passed.
 pub fn attach(filter: &mut Filter, iface: &str, mode: AttachMode) -> anyhow::Result<Attachment> {
-    let ifindex = sys::ifindex(iface)
+    let ifindex = interfaces::ifindex(iface)
         .ok_or_else(|| InvalidInput(format!("there is no interface named {iface:?}")))?;
     let program_id = filter.program_info()?.id();
     let pins = filter.pins().clone();
@@ -342,7 +343,7 @@ pub fn detach(pins: &PinDir, entries: &Entries, iface: &str) -> anyhow::Result<D
     if entries.links.iter().any(|l| l == iface) {
         if let Ok(link) = sys::pinned_xdp_link(&pins.link(iface))
             && link.ifindex != 0
-            && let Some(now) = sys::ifname(link.ifindex)
+            && let Some(now) = interfaces::ifname(link.ifindex)
             && now != iface
         {
             return Err(Refused(format!(
@@ -363,7 +364,7 @@ pub fn detach(pins: &PinDir, entries: &Entries, iface: &str) -> anyhow::Result<D
             pin: iface.to_owned(),
         });
     }
-    if let Some(ifindex) = sys::ifindex(iface)
+    if let Some(ifindex) = interfaces::ifindex(iface)
         && let Some((pin, _)) = link_on(pins, entries, ifindex)
     {
         pins.remove_link(&pin)?;
@@ -415,9 +416,10 @@ pub fn links(pins: &PinDir, entries: &Entries) -> anyhow::Result<Vec<LinkStatus>
             .filter(|a| a.program_id == info.program_id)
             .map(|a| a.mode);
         let attached_at = fs::metadata(&pin).and_then(|m| m.modified()).ok();
-        let current_name = ifindex.and_then(sys::ifname);
+        let current_name = ifindex.and_then(interfaces::ifname);
         out.push(LinkStatus {
-            detached_from_live_interface: ifindex.is_none() && sys::ifindex(&iface).is_some(),
+            detached_from_live_interface: ifindex.is_none()
+                && interfaces::ifindex(&iface).is_some(),
             iface,
             ifindex,
             current_name,

@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn loopback_has_no_xdp_program() {
-        let lo = crate::sys::ifindex("lo").expect("lo exists");
+        let lo = crate::interfaces::ifindex("lo").expect("lo exists");
         assert_eq!(xdp_attachment(lo).unwrap(), None);
     }
 

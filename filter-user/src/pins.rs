@@ -36,7 +36,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use filter_common::{PROGRAM_NAME, fast_path::ListDigest, map_names};
 
-use crate::{error::InvalidInput, files::distrust, sys};
+use crate::{error::InvalidInput, files::distrust, interfaces, sys};
 
 /// Where the filter is pinned unless `--pin-dir` says otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/mxgate";
@@ -564,7 +564,8 @@ impl Owner {
         let iface = if link.ifindex == 0 {
             "no interface".to_owned()
         } else {
-            sys::ifname(link.ifindex).unwrap_or_else(|| format!("interface #{}", link.ifindex))
+            interfaces::ifname(link.ifindex)
+                .unwrap_or_else(|| format!("interface #{}", link.ifindex))
         };
         match &self.program {
             Some(p) if p.id == link.program_id => Ok(()),
@@ -762,21 +763,13 @@ fn permission_denied(path: &Path) -> anyhow::Error {
 }
 
 fn is_bpffs(path: &Path) -> anyhow::Result<bool> {
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .with_context(|| format!("{} contains a NUL byte", path.display()))?;
-    // SAFETY: statfs is plain old data; all zeroes is a valid value.
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: statfs writes into the struct we pass; the path is NUL-terminated.
-    if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
-        let err = io::Error::last_os_error();
-        if err.kind() == io::ErrorKind::NotFound {
-            return Ok(false);
-        }
-        return Err(err).with_context(|| format!("statfs {}", path.display()));
+    match rustix::fs::statfs(path) {
+        // f_type's integer type differs between targets.
+        #[allow(clippy::unnecessary_cast)]
+        Ok(stat) => Ok(stat.f_type as u32 == BPF_FS_MAGIC),
+        Err(rustix::io::Errno::NOENT) => Ok(false),
+        Err(e) => Err(io::Error::from(e)).with_context(|| format!("statfs {}", path.display())),
     }
-    // f_type's integer type differs between libc targets.
-    #[allow(clippy::unnecessary_cast)]
-    Ok(stat.f_type as u32 == BPF_FS_MAGIC)
 }
 
 fn mount_bpffs(at: &Path) -> anyhow::Result<()> {

@@ -22,11 +22,11 @@ use crate::{
     diff::Guard,
     error::InvalidInput,
     filter::{Filter, Installed, KernelLog, Settings},
+    interfaces,
     links::{self, AttachMode, Attachment},
     pins::PinDir,
     ranges::ParsedList,
     report::printable,
-    sys,
 };
 
 /// Everything about an attach but the interfaces and the list.
@@ -253,7 +253,7 @@ fn check_settings(settings: &Settings) -> anyhow::Result<()> {
 /// A note for each protected destination this host does not have: SYNs to
 /// it never reach this host, so it protects nothing.
 fn foreign_destinations(settings: &Settings) -> Vec<String> {
-    let Ok(local) = sys::local_addresses() else {
+    let Ok(local) = interfaces::local_addresses() else {
         return Vec::new();
     };
     settings

@@ -29,6 +29,7 @@ use crate::{
     error::exit_code,
     files,
     filter::{FilterMaps, Installed},
+    interfaces,
     logline::{Event, Level, LogLine, LogSink},
     pins::PinDir,
     report::{FilterState, Reading, prometheus, stats_line},
@@ -71,7 +72,7 @@ pub fn command(pins: &PinDir, request: &RunRequest) -> anyhow::Result<()> {
         let ifaces: Vec<String> = link_states(&installed)
             .values()
             .filter_map(|l| l.ifindex)
-            .map(|i| sys::ifname(i).unwrap_or_else(|| format!("#{i}")))
+            .map(|i| interfaces::ifname(i).unwrap_or_else(|| format!("#{i}")))
             .collect();
         let line = if ifaces.is_empty() {
             LogLine::new(Level::Warn, Event::Adopted).field(
@@ -431,7 +432,7 @@ impl Watcher {
                         .field("message", "the filter no longer protects this interface"),
                 ),
                 (Some(ifindex), Some(LinkState { ifindex: None, .. })) => {
-                    events.push(match sys::ifname(ifindex) {
+                    events.push(match interfaces::ifname(ifindex) {
                         // The interface is there: its link was detached.
                         Some(name) => LogLine::new(Level::Warn, Event::LinkDetached)
                             .field("iface", name.clone())
@@ -460,7 +461,7 @@ impl Watcher {
                     }),
                 ) => events.push(LogLine::info(Event::Attached).field(
                     "iface",
-                    sys::ifname(*ifindex).unwrap_or_else(|| iface.clone()),
+                    interfaces::ifname(*ifindex).unwrap_or_else(|| iface.clone()),
                 )),
                 _ => {}
             }

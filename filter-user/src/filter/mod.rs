@@ -330,7 +330,7 @@ impl Installed {
                 .with_context(|| format!("pinning the program again at {}", path.display()))?;
             // The pin's time is the load time `status` shows: keep it.
             if let Some(loaded) = info.loaded_at() {
-                let _ = sys::set_mtime(&path, loaded);
+                let _ = crate::files::set_mtime(&path, loaded);
             }
             self.entries.program = true;
             repaired.push(format!(
