@@ -2,11 +2,13 @@
 //! library the tests and xtask can call.
 //!
 //! Data flows one way: range sources ([`sources`], with [`spf`] and
-//! [`https`]) → [`ranges`] (parsed into an [`allowlist::Allowlist`]) →
+//! [`https`], which deliver in [`delivery`]'s terms and report with
+//! [`warning`]) → [`ranges`] (parsed into an [`allowlist::Allowlist`]) →
 //! [`diff`] (against the live maps, judged by [`guard`]) → [`filter`] (the pinned maps); and
-//! [`filter`] counters → [`report`] → [`logline`]. [`pins`] owns the bpffs
-//! layout, [`links`] the per-interface attachments, [`commands`] the CLI's
-//! subcommands as [`cli`] defines them.
+//! [`filter`] counters ([`snapshot`]) → [`report`] → [`logline`]. [`pins`]
+//! owns the bpffs layout, [`links`] the per-interface attachments (on
+//! [`interfaces`]), [`commands`] the CLI's subcommands as [`cli`] defines
+//! them.
 
 pub mod allowlist;
 pub mod audit;
