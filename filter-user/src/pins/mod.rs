@@ -15,8 +15,8 @@
 //! the directory are left alone, and so is the directory while they exist.
 //!
 //! Mutating commands hold [`PinDir::lock`] (an `flock` on the directory,
-//! [`lock`]); [`trust`] tells the filter's own pins from others and checks
-//! the directories above; [`bpffs`] finds or mounts the filesystem.
+//! `lock.rs`); `trust.rs` tells the filter's own pins from others and checks
+//! the directories above; `bpffs.rs` finds or mounts the filesystem.
 
 mod bpffs;
 mod lock;

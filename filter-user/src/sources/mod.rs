@@ -1,6 +1,6 @@
 //! Range sources: where each `--ranges SRC` comes from ([`Source`], parsed
 //! at the command line's edge), read or fetched into range-list text for
-//! [`crate::ranges`] to parse: [`bounded`] reads of local input, [`remote`]
+//! [`crate::ranges`] to parse: [`bounded`] reads of local input, `remote.rs`
 //! fetches with their fallback, [`cache`] the last good copies.
 //!
 //! - a file path, or `-` for standard input;
