@@ -108,6 +108,10 @@ pub trait Prefix: Copy + Ord + fmt::Display + fmt::Debug {
     fn last_key(&self) -> u128;
     /// True when `other` lies inside `self`.
     fn contains_net(&self, other: &Self) -> bool;
+    /// Its two halves (one bit longer), or `None` for a single address.
+    fn halves(&self) -> Option<(Self, Self)>;
+    /// The fewest prefixes that cover exactly `nets`.
+    fn aggregate(nets: &[Self]) -> Vec<Self>;
 }
 
 impl Prefix for Ipv4Net {
@@ -132,6 +136,13 @@ impl Prefix for Ipv4Net {
     fn contains_net(&self, other: &Self) -> bool {
         self.contains(other)
     }
+    fn halves(&self) -> Option<(Self, Self)> {
+        let mut halves = self.subnets(self.prefix_len().checked_add(1)?).ok()?;
+        Some((halves.next()?, halves.next()?))
+    }
+    fn aggregate(nets: &[Self]) -> Vec<Self> {
+        Ipv4Net::aggregate(&nets.to_vec())
+    }
 }
 
 impl Prefix for Ipv6Net {
@@ -155,6 +166,13 @@ impl Prefix for Ipv6Net {
     }
     fn contains_net(&self, other: &Self) -> bool {
         self.contains(other)
+    }
+    fn halves(&self) -> Option<(Self, Self)> {
+        let mut halves = self.subnets(self.prefix_len().checked_add(1)?).ok()?;
+        Some((halves.next()?, halves.next()?))
+    }
+    fn aggregate(nets: &[Self]) -> Vec<Self> {
+        Ipv6Net::aggregate(&nets.to_vec())
     }
 }
 

@@ -15,9 +15,11 @@ use filter_common::DEFAULT_PORT;
 use crate::{
     audit::{input::LogSource, report::DEFAULT_TOP, stamp::Since},
     commands::{
-        AttachOptions, AttachRequest, AuditRequest, CheckRequest, DetachRequest, DoctorRequest,
-        Invocation, LookupRequest, RefreshRequest, RunRequest, StatsFormat, StatsRequest,
+        AttachOptions, AttachRequest, AuditRequest, CheckRequest, DEFAULT_RUN_TOP,
+        DEFAULT_STATS_INTERVAL, DEFAULT_STATS_TOP, DetachRequest, DoctorRequest, Invocation,
+        LookupRequest, RefreshRequest, RunRequest, StatsFormat, StatsRequest,
     },
+    delivery,
     diff::Guard,
     filter::{KernelLog, Settings},
     https::{self, HttpsOptions},
@@ -215,11 +217,11 @@ pub struct SourceArgs {
     pub dns_timeout: u64,
     /// Seconds reading one source may take, from first query to last byte
     /// (standard input and FIFOs included).
-    #[arg(long, value_name = "SECS", default_value_t = sources::DEFAULT_FETCH_TIMEOUT.as_secs(),
+    #[arg(long, value_name = "SECS", default_value_t = delivery::DEFAULT_FETCH_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
     pub fetch_timeout: u64,
     /// Most DNS-querying terms an SPF chain may use (RFC 7208: 10).
-    #[arg(long, value_name = "N", default_value_t = spf::DEFAULT_LOOKUP_LIMIT)]
+    #[arg(long, value_name = "N", default_value_t = spf::flatten::DEFAULT_LOOKUP_LIMIT)]
     pub spf_lookup_limit: u32,
     /// Flatten an `spf:` source even when a term that names no addresses
     /// (`exists`, `ptr`, sender macros) could fail senders that a later term
@@ -327,14 +329,14 @@ pub struct RunArgs {
     #[command(flatten)]
     pub sources: SourceArgs,
     /// Seconds between stats lines.
-    #[arg(long, value_name = "SECS", default_value_t = 60,
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_STATS_INTERVAL.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
     pub interval: u64,
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// How many denied sources a stats line names.
-    #[arg(long, value_name = "N", default_value_t = 5)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RUN_TOP)]
     pub top: usize,
     /// Kernel log lines (aya-log) at this level or above are forwarded.
     /// Per-denial lines are debug, and exist only with attach --log-denials.
@@ -380,7 +382,7 @@ pub struct StatsArgs {
     #[arg(long, value_enum, default_value_t = CliStatsFormat::Text)]
     pub format: CliStatsFormat,
     /// How many denied sources to list.
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_STATS_TOP)]
     pub top: usize,
 }
 

@@ -14,7 +14,7 @@ use std::{
     os::unix::fs::{
         DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
     },
-    path::{Path, PathBuf},
+    path::Path,
 };
 
 use anyhow::{Context as _, bail};
@@ -120,19 +120,29 @@ pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Resu
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let (temporary, mut file) = create_temporary(dir, &name.to_string_lossy(), mode)?;
-    let written = file
-        .write_all(contents)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", temporary.display()))
-        .and_then(|()| {
-            fs::rename(&temporary, path)
-                .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))
-        });
-    if written.is_err() {
-        let _ = fs::remove_file(&temporary);
-    }
-    written?;
+    // tempfile creates `.NAME.RANDOM.tmp` with O_CREAT | O_EXCL (a planted
+    // file or symlink at that name is never opened) and removes it again
+    // on every way out short of the rename.
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!(".{}.", name.to_string_lossy()))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let temporary = file.path().to_owned();
+    // Set after creation: the umask may have taken bits the caller asked for.
+    file.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", temporary.display()))?;
+    file.write_all(contents)
+        .and_then(|()| file.as_file().sync_all())
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    file.persist(path).map_err(|e| {
+        anyhow::Error::new(e.error).context(format!(
+            "renaming {} to {}",
+            temporary.display(),
+            path.display()
+        ))
+    })?;
     // The rename is durable once the directory is; losing that only costs a
     // fresh copy next time, so a failure here is not an error.
     if let Ok(d) = File::open(dir) {
@@ -141,43 +151,24 @@ pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Resu
     Ok(())
 }
 
-/// A new file `.NAME.RANDOM.tmp` in `dir`, created exclusively.
-fn create_temporary(dir: &Path, name: &str, mode: u32) -> anyhow::Result<(PathBuf, File)> {
-    for _ in 0..16 {
-        let temporary = dir.join(format!(".{name}.{:016x}.tmp", random_u64()?));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&temporary)
-        {
-            Ok(file) => {
-                // The umask may have taken bits the caller asked for.
-                file.set_permissions(fs::Permissions::from_mode(mode))
-                    .with_context(|| format!("setting the mode of {}", temporary.display()))?;
-                return Ok((temporary, file));
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(e).with_context(|| format!("creating {}", temporary.display()));
-            }
-        }
-    }
-    bail!(
-        "could not create a temporary file in {} (16 names taken)",
-        dir.display()
-    )
-}
-
-fn random_u64() -> anyhow::Result<u64> {
-    let mut bytes = [0u8; 8];
-    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if usize::try_from(n).ok() != Some(bytes.len()) {
-        return Err(io::Error::last_os_error()).context("reading random bytes");
-    }
-    Ok(u64::from_ne_bytes(bytes))
+/// Sets the modification time of `path` (not following a symlink); the
+/// access time stays.
+pub fn set_mtime(path: &Path, at: std::time::SystemTime) -> io::Result<()> {
+    use rustix::fs::{AtFlags, CWD, Timestamps, UTIME_OMIT, utimensat};
+    let since = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(io::Error::other)?;
+    let times = Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: i64::try_from(since.as_secs()).map_err(io::Error::other)?,
+            tv_nsec: i64::from(since.subsec_nanos()),
+        },
+    };
+    Ok(utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)?)
 }
 
 /// The user mxgate runs as; the only owner (besides root) it trusts.
@@ -261,7 +252,7 @@ pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::symlink;
+    use std::{os::unix::fs::symlink, path::PathBuf};
 
     use super::*;
 
@@ -280,6 +271,20 @@ mod tests {
         write_atomically(&path, b"two\n", 0o600).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two\n");
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        let left: Vec<_> = fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file is left behind");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_rename_leaves_the_target_and_no_temporary() {
+        let dir = scratch("failed");
+        let path = dir.join("busy");
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("kept"), b"kept").unwrap();
+        let e = write_atomically(&path, b"new", 0o600).unwrap_err();
+        assert!(format!("{e:#}").contains("renaming"), "{e:#}");
+        assert_eq!(fs::read(path.join("kept")).unwrap(), b"kept");
         let left: Vec<_> = fs::read_dir(&dir).unwrap().collect();
         assert_eq!(left.len(), 1, "no temporary file is left behind");
         fs::remove_dir_all(&dir).unwrap();

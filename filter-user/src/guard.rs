@@ -114,46 +114,49 @@ impl Guard {
     }
 }
 
-/// An address family, for the guards' messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum Family {
-    /// IPv4.
-    #[serde(rename = "v4")]
-    V4,
-    /// IPv6.
-    #[serde(rename = "v6")]
-    V6,
-}
+pub use filter_common::Family;
 
-impl Family {
-    fn bits(self) -> u32 {
-        match self {
-            Family::V4 => 32,
-            Family::V6 => 128,
-        }
-    }
-
-    fn option(self) -> &'static str {
-        match self {
-            Family::V4 => "--max-allow-v4",
-            Family::V6 => "--max-allow-v6",
-        }
-    }
-
+/// What the guards say and reckon of an address family (the one
+/// [`Family`], filter-common's).
+pub trait FamilyMeasure {
+    /// "IPv4" or "IPv6", for messages.
+    fn name(self) -> &'static str;
     /// Addresses a prefix of length `len` holds (saturating at the
     /// largest count a `u128` holds: the whole IPv6 space).
-    pub fn addresses_in(self, len: u8) -> u128 {
-        block_size(self.bits().saturating_sub(u32::from(len)))
+    fn addresses_in(self, len: u8) -> u128;
+}
+
+impl FamilyMeasure for Family {
+    fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+
+    fn addresses_in(self, len: u8) -> u128 {
+        let bits = match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        };
+        block_size(u32::saturating_sub(bits, u32::from(len)))
     }
 }
 
-impl fmt::Display for Family {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Family::V4 => "IPv4",
-            Family::V6 => "IPv6",
-        })
+/// The option that sets the ceiling of `family`.
+fn ceiling_option(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "--max-allow-v4",
+        Family::V6 => "--max-allow-v6",
     }
+}
+
+/// A family in JSON: `v4` or `v6`.
+fn family_key<S: serde::Serializer>(family: &Family, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match family {
+        Family::V4 => "v4",
+        Family::V6 => "v6",
+    })
 }
 
 /// One family's change, in addresses.
@@ -207,6 +210,7 @@ pub enum Refusal {
     /// The change takes access from too many live addresses.
     Shrink {
         /// The family.
+        #[serde(serialize_with = "family_key")]
         family: Family,
         /// Live addresses lost.
         #[serde(serialize_with = "count_json")]
@@ -222,6 +226,7 @@ pub enum Refusal {
     /// The change multiplies the live addresses by too much.
     Grow {
         /// The family.
+        #[serde(serialize_with = "family_key")]
         family: Family,
         /// Live addresses.
         #[serde(serialize_with = "count_json")]
@@ -237,6 +242,7 @@ pub enum Refusal {
     /// The list allows more addresses than any list may.
     Ceiling {
         /// The family.
+        #[serde(serialize_with = "family_key")]
         family: Family,
         /// Addresses the new list allows.
         #[serde(serialize_with = "count_json")]
@@ -253,7 +259,10 @@ impl Refusal {
             Refusal::Shrink { .. } => "--force (or a larger --max-shrink)".to_owned(),
             Refusal::Grow { .. } => "--force (or a larger --max-grow)".to_owned(),
             Refusal::Ceiling { family, .. } => {
-                format!("a larger {} (--force does not lift it)", family.option())
+                format!(
+                    "a larger {} (--force does not lift it)",
+                    ceiling_option(*family)
+                )
             }
         }
     }
@@ -273,7 +282,8 @@ impl fmt::Display for Refusal {
                 "the new list takes access from {} of the {} live {family} addresses \
                  ({percent:.1}%), more than --max-shrink {max_shrink}%",
                 count_text(*lost),
-                count_text(*live)
+                count_text(*live),
+                family = family.name(),
             ),
             Refusal::Grow {
                 family,
@@ -287,7 +297,8 @@ impl fmt::Display for Refusal {
                  than --max-grow {max_grow}",
                 count_text(*new),
                 factor_text(*factor),
-                count_text(*live)
+                count_text(*live),
+                family = family.name(),
             ),
             Refusal::Ceiling {
                 family,
@@ -299,8 +310,9 @@ impl fmt::Display for Refusal {
                  {max_allow}: as many as a /{max_allow} holds, {}); no provider publishes a \
                  list that large",
                 count_text(*new),
-                family.option(),
-                count_text(family.addresses_in(*max_allow))
+                ceiling_option(*family),
+                count_text(family.addresses_in(*max_allow)),
+                family = family.name(),
             ),
         }
     }
@@ -518,6 +530,13 @@ mod tests {
         );
         let text = j.refusal_message().unwrap();
         assert!(text.contains("more than --max-grow 10"), "{text}");
+        assert!(text.contains(" IPv4 addresses"), "{text}");
+        let json = serde_json::to_value(&j.refusals).unwrap();
+        assert_eq!(
+            (&json[0]["guard"], &json[0]["family"]),
+            (&"ceiling".into(), &"v4".into()),
+            "{json}"
+        );
         assert!(
             text.ends_with(
                 "run again with a larger --max-allow-v4 (--force does not lift it), or --force \

@@ -14,8 +14,8 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::{
+    delivery::{DEFAULT_FETCH_TIMEOUT, Delivered, FetchError},
     files::{self, Links},
-    sources::{Delivered, FetchError},
 };
 use ureq::{
     Agent, ResponseExt as _,
@@ -46,7 +46,7 @@ pub struct HttpsOptions {
 impl Default for HttpsOptions {
     fn default() -> Self {
         Self {
-            timeout: crate::sources::DEFAULT_FETCH_TIMEOUT,
+            timeout: DEFAULT_FETCH_TIMEOUT,
             max_bytes: DEFAULT_MAX_DOWNLOAD,
             ca_file: None,
         }

@@ -2,16 +2,20 @@
 //! library the tests and xtask can call.
 //!
 //! Data flows one way: range sources ([`sources`], with [`spf`] and
-//! [`https`]) → [`ranges`] (parsed into an [`allowlist::Allowlist`]) →
+//! [`https`], which deliver in [`delivery`]'s terms and report with
+//! [`warning`]) → [`ranges`] (parsed into an [`allowlist::Allowlist`]) →
 //! [`diff`] (against the live maps, judged by [`guard`]) → [`filter`] (the pinned maps); and
-//! [`filter`] counters → [`report`] → [`logline`]. [`pins`] owns the bpffs
-//! layout, [`links`] the per-interface attachments, [`commands`] the CLI's
-//! subcommands as [`cli`] defines them.
+//! [`filter`] counters ([`snapshot`]) → [`report`] → [`logline`]. [`pins`]
+//! owns the bpffs layout, [`links`] the per-interface attachments (on
+//! [`interfaces`]), [`commands`] the CLI's subcommands as [`cli`] defines
+//! them.
 
 pub mod allowlist;
 pub mod audit;
 pub mod cli;
 pub mod commands;
+pub mod delivery;
+pub mod describe;
 pub mod diff;
 pub mod doctor;
 pub mod error;
@@ -20,6 +24,7 @@ pub mod files;
 pub mod filter;
 pub mod guard;
 pub mod https;
+pub mod interfaces;
 pub mod kernel_support;
 pub mod links;
 pub mod logline;
@@ -27,9 +32,11 @@ pub mod netlink;
 pub mod pins;
 pub mod ranges;
 pub mod report;
+pub mod snapshot;
 pub mod sources;
 pub mod spf;
 pub mod sys;
+pub mod warning;
 
 /// The compiled XDP program (filter-ebpf), embedded at build time.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mxgate"));

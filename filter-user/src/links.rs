@@ -16,7 +16,8 @@ use serde::Serialize;
 use crate::{
     error::{InvalidInput, Refused},
     filter::Filter,
-    netlink::{self, XdpAttachment},
+    interfaces,
+    netlink::{self, AttachedMode, XdpAttachment},
     pins::{Entries, PinDir},
     report::printable,
     sys::{self, XdpLinkInfo},
@@ -36,6 +37,17 @@ pub enum AttachMode {
     Skb,
 }
 
+impl AttachMode {
+    /// The mode the kernel reports for this choice; `None` for `Auto`.
+    pub fn attached(self) -> Option<AttachedMode> {
+        match self {
+            AttachMode::Auto => None,
+            AttachMode::Native => Some(AttachedMode::Native),
+            AttachMode::Skb => Some(AttachedMode::Skb),
+        }
+    }
+}
+
 /// An interface the filter is attached to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Attachment {
@@ -47,8 +59,8 @@ pub struct Attachment {
     pub link_id: u32,
     /// The attached program's id.
     pub program_id: u32,
-    /// "native" or "skb", as the kernel reports it.
-    pub mode: &'static str,
+    /// The mode, as the kernel reports it.
+    pub mode: AttachedMode,
     /// True when this call attached it; false when it was already attached.
     pub new: bool,
     /// The interface's name when it was attached, if it was renamed since
@@ -66,13 +78,13 @@ pub fn check(pins: &PinDir, iface: &str, ours: Option<u32>) -> anyhow::Result<()
     crate::pins::check_iface_name(iface)?;
     let entries = pins.entries()?;
     let shown = printable(iface);
-    let Some(ifindex) = sys::ifindex(iface) else {
+    let Some(ifindex) = interfaces::ifindex(iface) else {
         let renamed = entries
             .links
             .iter()
             .filter(|l| l.as_str() == iface)
             .find_map(|l| sys::pinned_xdp_link(&pins.link(l)).ok())
-            .and_then(|link| sys::ifname(link.ifindex))
+            .and_then(|link| interfaces::ifname(link.ifindex))
             .map_or_else(String::new, |now| {
                 format!(
                     " ({} attaches the filter to {}: the interface was renamed; attach to \
@@ -83,7 +95,7 @@ pub fn check(pins: &PinDir, iface: &str, ours: Option<u32>) -> anyhow::Result<()
             });
         return Err(InvalidInput(format!("there is no interface named {shown:?}{renamed}")).into());
     };
-    if sys::is_loopback(iface) {
+    if interfaces::is_loopback(iface) {
         return Err(InvalidInput(format!(
             "{shown} is the loopback interface: filtering it would drop local SMTP \
              (127.0.0.1, ::1, content filters re-injecting mail); attach to the interfaces \
@@ -104,7 +116,7 @@ pub fn check(pins: &PinDir, iface: &str, ours: Option<u32>) -> anyhow::Result<()
         && link.ifindex != 0
         && link.ifindex != ifindex
     {
-        let now = sys::ifname(link.ifindex).unwrap_or_else(|| "?".into());
+        let now = interfaces::ifname(link.ifindex).unwrap_or_else(|| "?".into());
         return Err(Refused(format!(
             "{} attaches the filter to interface #{} (now called {}), not to the {shown} \
              there is now; nothing changed (`mxgate detach --iface {}` detaches that one)",
@@ -138,7 +150,7 @@ pub fn link_on(pins: &PinDir, entries: &Entries, ifindex: u32) -> Option<(String
 /// Attaches the filter to `iface`, or reports the existing attachment when
 /// the filter is already attached there. [`check`] has passed.
 pub fn attach(filter: &mut Filter, iface: &str, mode: AttachMode) -> anyhow::Result<Attachment> {
-    let ifindex = sys::ifindex(iface)
+    let ifindex = interfaces::ifindex(iface)
         .ok_or_else(|| InvalidInput(format!("there is no interface named {iface:?}")))?;
     let program_id = filter.program_info()?.id();
     let pins = filter.pins().clone();
@@ -171,7 +183,7 @@ pub fn attach(filter: &mut Filter, iface: &str, mode: AttachMode) -> anyhow::Res
                     ifindex,
                     link_id: link.link_id,
                     program_id,
-                    mode: current.map_or("unknown", |c| c.mode),
+                    mode: current.map_or(AttachedMode::Unknown, |c| c.mode),
                     new: false,
                     renamed_from: None,
                 });
@@ -195,10 +207,13 @@ pub fn attach(filter: &mut Filter, iface: &str, mode: AttachMode) -> anyhow::Res
         return Err(Refused(describe_other(iface, other)).into());
     }
 
-    let tries: &[(XdpMode, &'static str)] = match mode {
-        AttachMode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "skb")],
-        AttachMode::Native => &[(XdpMode::Driver, "native")],
-        AttachMode::Skb => &[(XdpMode::Skb, "skb")],
+    let tries: &[(XdpMode, AttachedMode)] = match mode {
+        AttachMode::Auto => &[
+            (XdpMode::Driver, AttachedMode::Native),
+            (XdpMode::Skb, AttachedMode::Skb),
+        ],
+        AttachMode::Native => &[(XdpMode::Driver, AttachedMode::Native)],
+        AttachMode::Skb => &[(XdpMode::Skb, AttachedMode::Skb)],
     };
     let mut last_error = None;
     for (xdp_mode, name) in tries {
@@ -218,7 +233,7 @@ pub fn attach(filter: &mut Filter, iface: &str, mode: AttachMode) -> anyhow::Res
                     ifindex,
                     link_id: info.link_id,
                     program_id,
-                    mode: name,
+                    mode: *name,
                     new: true,
                     renamed_from: None,
                 });
@@ -328,7 +343,7 @@ pub fn detach(pins: &PinDir, entries: &Entries, iface: &str) -> anyhow::Result<D
     if entries.links.iter().any(|l| l == iface) {
         if let Ok(link) = sys::pinned_xdp_link(&pins.link(iface))
             && link.ifindex != 0
-            && let Some(now) = sys::ifname(link.ifindex)
+            && let Some(now) = interfaces::ifname(link.ifindex)
             && now != iface
         {
             return Err(Refused(format!(
@@ -349,7 +364,7 @@ pub fn detach(pins: &PinDir, entries: &Entries, iface: &str) -> anyhow::Result<D
             pin: iface.to_owned(),
         });
     }
-    if let Some(ifindex) = sys::ifindex(iface)
+    if let Some(ifindex) = interfaces::ifindex(iface)
         && let Some((pin, _)) = link_on(pins, entries, ifindex)
     {
         pins.remove_link(&pin)?;
@@ -375,7 +390,7 @@ pub struct LinkStatus {
     /// The program's id.
     pub program_id: u32,
     /// The mode the kernel reports for the interface, if it runs this link's program.
-    pub mode: Option<&'static str>,
+    pub mode: Option<AttachedMode>,
     /// When the link was pinned (attached): its pin's time, which stays.
     #[serde(serialize_with = "rfc3339")]
     pub attached_at: Option<SystemTime>,
@@ -401,9 +416,10 @@ pub fn links(pins: &PinDir, entries: &Entries) -> anyhow::Result<Vec<LinkStatus>
             .filter(|a| a.program_id == info.program_id)
             .map(|a| a.mode);
         let attached_at = fs::metadata(&pin).and_then(|m| m.modified()).ok();
-        let current_name = ifindex.and_then(sys::ifname);
+        let current_name = ifindex.and_then(interfaces::ifname);
         out.push(LinkStatus {
-            detached_from_live_interface: ifindex.is_none() && sys::ifindex(&iface).is_some(),
+            detached_from_live_interface: ifindex.is_none()
+                && interfaces::ifindex(&iface).is_some(),
             iface,
             ifindex,
             current_name,

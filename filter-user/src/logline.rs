@@ -15,23 +15,136 @@ pub enum LogFormat {
     Json,
 }
 
+/// A line's severity, as the `level` key writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// `trace`: only the program's own lines carry it.
+    Trace,
+    /// `debug`.
+    Debug,
+    /// `info`.
+    Info,
+    /// `warn`.
+    Warn,
+    /// `error`.
+    Error,
+}
+
+impl Level {
+    /// The name the `level` key writes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+impl From<log::Level> for Level {
+    fn from(level: log::Level) -> Self {
+        match level {
+            log::Level::Error => Level::Error,
+            log::Level::Warn => Level::Warn,
+            log::Level::Info => Level::Info,
+            log::Level::Debug => Level::Debug,
+            log::Level::Trace => Level::Trace,
+        }
+    }
+}
+
+/// Declares [`Event`] with each event's name written once.
+macro_rules! events {
+    ($($(#[doc = $doc:literal])* $variant:ident => $name:literal,)*) => {
+        /// What a log line reports: its `event` key (docs/DESIGN.md §8 lists
+        /// them all; a unit test holds the two to each other).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Event {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Event {
+            /// Every event, in the order docs/DESIGN.md §8 lists them.
+            pub const ALL: &[Event] = &[$(Event::$variant,)*];
+
+            /// The name the `event` key writes.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Event::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+events! {
+    /// An interface was attached.
+    Attached => "attached",
+    /// run adopted an installed filter.
+    Adopted => "adopted",
+    /// The allowlist changed.
+    Refreshed => "refreshed",
+    /// run's list was refused by the guard.
+    RefreshRefused => "refresh_refused",
+    /// run's list could not be read.
+    ListFailed => "list_failed",
+    /// A lost object was pinned again, or drifted maps put back.
+    Repaired => "repaired",
+    /// Ports, destinations or dry run changed.
+    Settings => "settings",
+    /// The open switch went on.
+    Opened => "opened",
+    /// The open switch went off.
+    Enforced => "enforced",
+    /// An interface lost the filter (its link pin was removed).
+    LinkRemoved => "link_removed",
+    /// A link was detached from its interface from outside.
+    LinkDetached => "link_detached",
+    /// An attached interface was deleted.
+    InterfaceGone => "interface_gone",
+    /// The filter is attached to no interface.
+    Unprotected => "unprotected",
+    /// A pin was removed by hand or holds a foreign object.
+    Damaged => "damaged",
+    /// A setting does not do what was asked.
+    Note => "note",
+    /// Each interval's counters.
+    Stats => "stats",
+    /// One of the program's own log lines.
+    Kernel => "kernel",
+    /// How many kernel lines were over the budget.
+    KernelLogSuppressed => "kernel_log_suppressed",
+    /// The `--prom-file` directory does not exist.
+    MetricsUnavailable => "metrics_unavailable",
+    /// The program's log buffer cannot be read.
+    KernelLogUnavailable => "kernel_log_unavailable",
+    /// The filter was removed; run stops.
+    Detached => "detached",
+    /// run fails.
+    Error => "error",
+    /// run stopped on a signal.
+    Stopped => "stopped",
+}
+
 /// One log line being built.
 #[derive(Clone, Debug)]
 pub struct LogLine {
-    level: &'static str,
-    event: &'static str,
+    level: Level,
+    event: Event,
     /// Key, value, and the value's logfmt text when it is not `value`'s.
     fields: Vec<(String, Value, Option<String>)>,
 }
 
 impl LogLine {
     /// An `info` line for `event`.
-    pub fn info(event: &'static str) -> Self {
-        Self::new("info", event)
+    pub fn info(event: Event) -> Self {
+        Self::new(Level::Info, event)
     }
 
     /// A line at `level` for `event`.
-    pub fn new(level: &'static str, event: &'static str) -> Self {
+    pub fn new(level: Level, event: Event) -> Self {
         Self {
             level,
             event,
@@ -58,15 +171,19 @@ impl LogLine {
             LogFormat::Json => {
                 let mut object = Map::new();
                 object.insert("ts".into(), ts.into());
-                object.insert("level".into(), self.level.into());
-                object.insert("event".into(), self.event.into());
+                object.insert("level".into(), self.level.name().into());
+                object.insert("event".into(), self.event.name().into());
                 for (key, value, _) in &self.fields {
                     object.insert(key.clone(), value.clone());
                 }
                 escape_json_controls(&Value::Object(object).to_string())
             }
             LogFormat::Text => {
-                let mut out = format!("ts={ts} level={} event={}", self.level, self.event);
+                let mut out = format!(
+                    "ts={ts} level={} event={}",
+                    self.level.name(),
+                    self.event.name()
+                );
                 for (key, value, text) in &self.fields {
                     let value = match text {
                         Some(text) => Value::String(text.clone()),
@@ -178,7 +295,7 @@ mod tests {
 
     #[test]
     fn logfmt_quotes_only_what_needs_it() {
-        let line = LogLine::info("attached")
+        let line = LogLine::info(Event::Attached)
             .field("iface", "eth0")
             .field("note", "two words")
             .field("count", 3)
@@ -192,7 +309,7 @@ mod tests {
 
     #[test]
     fn control_characters_and_del_are_escaped_in_both_formats() {
-        let line = LogLine::info("attached").field("iface", "ev\u{1b}[31mil\u{7f}\u{85}");
+        let line = LogLine::info(Event::Attached).field("iface", "ev\u{1b}[31mil\u{7f}\u{85}");
         let text = line.render(LogFormat::Text, at());
         assert!(
             text.ends_with(r#"iface="ev\u001b[31mil\u007f\u0085""#),
@@ -207,22 +324,22 @@ mod tests {
 
     #[test]
     fn lists_read_back_as_the_items_they_hold() {
-        let plain = LogLine::info("adopted").field("interfaces", vec!["eth0", "eth1"]);
+        let plain = LogLine::info(Event::Adopted).field("interfaces", vec!["eth0", "eth1"]);
         assert!(
             plain
                 .render(LogFormat::Text, at())
                 .ends_with(" interfaces=eth0,eth1"),
         );
         // One interface called "a,b" is not two called a and b.
-        let comma = LogLine::info("adopted").field("interfaces", vec!["a,b"]);
-        let two = LogLine::info("adopted").field("interfaces", vec!["a", "b"]);
+        let comma = LogLine::info(Event::Adopted).field("interfaces", vec!["a,b"]);
+        let two = LogLine::info(Event::Adopted).field("interfaces", vec!["a", "b"]);
         let (comma, two) = (
             comma.render(LogFormat::Text, at()),
             two.render(LogFormat::Text, at()),
         );
         assert_ne!(comma, two);
         assert!(comma.ends_with(r#" interfaces="[\"a,b\"]""#), "{comma}");
-        let empty = LogLine::info("adopted").field("interfaces", Vec::<String>::new());
+        let empty = LogLine::info(Event::Adopted).field("interfaces", Vec::<String>::new());
         assert!(
             empty
                 .render(LogFormat::Text, at())
@@ -234,7 +351,7 @@ mod tests {
 
     #[test]
     fn json_is_one_object_with_the_common_keys() {
-        let line = LogLine::new("warn", "error").field("message", "a \"quoted\" thing");
+        let line = LogLine::new(Level::Warn, Event::Error).field("message", "a \"quoted\" thing");
         let text = line.render(LogFormat::Json, at());
         let value: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["ts"], "2026-11-18T11:06:40.123Z");
@@ -242,5 +359,40 @@ mod tests {
         assert_eq!(value["event"], "error");
         assert_eq!(value["message"], "a \"quoted\" thing");
         assert!(!text.contains('\n'));
+    }
+
+    /// The events of docs/DESIGN.md §8's table, in its order.
+    fn design_events() -> Vec<String> {
+        let design = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/DESIGN.md"));
+        let start = design
+            .find("\n## 8. Log lines")
+            .expect("docs/DESIGN.md has its §8");
+        let section = &design[start + 1..];
+        let end = section.find("\n## ").unwrap_or(section.len());
+        section[..end]
+            .lines()
+            .filter_map(|row| row.strip_prefix("| `"))
+            .filter_map(|row| row.split_once('`'))
+            .map(|(event, _)| event.to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_events_are_those_of_design_section_8() {
+        let design = design_events();
+        let code: Vec<String> = Event::ALL.iter().map(|e| e.name().to_owned()).collect();
+        for event in &design {
+            assert!(
+                code.contains(event),
+                "docs/DESIGN.md §8 lists `{event}`, which logline::Event lacks"
+            );
+        }
+        for event in &code {
+            assert!(
+                design.contains(event),
+                "logline::Event has `{event}`, which docs/DESIGN.md §8 does not list"
+            );
+        }
+        assert_eq!(code, design, "the same events, in the same order");
     }
 }

@@ -24,11 +24,47 @@ use netlink_packet_route::{
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use serde::Serialize;
 
+/// The mode an XDP program runs in, named once for every message, log
+/// line and JSON field that shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachedMode {
+    /// The driver's own hook (IFLA_XDP_ATTACHED 1).
+    Native,
+    /// Generic XDP, on the socket buffer (2).
+    Skb,
+    /// Offloaded to the NIC (3).
+    Hw,
+    /// Programs in several modes at once (4).
+    Multi,
+    /// The kernel did not say (the interface could not be asked).
+    Unknown,
+}
+
+impl AttachedMode {
+    /// The mode's name: `native`, `skb`, `hw`, `multi` or `unknown`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachedMode::Native => "native",
+            AttachedMode::Skb => "skb",
+            AttachedMode::Hw => "hw",
+            AttachedMode::Multi => "multi",
+            AttachedMode::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for AttachedMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The XDP program attached to an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct XdpAttachment {
-    /// "native", "skb", "hw" or "multi".
-    pub mode: &'static str,
+    /// The mode it runs in.
+    pub mode: AttachedMode,
     /// The program's id (0 when several are attached in different modes).
     pub program_id: u32,
 }
@@ -90,10 +126,10 @@ fn attachment(xdp: &[LinkXdp]) -> Option<XdpAttachment> {
         _ => None,
     })?;
     let mode = match mode {
-        XdpAttached::Driver => "native",
-        XdpAttached::SocketBuffer => "skb",
-        XdpAttached::Hardware => "hw",
-        XdpAttached::Multiple => "multi",
+        XdpAttached::Driver => AttachedMode::Native,
+        XdpAttached::SocketBuffer => AttachedMode::Skb,
+        XdpAttached::Hardware => AttachedMode::Hw,
+        XdpAttached::Multiple => AttachedMode::Multi,
         _ => return None,
     };
     let program_id = xdp
@@ -119,7 +155,7 @@ mod tests {
 
     #[test]
     fn loopback_has_no_xdp_program() {
-        let lo = crate::sys::ifindex("lo").expect("lo exists");
+        let lo = crate::interfaces::ifindex("lo").expect("lo exists");
         assert_eq!(xdp_attachment(lo).unwrap(), None);
     }
 
@@ -178,7 +214,7 @@ mod tests {
         assert_eq!(
             found,
             Some(XdpAttachment {
-                mode: "native",
+                mode: AttachedMode::Native,
                 program_id: 42
             })
         );
@@ -186,7 +222,11 @@ mod tests {
 
     #[test]
     fn names_every_mode() {
-        for (byte, mode) in [(1, "native"), (2, "skb"), (3, "hw")] {
+        for (byte, mode) in [
+            (1, AttachedMode::Native),
+            (2, AttachedMode::Skb),
+            (3, AttachedMode::Hw),
+        ] {
             let reply = newlink(&[xdp(&[
                 nla(ATTACHED, &[byte]),
                 nla(PROG_ID, &9u32.to_ne_bytes()),
@@ -208,7 +248,7 @@ mod tests {
         assert_eq!(
             found,
             Some(XdpAttachment {
-                mode: "multi",
+                mode: AttachedMode::Multi,
                 program_id: 0
             })
         );
@@ -230,7 +270,7 @@ mod tests {
             xdp(&[nla(ATTACHED, &[2]), nla(PROG_ID, &3u32.to_ne_bytes())]),
         ]);
         let found = parse_reply(&reply).unwrap().expect("attached");
-        assert_eq!((found.mode, found.program_id), ("skb", 3));
+        assert_eq!((found.mode, found.program_id), (AttachedMode::Skb, 3));
     }
 
     #[test]

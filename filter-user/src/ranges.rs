@@ -15,10 +15,17 @@ use std::{
     path::PathBuf,
 };
 
+use filter_common::Family;
 use ipnet::{IpNet, Ipv4Net, Ipv4Subnets, Ipv6Net, Ipv6Subnets};
-use serde::Serialize;
 
-use crate::{allowlist::Allowlist, spf};
+use crate::{
+    allowlist::Allowlist,
+    spf::{
+        self,
+        record::{Qualifier, is_spf_record, split_qualifier},
+    },
+    warning::{Location, Warning},
+};
 
 /// Longest line accepted: the longest record DNS carries (a TXT record's
 /// data is at most 65,535 bytes), so that a pasted `v=spf1` record of any
@@ -34,21 +41,6 @@ pub const MAX_LIST_PREFIXES: usize = (filter_common::MAX_PREFIXES / 2) as usize;
 
 /// Name used for entries given with `--allow`.
 pub const ALLOW_OPTION: &str = "--allow";
-
-/// Where a problem was found: source name (file path, `-`, `--allow`) and line.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Location {
-    /// File path as given, `-` for standard input, or `--allow`.
-    pub source: String,
-    /// 1-based line number (the position for `--allow`).
-    pub line: usize,
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.source, self.line)
-    }
-}
 
 /// Why a list was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -93,24 +85,6 @@ pub enum ListError {
         /// Prefixes after merging.
         count: usize,
     },
-}
-
-/// Something accepted but worth telling the user about.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Warning {
-    /// Source and line.
-    #[serde(flatten)]
-    pub at: Location,
-    /// The entry's text.
-    pub text: String,
-    /// What was done about it.
-    pub message: String,
-}
-
-impl fmt::Display for Warning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {:?}", self.at, self.message, self.text)
-    }
 }
 
 /// A parsed list: the merged allowlist, what was read to make it, and warnings.
@@ -310,26 +284,19 @@ impl ListBuilder {
         self.v4.extend_from_slice(flattened.pass.v4());
         self.v6.extend_from_slice(flattened.pass.v6());
         for note in flattened.warnings {
-            self.warnings.push(Warning {
-                at: at.clone(),
-                text: note.term,
-                message: format!("SPF term {}", note.what),
-            });
+            self.warnings.push(Warning::new(
+                &at.source,
+                at.line,
+                &note.term,
+                format!("SPF term {}", note.what),
+            ));
         }
         Ok(())
     }
 
-    /// Adds a warning about `text` on line `line` of `source` (a remote
-    /// source's text).
-    pub fn add_warning(&mut self, source: &str, line: usize, text: &str, message: &str) {
-        self.warnings.push(Warning {
-            at: Location {
-                source: source.to_owned(),
-                line,
-            },
-            text: text.to_owned(),
-            message: message.to_owned(),
-        });
+    /// Adds a warning a remote source delivered about its text.
+    pub fn add_warning(&mut self, warning: Warning) {
+        self.warnings.push(warning);
     }
 }
 
@@ -348,20 +315,6 @@ fn check_merged(allowlist: &Allowlist) -> Result<(), ListError> {
         }
     }
     Ok(())
-}
-
-fn is_spf_record(content: &str) -> bool {
-    let mut words = content.split_whitespace();
-    words
-        .next()
-        .is_some_and(|w| w.eq_ignore_ascii_case("v=spf1"))
-}
-
-fn split_qualifier(term: &str) -> (char, &str) {
-    match term.chars().next() {
-        Some(q @ ('+' | '-' | '~' | '?')) => (q, &term[1..]),
-        _ => ('+', term),
-    }
 }
 
 fn syntax(at: Location, text: &str, reason: impl Into<String>) -> ListError {
@@ -404,9 +357,10 @@ fn parse_entry(text: &str) -> Result<ParsedEntry, String> {
         Some("ip6:") => (Some(Family::V6), &term[4..]),
         _ => (None, text),
     };
-    if family.is_some() && qualifier != '+' {
+    if family.is_some() && qualifier != Qualifier::Pass {
         return Err(format!(
-            "an SPF term with qualifier {qualifier:?} does not allow anyone"
+            "an SPF term with qualifier {:?} does not allow anyone",
+            qualifier.symbol()
         ));
     }
     // A prefix length makes it a CIDR ("192.0.2.0/-1" is a bad length, not
@@ -422,12 +376,6 @@ fn parse_entry(text: &str) -> Result<ParsedEntry, String> {
         (Some(_), _) => spf::record::parse_directive(text).map(|_| entry),
         (None, _) => Ok(entry),
     }
-}
-
-#[derive(Clone, Copy)]
-enum Family {
-    V4,
-    V6,
 }
 
 fn parse_addr(text: &str) -> Result<IpAddr, String> {
@@ -661,6 +609,13 @@ mod tests {
         // What checkers reject is an error naming the line.
         assert!(error("v=spf1 ip4:192.0.2.0/024").starts_with("list.txt:1: the record: SPF term"));
         assert!(error("v=spf1 ip4:192.0.2.0/24\tmx").contains("not allowed"));
+        // A record is `v=spf1` and a space (RFC 7208 4.5, as spf/record.rs
+        // reads it): after a tab the line is no record, and no one entry.
+        assert_eq!(
+            error("v=spf1\tip4:192.0.2.0/24"),
+            "list.txt:1: more than one entry on a line: \"v=spf1\\tip4:192.0.2.0/24\""
+        );
+        assert!(error("V=SPF1 ip4:192.0.2.0/24 ip4:x").contains("the record: SPF term"));
         assert!(
             error("v=spf1 ip4:192.0.2.0/24 exp=a.example exp=b.example").contains("more than once")
         );

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::{
     filter::{Counters, DeniedEntry, OutcomeCounts},
-    logline::LogLine,
+    logline::{Event, LogLine},
 };
 
 /// A denied source worth naming.
@@ -148,7 +148,7 @@ pub fn stats_line(earlier: &Reading, later: &Reading, top: usize) -> LogLine {
         .duration_since(earlier.wall)
         .unwrap_or_default()
         .as_secs_f64();
-    let mut line = LogLine::info("stats").field("interval_s", (seconds * 10.0).round() / 10.0);
+    let mut line = LogLine::info(Event::Stats).field("interval_s", (seconds * 10.0).round() / 10.0);
     for (prefix, counts) in [
         ("v4", &d.v4),
         ("v6", &d.v6),

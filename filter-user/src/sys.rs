@@ -1,11 +1,11 @@
 //! The few kernel calls aya 0.16 does not expose: what kind of object a pin
 //! holds, which interface a pinned XDP link is attached to (aya's `LinkInfo`
 //! has no accessor for the XDP member of `bpf_link_info`), a pinned
-//! program's maps without CAP_SYS_ADMIN, pinning a program found by id,
-//! and interface name/index conversion.
+//! program's maps without CAP_SYS_ADMIN, pinning a program found by id.
+//! Interfaces are [`crate::interfaces`]'.
 
 use std::{
-    ffi::{CStr, CString},
+    ffi::CString,
     io,
     os::{
         fd::{FromRawFd as _, OwnedFd},
@@ -267,129 +267,4 @@ fn bpf<A>(cmd: libc::c_long, attr: &A) -> io::Result<i32> {
         return Err(io::Error::last_os_error());
     }
     i32::try_from(rc).map_err(|_| io::Error::other("bpf(2) returned an out-of-range value"))
-}
-
-/// Sets the modification time of `path` (not following a symlink).
-pub fn set_mtime(path: &Path, at: std::time::SystemTime) -> io::Result<()> {
-    let since = at
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(io::Error::other)?;
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let times = [
-        libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
-        },
-        libc::timespec {
-            tv_sec: libc::time_t::try_from(since.as_secs()).map_err(io::Error::other)?,
-            tv_nsec: libc::c_long::from(since.subsec_nanos() as i32),
-        },
-    ];
-    // SAFETY: a NUL-terminated path and two timespecs, as utimensat takes.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c_path.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Index of the interface called `name` in this network namespace.
-pub fn ifindex(name: &str) -> Option<u32> {
-    let c_name = CString::new(name).ok()?;
-    // SAFETY: a valid NUL-terminated string.
-    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-    (index != 0).then_some(index)
-}
-
-/// True when `name` is a loopback interface in this network namespace.
-pub fn is_loopback(name: &str) -> bool {
-    let Ok(c_name) = CString::new(name) else {
-        return false;
-    };
-    // SAFETY: plain socket(2); the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return false;
-    }
-    // SAFETY: socket returned a new descriptor that we now own.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
-    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (to, from) in request.ifr_name.iter_mut().zip(c_name.as_bytes()) {
-        *to = *from as libc::c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name in `request` (the
-    // name is at most IFNAMSIZ - 1 bytes, checked by the caller) and writes
-    // the flags into it.
-    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) } != 0 {
-        return false;
-    }
-    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
-    let flags = unsafe { request.ifr_ifru.ifru_flags };
-    flags & libc::IFF_LOOPBACK as libc::c_short != 0
-}
-
-/// Every address configured on an interface of this network namespace.
-pub fn local_addresses() -> io::Result<Vec<std::net::IpAddr>> {
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs allocates the list and stores its head in `list`.
-    if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut found = Vec::new();
-    let mut at = list;
-    while !at.is_null() {
-        // SAFETY: `at` is a node of the list getifaddrs returned, not yet freed.
-        let node = unsafe { &*at };
-        if !node.ifa_addr.is_null() {
-            // SAFETY: ifa_addr points to a sockaddr whose family says its type.
-            let family = i32::from(unsafe { (*node.ifa_addr).sa_family });
-            if family == libc::AF_INET {
-                // SAFETY: an AF_INET address is a sockaddr_in.
-                let sin = unsafe { &*node.ifa_addr.cast::<libc::sockaddr_in>() };
-                found.push(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).into());
-            } else if family == libc::AF_INET6 {
-                // SAFETY: an AF_INET6 address is a sockaddr_in6.
-                let sin6 = unsafe { &*node.ifa_addr.cast::<libc::sockaddr_in6>() };
-                found.push(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr).into());
-            }
-        }
-        at = node.ifa_next;
-    }
-    // SAFETY: `list` came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(list) };
-    Ok(found)
-}
-
-/// Name of the interface with index `index` in this network namespace.
-pub fn ifname(index: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: buf holds IF_NAMESIZE bytes, as if_indextoname requires.
-    let name = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
-    if name.is_null() {
-        return None;
-    }
-    // SAFETY: on success buf holds a NUL-terminated name.
-    let name = unsafe { CStr::from_ptr(buf.as_ptr()) };
-    Some(name.to_string_lossy().into_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_round_trips() {
-        let index = ifindex("lo").expect("every namespace has lo");
-        assert_eq!(ifname(index).as_deref(), Some("lo"));
-        assert_eq!(ifindex("no-such-if0"), None);
-    }
 }

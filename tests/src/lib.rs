@@ -9,6 +9,7 @@
 //! test and the process, and removes them on drop, also when it fails.
 
 pub mod cli;
+pub mod events;
 pub mod exim;
 pub mod frames;
 #[cfg(feature = "kernel")]

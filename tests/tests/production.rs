@@ -8,6 +8,7 @@ use std::{
 
 use mxgate_tests::{
     cli::{Mxgate, Running},
+    events::next_event,
     frames::{DST_MAC, Frame},
     netns::{CLIENT_IF, SERVER_IF},
     packet::RawSocket,
@@ -16,20 +17,6 @@ use mxgate_tests::{
     unique_name,
 };
 use serde_json::Value;
-
-/// The next JSON log line of `run` for which `wanted` holds.
-fn next_event(lines: &mut Lines<BufReader<ChildStdout>>, wanted: impl Fn(&Value) -> bool) -> Value {
-    loop {
-        let line = lines
-            .next()
-            .expect("mxgate run ended early")
-            .expect("reading mxgate run");
-        let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
-        if wanted(&value) {
-            return value;
-        }
-    }
-}
 
 fn run_json(mx: &Mxgate, extra: &[&str]) -> (Running, Lines<BufReader<ChildStdout>>) {
     let mut args = vec!["run", "--log-format", "json"];

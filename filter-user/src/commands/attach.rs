@@ -8,7 +8,7 @@
 //! step fails, exactly what this call did is undone: links it made, pins it
 //! created, and the list and settings it changed.
 
-use std::{collections::BTreeSet, path::PathBuf};
+use std::path::PathBuf;
 
 use filter_common::{FLAG_OPEN, MAX_PROTECTED_DST};
 
@@ -18,14 +18,15 @@ use super::{
 };
 use crate::{
     allowlist::Allowlist,
+    describe::describe_settings,
     diff::Guard,
     error::InvalidInput,
     filter::{Filter, Installed, KernelLog, Settings},
+    interfaces,
     links::{self, AttachMode, Attachment},
     pins::PinDir,
     ranges::ParsedList,
     report::printable,
-    sys,
 };
 
 /// Everything about an attach but the interfaces and the list.
@@ -155,8 +156,8 @@ fn attach_locked(
     let outcome = list
         .map(|list| {
             apply_list(
-                &mut filter.allow,
-                &mut filter.config,
+                &mut filter.maps.allow,
+                &mut filter.maps.config,
                 &list.allowlist,
                 options.guard,
                 mode,
@@ -174,7 +175,7 @@ fn attach_locked(
         let attachment = links::attach(&mut filter, iface, options.mode)?;
         if attachment.new {
             undo.attached.push(iface.clone());
-        } else if let Some(asked) = mode_name(options.mode)
+        } else if let Some(asked) = options.mode.attached()
             && attachment.mode != asked
         {
             notes.push(format!(
@@ -249,19 +250,10 @@ fn check_settings(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The mode name the kernel reports for an explicit `--mode`.
-fn mode_name(mode: AttachMode) -> Option<&'static str> {
-    match mode {
-        AttachMode::Auto => None,
-        AttachMode::Native => Some("native"),
-        AttachMode::Skb => Some("skb"),
-    }
-}
-
 /// A note for each protected destination this host does not have: SYNs to
 /// it never reach this host, so it protects nothing.
 fn foreign_destinations(settings: &Settings) -> Vec<String> {
-    let Ok(local) = sys::local_addresses() else {
+    let Ok(local) = interfaces::local_addresses() else {
         return Vec::new();
     };
     settings
@@ -341,52 +333,5 @@ fn print_report(pins: &PinDir, report: &AttachReport, options: &AttachOptions) {
     }
     for note in &report.notes {
         eprintln!("mxgate: warning: {}", printable(note));
-    }
-}
-
-/// The protected ports in words: `TCP port 25`, `TCP ports 25, 587`, or
-/// `no TCP port (nothing is examined)`.
-pub fn ports_text(ports: &BTreeSet<u16>) -> String {
-    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
-    match list.len() {
-        0 => "no TCP port (nothing is examined)".to_owned(),
-        1 => format!("TCP port {}", list[0]),
-        _ => format!("TCP ports {}", list.join(", ")),
-    }
-}
-
-/// One line saying what the filter does with these settings.
-pub fn describe_settings(settings: &Settings, open: bool) -> String {
-    let ports = ports_text(&settings.ports);
-    let where_ = if settings.protect_dst.is_empty() {
-        "every local address".to_owned()
-    } else {
-        let addrs: Vec<String> = settings
-            .protect_dst
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        addrs.join(", ")
-    };
-    let mode = if open {
-        "OPEN: every SYN passes (run `mxgate enforce` to drop unlisted senders again)"
-    } else if settings.dry_run {
-        "dry run: SYNs from outside the allowlist are counted, not dropped"
-    } else {
-        "enforcing: SYNs from outside the allowlist are dropped"
-    };
-    format!("protecting {ports} on {where_}; {mode}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ports_read_as_words_even_when_there_are_none() {
-        let text = |ports: &[u16]| ports_text(&ports.iter().copied().collect());
-        assert_eq!(text(&[]), "no TCP port (nothing is examined)");
-        assert_eq!(text(&[25]), "TCP port 25");
-        assert_eq!(text(&[587, 25]), "TCP ports 25, 587");
     }
 }

@@ -1,16 +1,14 @@
 //! `stats`, `status` and `lookup`: read the live filter, change nothing.
 //! Each opens only the maps it needs and names any damage it finds.
 
-use std::{net::IpAddr, time::SystemTime};
+use std::net::IpAddr;
 
-use filter_common::{FLAG_DRY_RUN, FLAG_OPEN};
+use filter_common::FLAG_OPEN;
 use serde_json::json;
 
-use super::{
-    LookupRequest, StatsRequest,
-    attach::{describe_settings, ports_text},
-};
+use super::{LookupRequest, StatsRequest};
 use crate::{
+    describe::{describe_settings, ports_text},
     fast_path,
     filter::{
         AllowMaps, ConfigMap, Installed, Lookup, Readout, SettingsMaps,
@@ -18,8 +16,10 @@ use crate::{
     },
     guard::{addresses_of, count_text},
     links,
+    netlink::AttachedMode,
     pins::PinDir,
-    report::{self, FilterState, Reading, human_time, printable},
+    report::{self, human_time, printable},
+    snapshot::{filter_state, take_reading},
 };
 
 /// How `stats` prints.
@@ -32,40 +32,6 @@ pub enum StatsFormat {
     Json,
     /// Prometheus text exposition.
     Prometheus,
-}
-
-/// Reads counters and denied sources, stamped with both clocks.
-pub fn take_reading(readout: &Readout) -> anyhow::Result<Reading> {
-    Ok(Reading {
-        counters: readout.counters()?,
-        denied: readout.denied_sources()?,
-        monotonic_ns: monotonic_coarse_ns(),
-        wall: SystemTime::now(),
-    })
-}
-
-/// The clock the kernel stamps denied sources with
-/// (`bpf_ktime_get_coarse_ns`).
-fn monotonic_coarse_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
-}
-
-/// The open/dry-run switches and allowlist size, for metrics.
-pub fn filter_state(config: &ConfigMap, allow: &AllowMaps) -> anyhow::Result<FilterState> {
-    let flags = config.read()?.flags;
-    let allowlist = allow.read()?;
-    Ok(FilterState {
-        open: flags & FLAG_OPEN != 0,
-        dry_run: flags & FLAG_DRY_RUN != 0,
-        prefixes_v4: allowlist.v4.len(),
-        prefixes_v6: allowlist.v6.len(),
-    })
 }
 
 /// The filter installed under `pins`, its damage named on stderr.
@@ -264,7 +230,7 @@ fn describe_link(link: &links::LinkStatus) -> String {
             format!(
                 "attached to {} ({was}{} mode, ifindex {index}, link {}, program {}, since {since})",
                 printable(name),
-                link.mode.unwrap_or("unknown"),
+                link.mode.unwrap_or(AttachedMode::Unknown),
                 link.link_id,
                 link.program_id,
             )

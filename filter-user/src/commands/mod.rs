@@ -14,7 +14,7 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 pub use attach::{AttachOptions, AttachReport, attach_filter};
 pub use audit::AuditRequest;
 pub use doctor::DoctorRequest;
-pub use inspect::{StatsFormat, take_reading};
+pub use inspect::StatsFormat;
 pub use refresh::{ApplyMode, RefreshOutcome, Verify, apply_list};
 
 use crate::{
@@ -82,6 +82,13 @@ pub struct RefreshRequest {
     /// Print JSON.
     pub json: bool,
 }
+
+/// Time between `run`'s stats lines unless `--interval` says.
+pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(60);
+/// Denied sources a `run` stats line names unless `--top` says.
+pub const DEFAULT_RUN_TOP: usize = 5;
+/// Denied sources `stats` lists unless `--top` says.
+pub const DEFAULT_STATS_TOP: usize = 10;
 
 /// Attach or adopt, then log until stopped.
 #[derive(Clone, Debug)]

@@ -21,17 +21,19 @@ use filter_common::{Config, FLAG_DRY_RUN, FLAG_OPEN};
 
 use super::{
     AttachRequest, RunRequest,
-    attach::{AttachOptions, attach_filter, describe_settings},
-    inspect::{filter_state, take_reading},
+    attach::{AttachOptions, attach_filter},
     read_nonempty_list,
 };
 use crate::{
+    describe::describe_settings,
     error::exit_code,
     files,
-    filter::{AllowMaps, ConfigMap, Installed, Readout, SettingsMaps},
-    logline::{LogLine, LogSink},
+    filter::{FilterMaps, Installed},
+    interfaces,
+    logline::{Event, Level, LogLine, LogSink},
     pins::PinDir,
     report::{FilterState, Reading, prometheus, stats_line},
+    snapshot::{filter_state, take_reading},
     sys,
 };
 
@@ -70,15 +72,15 @@ pub fn command(pins: &PinDir, request: &RunRequest) -> anyhow::Result<()> {
         let ifaces: Vec<String> = link_states(&installed)
             .values()
             .filter_map(|l| l.ifindex)
-            .map(|i| sys::ifname(i).unwrap_or_else(|| format!("#{i}")))
+            .map(|i| interfaces::ifname(i).unwrap_or_else(|| format!("#{i}")))
             .collect();
         let line = if ifaces.is_empty() {
-            LogLine::new("warn", "adopted").field(
+            LogLine::new(Level::Warn, Event::Adopted).field(
                 "message",
                 "the filter is attached to no interface: it protects nothing",
             )
         } else {
-            LogLine::info("adopted")
+            LogLine::info(Event::Adopted)
         };
         events.push(
             line.field("pin_dir", pins.root().display().to_string())
@@ -87,14 +89,9 @@ pub fn command(pins: &PinDir, request: &RunRequest) -> anyhow::Result<()> {
     }
     // Adopting a filter that is not installed fails here, before any line.
     let installed = Installed::require(pins)?;
-    let maps = Maps {
-        config: ConfigMap::open(&installed)?,
-        allow: AllowMaps::open(&installed)?,
-        settings: SettingsMaps::open(&installed)?,
-        readout: Readout::open(&installed)?,
-    };
+    let maps = FilterMaps::open(&installed)?;
     for damage in installed.damage() {
-        events.push(LogLine::new("warn", "damaged").field("message", damage));
+        events.push(LogLine::new(Level::Warn, Event::Damaged).field("message", damage));
     }
     let start = Start {
         // The first interval counts from here: whoever reads these lines
@@ -111,7 +108,7 @@ pub fn command(pins: &PinDir, request: &RunRequest) -> anyhow::Result<()> {
         pins, &installed, &maps, &sink, request, start, signals,
     ));
     if let Err(e) = &result {
-        sink.emit(&LogLine::new("error", "error").field("message", format!("{e:#}")));
+        sink.emit(&LogLine::new(Level::Error, Event::Error).field("message", format!("{e:#}")));
     }
     result
 }
@@ -143,15 +140,6 @@ impl Signals {
     }
 }
 
-/// The maps `run` reads, opened once (they stay valid even if a pin is
-/// removed meanwhile).
-struct Maps {
-    config: ConfigMap,
-    allow: AllowMaps,
-    settings: SettingsMaps,
-    readout: Readout,
-}
-
 /// The attach `run` starts with, and the lines that tell what it did. A
 /// list that could not be read — a source that failed or delivered nothing
 /// usable (exit 1, not the invalid input of exit 2) — leaves an installed
@@ -170,7 +158,7 @@ fn attach_for_run(
         Err(e) if exit_code(&e) != ExitCode::from(2) => {
             if Installed::find(pins)?.is_none() {
                 sink.emit(
-                    &LogLine::new("error", "list_failed")
+                    &LogLine::new(Level::Error, Event::ListFailed)
                         .field("message", format!("{e:#}"))
                         .field(
                             "action",
@@ -181,7 +169,7 @@ fn attach_for_run(
                 return Err(e);
             }
             events.push(
-                LogLine::new("warn", "list_failed")
+                LogLine::new(Level::Warn, Event::ListFailed)
                     .field("message", format!("{e:#}"))
                     .field("action", "kept the live allowlist"),
             );
@@ -195,12 +183,12 @@ fn attach_for_run(
     };
     let report = attach_filter(pins, &attach.ifaces, list.as_ref(), &options)?;
     for pin in &report.repaired {
-        events.push(LogLine::new("warn", "repaired").field("pin", pin.clone()));
+        events.push(LogLine::new(Level::Warn, Event::Repaired).field("pin", pin.clone()));
     }
     if let Some(outcome) = &report.list {
         let d = &outcome.diff;
         if !outcome.drift.is_empty() {
-            events.push(LogLine::new("warn", "repaired").field(
+            events.push(LogLine::new(Level::Warn, Event::Repaired).field(
                 "message",
                 format!(
                     "the maps had drifted from the list applied last ({}); put back",
@@ -210,14 +198,14 @@ fn attach_for_run(
         }
         let line = match &outcome.refusal {
             Some(reason) if !outcome.applied && !d.is_empty() => {
-                LogLine::new("warn", "refresh_refused")
+                LogLine::new(Level::Warn, Event::RefreshRefused)
                     .field("message", reason.clone())
                     .field(
                         "action",
                         "kept the live allowlist; `mxgate refresh --force` applies it",
                     )
             }
-            _ => LogLine::info("refreshed")
+            _ => LogLine::info(Event::Refreshed)
                 .field("added", d.added())
                 .field("removed", d.removed())
                 .field("unchanged", d.unchanged())
@@ -227,9 +215,9 @@ fn attach_for_run(
         events.push(line);
     }
     for a in &report.interfaces {
-        let mut line = LogLine::info("attached")
+        let mut line = LogLine::info(Event::Attached)
             .field("iface", a.iface.clone())
-            .field("mode", a.mode)
+            .field("mode", a.mode.name())
             .field("link", a.link_id)
             .field("program", a.program_id)
             .field("already", !a.new);
@@ -239,7 +227,7 @@ fn attach_for_run(
         events.push(line);
     }
     for note in &report.notes {
-        events.push(LogLine::new("warn", "note").field("message", note.clone()));
+        events.push(LogLine::new(Level::Warn, Event::Note).field("message", note.clone()));
     }
     Ok(events)
 }
@@ -254,7 +242,7 @@ struct Start {
 async fn stream(
     pins: &PinDir,
     installed: &Installed,
-    maps: &Maps,
+    maps: &FilterMaps,
     sink: &Arc<LogSink>,
     request: &RunRequest,
     start: Start,
@@ -279,7 +267,7 @@ async fn stream(
             // filter, counters and stats do not depend on it, and a program
             // loaded without --log-denials writes no lines: info, not warn.
             Err(e) => {
-                sink.emit(&LogLine::info("kernel_log_unavailable").field(
+                sink.emit(&LogLine::info(Event::KernelLogUnavailable).field(
                     "message",
                     format!(
                         "the program's own log lines (attach --log-denials) cannot be \
@@ -298,7 +286,7 @@ async fn stream(
     if let Some(path) = prom_file
         && let Err(e) = write_prom_file(path, &previous, &watcher.state, request.top)
     {
-        sink.emit(&LogLine::new("error", "error").field("message", format!("{e:#}")));
+        sink.emit(&LogLine::new(Level::Error, Event::Error).field("message", format!("{e:#}")));
     }
     let period = request.interval;
     let mut stats_tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -316,7 +304,7 @@ async fn stream(
                 if let Some(path) = prom_file
                     && let Err(e) = write_prom_file(path, &now, &watcher.state, request.top)
                 {
-                    sink.emit(&LogLine::new("error", "error").field("message", format!("{e:#}")));
+                    sink.emit(&LogLine::new(Level::Error, Event::Error).field("message", format!("{e:#}")));
                 }
                 sink.emit(&stats_line(&previous, &now, request.top));
                 previous = now;
@@ -324,7 +312,7 @@ async fn stream(
             }
             _ = watch_tick.tick() => {
                 let Some(found) = Installed::find(pins).ok().flatten() else {
-                    sink.emit(&LogLine::info("detached")
+                    sink.emit(&LogLine::info(Event::Detached)
                         .field("message", "the filter was removed (mxgate detach); stopping"));
                     return Ok(());
                 };
@@ -342,7 +330,7 @@ async fn stream(
         }
     };
     sink.emit(
-        &LogLine::info("stopped")
+        &LogLine::info(Event::Stopped)
             .field("signal", reason)
             .field("message", "mxgate run stopped; the filter stays attached"),
     );
@@ -407,7 +395,7 @@ impl Reminder {
 }
 
 impl Watcher {
-    fn new(installed: &Installed, maps: &Maps) -> anyhow::Result<Self> {
+    fn new(installed: &Installed, maps: &FilterMaps) -> anyhow::Result<Self> {
         let links = link_states(installed);
         let mut unprotected = Reminder::new(UNPROTECTED_REMINDER);
         // Adopting a filter attached nowhere already said so (`adopted`
@@ -424,7 +412,11 @@ impl Watcher {
 
     /// Events since the last call: opened, enforced, refreshed, settings;
     /// and, as warnings, an interface losing the filter and new damage.
-    fn changes(&mut self, installed: &Installed, maps: &Maps) -> anyhow::Result<Vec<LogLine>> {
+    fn changes(
+        &mut self,
+        installed: &Installed,
+        maps: &FilterMaps,
+    ) -> anyhow::Result<Vec<LogLine>> {
         let mut events = Vec::new();
         let links = link_states(installed);
         for (iface, before) in &self.links {
@@ -435,14 +427,14 @@ impl Watcher {
                 .or_else(|| links.values().find(|l| l.link_id == before.link_id));
             match (before.ifindex, now) {
                 (_, None) => events.push(
-                    LogLine::new("warn", "link_removed")
+                    LogLine::new(Level::Warn, Event::LinkRemoved)
                         .field("iface", iface.clone())
                         .field("message", "the filter no longer protects this interface"),
                 ),
                 (Some(ifindex), Some(LinkState { ifindex: None, .. })) => {
-                    events.push(match sys::ifname(ifindex) {
+                    events.push(match interfaces::ifname(ifindex) {
                         // The interface is there: its link was detached.
-                        Some(name) => LogLine::new("warn", "link_detached")
+                        Some(name) => LogLine::new(Level::Warn, Event::LinkDetached)
                             .field("iface", name.clone())
                             .field(
                                 "message",
@@ -452,7 +444,7 @@ impl Watcher {
                                      attach --iface {name} …` restores it"
                                 ),
                             ),
-                        None => LogLine::new("warn", "interface_gone")
+                        None => LogLine::new(Level::Warn, Event::InterfaceGone)
                             .field("iface", iface.clone())
                             .field(
                                 "message",
@@ -467,9 +459,9 @@ impl Watcher {
                         ifindex: Some(ifindex),
                         ..
                     }),
-                ) => events.push(LogLine::info("attached").field(
+                ) => events.push(LogLine::info(Event::Attached).field(
                     "iface",
-                    sys::ifname(*ifindex).unwrap_or_else(|| iface.clone()),
+                    interfaces::ifname(*ifindex).unwrap_or_else(|| iface.clone()),
                 )),
                 _ => {}
             }
@@ -481,7 +473,7 @@ impl Watcher {
                 .find(|(i, l)| *i != iface && l.link_id == now.link_id && !links.contains_key(*i))
                 .map(|(i, _)| i.clone());
             if !self.links.contains_key(iface) {
-                let mut line = LogLine::info("attached").field("iface", iface.clone());
+                let mut line = LogLine::info(Event::Attached).field("iface", iface.clone());
                 if let Some(was) = renamed_from {
                     line = line.field("renamed_from", was);
                 }
@@ -490,7 +482,7 @@ impl Watcher {
         }
         let nowhere = !links.values().any(|l| l.ifindex.is_some());
         if let Some(first) = self.unprotected.due(nowhere, Instant::now()) {
-            let mut line = LogLine::new("warn", "unprotected").field(
+            let mut line = LogLine::new(Level::Warn, Event::Unprotected).field(
                 "message",
                 "the filter is attached to no interface: it protects nothing",
             );
@@ -502,7 +494,7 @@ impl Watcher {
         self.links = links;
         let damage = installed.damage();
         for d in damage.iter().filter(|d| !self.damage.contains(d)) {
-            events.push(LogLine::new("warn", "damaged").field("message", d.clone()));
+            events.push(LogLine::new(Level::Warn, Event::Damaged).field("message", d.clone()));
         }
         self.damage = damage;
 
@@ -511,7 +503,7 @@ impl Watcher {
         if now.list_generation != before.list_generation {
             self.state = filter_state(&maps.config, &maps.allow)?;
             events.push(
-                LogLine::info("refreshed")
+                LogLine::info(Event::Refreshed)
                     .field("v4_prefixes", self.state.prefixes_v4)
                     .field("v6_prefixes", self.state.prefixes_v6),
             );
@@ -520,10 +512,10 @@ impl Watcher {
             let open = now.flags & FLAG_OPEN != 0;
             if open != (before.flags & FLAG_OPEN != 0) {
                 events.push(if open {
-                    LogLine::new("warn", "opened")
+                    LogLine::new(Level::Warn, Event::Opened)
                         .field("message", "every SYN passes until `mxgate enforce`")
                 } else {
-                    LogLine::info("enforced").field(
+                    LogLine::info(Event::Enforced).field(
                         "message",
                         "SYNs from outside the allowlist are dropped again",
                     )
@@ -531,7 +523,8 @@ impl Watcher {
             } else {
                 let settings = maps.settings.read(&maps.config)?;
                 events.push(
-                    LogLine::info("settings").field("message", describe_settings(&settings, open)),
+                    LogLine::info(Event::Settings)
+                        .field("message", describe_settings(&settings, open)),
                 );
             }
             self.state.open = open;
@@ -576,7 +569,7 @@ fn usable_prom_file<'a>(path: Option<&'a Path>, sink: &LogSink) -> Option<&'a Pa
         return Some(path);
     }
     sink.emit(
-        &LogLine::info("metrics_unavailable")
+        &LogLine::info(Event::MetricsUnavailable)
             .field("path", path.display().to_string())
             .field(
                 "message",
@@ -641,7 +634,7 @@ impl Forwarder {
         let suppressed = std::mem::take(&mut self.budget().suppressed);
         if suppressed > 0 {
             self.sink.emit(
-                &LogLine::new("warn", "kernel_log_suppressed")
+                &LogLine::new(Level::Warn, Event::KernelLogSuppressed)
                     .field("count", suppressed)
                     .field("limit_per_s", KERNEL_LINES_PER_SECOND),
             );
@@ -670,15 +663,10 @@ impl log::Log for Forwarder {
             }
             budget.used += 1;
         }
-        let level = match record.level() {
-            log::Level::Error => "error",
-            log::Level::Warn => "warn",
-            log::Level::Info => "info",
-            log::Level::Debug => "debug",
-            log::Level::Trace => "trace",
-        };
-        self.sink
-            .emit(&LogLine::new(level, "kernel").field("message", record.args().to_string()));
+        self.sink.emit(
+            &LogLine::new(record.level().into(), Event::Kernel)
+                .field("message", record.args().to_string()),
+        );
     }
 
     fn flush(&self) {}

@@ -18,7 +18,7 @@ use self::providers::Providers;
 use crate::spf::{
     SpfOptions,
     dns::HickoryDns,
-    flatten::{DnsError, Lookup as _},
+    flatten::{Dns as _, DnsError},
 };
 
 /// One MX record of a domain, with its exchange's addresses.

@@ -330,7 +330,7 @@ impl Installed {
                 .with_context(|| format!("pinning the program again at {}", path.display()))?;
             // The pin's time is the load time `status` shows: keep it.
             if let Some(loaded) = info.loaded_at() {
-                let _ = sys::set_mtime(&path, loaded);
+                let _ = crate::files::set_mtime(&path, loaded);
             }
             self.entries.program = true;
             repaired.push(format!(
@@ -360,11 +360,10 @@ impl Installed {
     }
 }
 
-/// The installed filter: its program and every map, each part opened
-/// through its pins.
-pub struct Filter {
-    pins: PinDir,
-    program: Xdp,
+/// Every map of the installed filter, opened through its pins: what a
+/// reader needs without the program (`mxgate run`), and what [`Filter`]
+/// holds beside it. The maps stay valid even if a pin is removed meanwhile.
+pub struct FilterMaps {
     /// CONFIG: switches, layout version, generation counters.
     pub config: ConfigMap,
     /// The allowlist tries.
@@ -373,6 +372,43 @@ pub struct Filter {
     pub settings: SettingsMaps,
     /// Counters and denied sources.
     pub readout: Readout,
+}
+
+impl FilterMaps {
+    /// Opens every map `installed` found.
+    pub fn open(installed: &Installed) -> anyhow::Result<Self> {
+        Ok(Self {
+            config: ConfigMap::open(installed)?,
+            allow: AllowMaps::open(installed)?,
+            settings: SettingsMaps::open(installed)?,
+            readout: Readout::open(installed)?,
+        })
+    }
+}
+
+/// The installed filter: its program and every map, each part opened
+/// through its pins. `filter.allow` and the other maps are its
+/// [`FilterMaps`]' (through `Deref`); code that borrows two of them
+/// mutably at once names `filter.maps`.
+pub struct Filter {
+    pins: PinDir,
+    program: Xdp,
+    /// The maps.
+    pub maps: FilterMaps,
+}
+
+impl std::ops::Deref for Filter {
+    type Target = FilterMaps;
+
+    fn deref(&self) -> &FilterMaps {
+        &self.maps
+    }
+}
+
+impl std::ops::DerefMut for Filter {
+    fn deref_mut(&mut self) -> &mut FilterMaps {
+        &mut self.maps
+    }
 }
 
 impl Filter {
@@ -505,10 +541,7 @@ impl Filter {
         Ok(Self {
             pins: pins.clone(),
             program,
-            config: ConfigMap::open(installed)?,
-            allow: AllowMaps::open(installed)?,
-            settings: SettingsMaps::open(installed)?,
-            readout: Readout::open(installed)?,
+            maps: FilterMaps::open(installed)?,
         })
     }
 
@@ -546,8 +579,9 @@ impl Filter {
     /// fast-path writes made.
     pub fn apply(&mut self, new: &Allowlist) -> anyhow::Result<usize> {
         let live = self.allow.read()?;
-        self.allow
-            .apply(&live, &Diff::between(&live, new), new, &mut self.config)
+        let maps = &mut self.maps;
+        maps.allow
+            .apply(&live, &Diff::between(&live, new), new, &mut maps.config)
     }
 
     /// What the program does with `addr`, read from the live maps.
@@ -562,7 +596,8 @@ impl Filter {
 
     /// Makes the live settings equal `wanted`; true when something changed.
     pub fn apply_settings(&mut self, wanted: &Settings) -> anyhow::Result<bool> {
-        self.settings.apply(wanted, &mut self.config)
+        let maps = &mut self.maps;
+        maps.settings.apply(wanted, &mut maps.config)
     }
 
     /// Sets or clears the open switch; true when that changed it.

@@ -23,7 +23,7 @@ use hickory_resolver::{
 
 use super::{
     SpfOptions,
-    flatten::{DnsError, Lookup},
+    flatten::{Dns, DnsError},
 };
 use crate::files::{self, Links};
 
@@ -129,7 +129,7 @@ impl HickoryDns {
 
 impl HickoryDns {
     /// The MX records of `name`: each one's preference and exchange (as
-    /// [`Lookup::mx`] gives it; empty for a null MX), for `mxgate doctor`.
+    /// [`Dns::mx`] gives it; empty for a null MX), for `mxgate doctor`.
     pub fn mx_records(&mut self, name: &str) -> Result<Vec<(u16, String)>, DnsError> {
         self.query(name, RecordType::MX)?
             .iter()
@@ -139,7 +139,7 @@ impl HickoryDns {
     }
 }
 
-impl Lookup for HickoryDns {
+impl Dns for HickoryDns {
     fn txt(&mut self, name: &str) -> Result<Vec<String>, DnsError> {
         Ok(self
             .query(name, RecordType::TXT)?
@@ -182,7 +182,7 @@ impl Lookup for HickoryDns {
     }
 }
 
-/// An MX exchange as the name [`Lookup`] queries: its labels as they are,
+/// An MX exchange as the name [`Dns`] queries: its labels as they are,
 /// joined by dots, without the root. Not hickory's display form, which
 /// escapes what hostnames do not hold (`foo\:bar\/baz`) and turns `xn--`
 /// labels into Unicode: the domain-spec `mx:foo:bar/baz.example.com` names
@@ -268,7 +268,7 @@ fn key(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
-impl Lookup for MemoryDns {
+impl Dns for MemoryDns {
     fn txt(&mut self, name: &str) -> Result<Vec<String>, DnsError> {
         self.find(name, |e| match e {
             Entry::Txt(t) => Some(t.clone()),

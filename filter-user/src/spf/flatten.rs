@@ -39,6 +39,10 @@ use super::{
 /// Most MX names one `mx` may return (RFC 7208 4.6.4).
 pub const MX_LIMIT: usize = 10;
 
+/// Most DNS-querying terms unless `--spf-lookup-limit` says: RFC 7208
+/// 4.6.4's 10.
+pub const DEFAULT_LOOKUP_LIMIT: u32 = 10;
+
 /// Most void lookups in one evaluation (RFC 7208 4.6.4).
 pub const VOID_LIMIT: usize = 2;
 
@@ -53,7 +57,7 @@ pub enum DnsError {
 
 /// The DNS queries a flattener makes. An empty answer (`Ok(vec![])`) is
 /// NOERROR without records of the type.
-pub trait Lookup {
+pub trait Dns {
     /// The TXT records of `name`, each one's strings joined.
     fn txt(&mut self, name: &str) -> Result<Vec<String>, DnsError>;
     /// The A records of `name`.
@@ -69,7 +73,7 @@ pub trait Lookup {
 /// query DNS is treated as one that names no addresses.
 pub struct Offline;
 
-impl Lookup for Offline {
+impl Dns for Offline {
     fn txt(&mut self, _: &str) -> Result<Vec<String>, DnsError> {
         Err(DnsError::Failed("no DNS for a range file".into()))
     }
@@ -97,7 +101,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            lookups: 10,
+            lookups: DEFAULT_LOOKUP_LIMIT,
             allow_unenumerable: false,
         }
     }
@@ -120,7 +124,8 @@ pub enum ErrorKind {
 }
 
 /// Why a walk failed; nothing of it may be applied.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}", .message, .kind.suffix())]
 pub struct SpfError {
     /// The class of failure.
     pub kind: ErrorKind,
@@ -137,21 +142,20 @@ impl SpfError {
     }
 }
 
-impl fmt::Display for SpfError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let class = match self.kind {
+impl ErrorKind {
+    /// What the class adds to a message: the result a checker returns.
+    fn suffix(self) -> &'static str {
+        match self {
             ErrorKind::NoRecord => "",
             ErrorKind::PermError => " (an SPF permerror)",
             ErrorKind::TempError => " (an SPF temperror)",
             ErrorKind::Everything | ErrorKind::Unenumerable => " (refused)",
-        };
-        write!(f, "{}{class}", self.message)
+        }
     }
 }
 
-impl std::error::Error for SpfError {}
-
-/// Something a flat list cannot say about one term.
+/// Something a flat list cannot say about one term: a warning, or why the
+/// term's matches cannot be listed.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Note {
     /// The term as written.
@@ -182,11 +186,7 @@ pub struct Flattened {
 }
 
 /// Flattens the SPF policy of `domain`.
-pub fn flatten<D: Lookup>(
-    dns: &mut D,
-    domain: &str,
-    limits: Limits,
-) -> Result<Flattened, SpfError> {
+pub fn flatten<D: Dns>(dns: &mut D, domain: &str, limits: Limits) -> Result<Flattened, SpfError> {
     let domain = query_name(domain).map_err(|e| SpfError::new(ErrorKind::NoRecord, e))?;
     let mut walk = Walk::new(dns, limits, true);
     let outcome = walk.check_host(&domain, &[])?;
@@ -220,29 +220,12 @@ pub fn flatten_offline(record: &str, limits: Limits) -> Result<Flattened, SpfErr
     Ok(flattened)
 }
 
-/// A term whose matches cannot be listed.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Unlisted {
-    /// The term as written.
-    term: String,
-    /// The record's domain.
-    domain: String,
-    /// Why it cannot be listed.
-    why: String,
-}
-
-impl Unlisted {
-    fn describe(&self) -> String {
-        format!("`{}` in {} {}", self.term, self.domain, self.why)
-    }
-}
-
 /// What one record (with its includes and redirect) passes.
 #[derive(Default)]
-struct Outcome {
+struct RecordPass {
     pass: PrefixSet,
     /// Terms that could pass senders outside `pass`.
-    unlisted: Vec<Unlisted>,
+    unlisted: Vec<Note>,
 }
 
 /// What one mechanism matches.
@@ -250,10 +233,10 @@ struct Outcome {
 struct Matches {
     known: PrefixSet,
     /// Set when it could match senders outside `known`.
-    unlisted: Vec<Unlisted>,
+    unlisted: Vec<Note>,
 }
 
-struct Walk<'d, D: Lookup> {
+struct Walk<'d, D: Dns> {
     dns: &'d mut D,
     limits: Limits,
     online: bool,
@@ -271,7 +254,7 @@ struct Walk<'d, D: Lookup> {
 const V4: usize = 0;
 const V6: usize = 1;
 
-impl<'d, D: Lookup> Walk<'d, D> {
+impl<'d, D: Dns> Walk<'d, D> {
     fn new(dns: &'d mut D, limits: Limits, online: bool) -> Self {
         Self {
             dns,
@@ -292,7 +275,7 @@ impl<'d, D: Lookup> Walk<'d, D> {
         }
     }
 
-    fn finish(mut self, outcome: Outcome) -> Flattened {
+    fn finish(mut self, outcome: RecordPass) -> Flattened {
         let mut pass = outcome.pass;
         let failed = std::mem::take(&mut self.family_failed);
         if failed[V4].is_some() {
@@ -308,7 +291,7 @@ impl<'d, D: Lookup> Walk<'d, D> {
             self.warn(Note {
                 term: u.term,
                 domain: u.domain,
-                what: format!("{}; senders it passes are not allowlisted", u.why),
+                what: format!("{}; senders it passes are not allowlisted", u.what),
             });
         }
         Flattened {
@@ -321,7 +304,7 @@ impl<'d, D: Lookup> Walk<'d, D> {
 
     /// RFC 7208 `check_host()` for every sender at once. `path` holds the
     /// domains of the includes and redirects that led here.
-    fn check_host(&mut self, domain: &str, path: &[String]) -> Result<Outcome, SpfError> {
+    fn check_host(&mut self, domain: &str, path: &[String]) -> Result<RecordPass, SpfError> {
         if path.iter().any(|d| d == domain) {
             let chain: Vec<&str> = path.iter().map(String::as_str).chain([domain]).collect();
             return Err(SpfError::new(
@@ -365,7 +348,12 @@ impl<'d, D: Lookup> Walk<'d, D> {
     }
 
     /// Evaluates `record`, the policy of `domain`.
-    fn evaluate(&mut self, domain: &str, text: &str, path: &[String]) -> Result<Outcome, SpfError> {
+    fn evaluate(
+        &mut self,
+        domain: &str,
+        text: &str,
+        path: &[String],
+    ) -> Result<RecordPass, SpfError> {
         self.records.push((domain.to_owned(), text.to_owned()));
         let record = parse_record(text)
             .map_err(|e| SpfError::new(ErrorKind::PermError, format!("{domain}: {e}")))?;
@@ -373,10 +361,10 @@ impl<'d, D: Lookup> Walk<'d, D> {
         inner.push(domain.to_owned());
 
         let mut matched = PrefixSet::default();
-        let mut outcome = Outcome::default();
+        let mut outcome = RecordPass::default();
         // A term not passing that could match senders no list holds: a later
         // passing term must not hand out its senders.
-        let mut hidden_deny: Option<(String, Unlisted)> = None;
+        let mut hidden_deny: Option<(String, Note)> = None;
         for directive in &record.directives {
             if matched.is_everything() {
                 break; // every sender has its result: the rest is never reached
@@ -409,10 +397,10 @@ impl<'d, D: Lookup> Walk<'d, D> {
             let term = format!("redirect={target}");
             self.count_lookup(&term, domain)?;
             match self.target(target, domain, &term)? {
-                None => outcome.unlisted.push(Unlisted {
+                None => outcome.unlisted.push(Note {
                     term,
                     domain: domain.to_owned(),
-                    why: self.unlisted_why(target),
+                    what: self.unlisted_why(target),
                 }),
                 Some(name) => {
                     let result = self.check_host(&name, &inner).map_err(|e| match e.kind {
@@ -436,7 +424,7 @@ impl<'d, D: Lookup> Walk<'d, D> {
     /// term that could fail some of them.
     fn check_hidden_deny(
         &mut self,
-        hidden_deny: &Option<(String, Unlisted)>,
+        hidden_deny: &Option<(String, Note)>,
         added: &PrefixSet,
         later: &str,
         domain: &str,
@@ -448,9 +436,9 @@ impl<'d, D: Lookup> Walk<'d, D> {
             return Ok(());
         }
         let why = if unlisted.term == *term {
-            unlisted.why.clone()
+            unlisted.what.clone()
         } else {
-            format!("matches through {}", unlisted.describe())
+            format!("matches through {}", unlisted)
         };
         if !self.limits.allow_unenumerable {
             return Err(SpfError::new(
@@ -570,10 +558,10 @@ impl<'d, D: Lookup> Walk<'d, D> {
         }
         let unlisted = |why: String| Matches {
             known: PrefixSet::default(),
-            unlisted: vec![Unlisted {
+            unlisted: vec![Note {
                 term: term.to_owned(),
                 domain: domain.to_owned(),
-                why,
+                what: why,
             }],
         };
         let same = DomainSpec::parse("%{d}").map_err(|e| SpfError::new(ErrorKind::PermError, e))?;

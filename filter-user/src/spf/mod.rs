@@ -4,7 +4,7 @@
 //! - [`record`]: the one parser of SPF records and terms (also used for
 //!   `v=spf1` records pasted into range files);
 //! - [`macros`]: macro-strings and domain-specs;
-//! - [`flatten`]: evaluation in term order over a [`flatten::Lookup`];
+//! - [`flatten`]: evaluation in term order over a [`flatten::Dns`];
 //! - [`prefix_set`]: the set arithmetic it needs;
 //! - [`dns`]: real DNS (hickory-resolver) and an in-memory zone.
 //!
@@ -22,6 +22,10 @@ pub mod record;
 use std::{net::SocketAddr, time::Duration};
 
 use self::flatten::{Flattened, Limits};
+use crate::{
+    delivery::{DEFAULT_FETCH_TIMEOUT, Delivered},
+    warning::Warning,
+};
 
 /// How to reach DNS, and the limits of one walk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,51 +45,51 @@ pub struct SpfOptions {
 
 /// Time each DNS query may take unless `--dns-timeout` says otherwise.
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
-/// RFC 7208 4.6.4: at most 10 DNS-querying terms.
-pub const DEFAULT_LOOKUP_LIMIT: u32 = 10;
 
 impl Default for SpfOptions {
     fn default() -> Self {
         Self {
             servers: Vec::new(),
             query_timeout: DEFAULT_QUERY_TIMEOUT,
-            deadline: crate::sources::DEFAULT_FETCH_TIMEOUT,
-            lookup_limit: DEFAULT_LOOKUP_LIMIT,
+            deadline: DEFAULT_FETCH_TIMEOUT,
+            lookup_limit: flatten::DEFAULT_LOOKUP_LIMIT,
             allow_unenumerable: false,
         }
     }
 }
 
-/// A fetched `spf:` source: range-list text and what it cannot express.
-#[derive(Clone, Debug)]
-pub struct Fetched {
-    /// One CIDR a line, after comments naming the records evaluated.
-    pub text: String,
-    /// Warnings: the line of `text` that repeats it as a comment, the term,
-    /// and what about it.
-    pub warnings: Vec<(usize, String, String)>,
-    /// What was evaluated, as the rest of a sentence after the source's
-    /// name (for `--verbose`).
-    pub provenance: String,
+/// Why an `spf:` source delivered nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchSpfError {
+    /// No DNS client to ask (resolv.conf unreadable, no runtime).
+    #[error("{0}")]
+    Resolver(String),
+    /// The walk failed or was refused.
+    #[error(transparent)]
+    Walk(#[from] flatten::SpfError),
 }
 
 /// Longest comment line of the text: a record (up to 65,535 bytes, as DNS
 /// carries it) is written over as many lines as it takes.
 const COMMENT_WIDTH: usize = 1000;
 
-/// Flattens the SPF policy of `domain` over real DNS.
-pub fn fetch(domain: &str, options: &SpfOptions) -> Result<Fetched, String> {
-    let mut dns = dns::HickoryDns::new(options)?;
+/// Flattens the SPF policy of `domain` over real DNS, as the range-list text
+/// of the source `spf:DOMAIN`: one CIDR a line, after comments naming the
+/// records evaluated; each warning names the comment line that repeats it.
+pub fn fetch(domain: &str, options: &SpfOptions) -> Result<Delivered, FetchSpfError> {
+    let mut dns = dns::HickoryDns::new(options).map_err(FetchSpfError::Resolver)?;
     let limits = Limits {
         lookups: options.lookup_limit,
         allow_unenumerable: options.allow_unenumerable,
     };
-    let flattened = flatten::flatten(&mut dns, domain, limits).map_err(|e| e.to_string())?;
+    let flattened = flatten::flatten(&mut dns, domain, limits)?;
     Ok(render(domain, &flattened))
 }
 
-/// The range-list text of a flattened policy.
-pub fn render(domain: &str, flattened: &Flattened) -> Fetched {
+/// The range-list text of a flattened policy, as the source `spf:DOMAIN`
+/// delivers it.
+pub fn render(domain: &str, flattened: &Flattened) -> Delivered {
+    let source = format!("spf:{domain}");
     let mut lines = vec![format!(
         "# spf:{domain}: {} records, {} DNS-querying terms, evaluated in term order",
         flattened.records.len(),
@@ -113,9 +117,10 @@ pub fn render(domain: &str, flattened: &Flattened) -> Fetched {
     let mut warnings = Vec::new();
     for warning in &flattened.warnings {
         lines.push(format!("# warning: {warning}"));
-        warnings.push((
+        warnings.push(Warning::new(
+            &source,
             lines.len(),
-            warning.term.clone(),
+            &warning.term,
             format!("SPF term in {} {}", warning.domain, warning.what),
         ));
     }
@@ -130,7 +135,7 @@ pub fn render(domain: &str, flattened: &Flattened) -> Fetched {
         flattened.pass.v4().len(),
         flattened.pass.v6().len()
     );
-    Fetched {
+    Delivered {
         text,
         warnings,
         provenance,

@@ -9,6 +9,8 @@ use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use crate::allowlist::Prefix;
+
 /// A set of IPv4 and IPv6 addresses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PrefixSet {
@@ -99,60 +101,13 @@ impl PrefixSet {
     }
 }
 
-/// What [`difference`] needs of a prefix type.
-trait Prefix: Copy + Sized {
-    fn first(&self) -> u128;
-    fn last(&self) -> u128;
-    fn contains_prefix(&self, other: &Self) -> bool;
-    fn halves(&self) -> Option<(Self, Self)>;
-    fn aggregate(nets: &[Self]) -> Vec<Self>;
-}
-
-impl Prefix for Ipv4Net {
-    fn first(&self) -> u128 {
-        u128::from(u32::from(self.network()))
-    }
-    fn last(&self) -> u128 {
-        u128::from(u32::from(self.broadcast()))
-    }
-    fn contains_prefix(&self, other: &Self) -> bool {
-        self.contains(other)
-    }
-    fn halves(&self) -> Option<(Self, Self)> {
-        let mut halves = self.subnets(self.prefix_len().checked_add(1)?).ok()?;
-        Some((halves.next()?, halves.next()?))
-    }
-    fn aggregate(nets: &[Self]) -> Vec<Self> {
-        Ipv4Net::aggregate(&nets.to_vec())
-    }
-}
-
-impl Prefix for Ipv6Net {
-    fn first(&self) -> u128 {
-        u128::from(self.network())
-    }
-    fn last(&self) -> u128 {
-        u128::from(self.broadcast())
-    }
-    fn contains_prefix(&self, other: &Self) -> bool {
-        self.contains(other)
-    }
-    fn halves(&self) -> Option<(Self, Self)> {
-        let mut halves = self.subnets(self.prefix_len().checked_add(1)?).ok()?;
-        Some((halves.next()?, halves.next()?))
-    }
-    fn aggregate(nets: &[Self]) -> Vec<Self> {
-        Ipv6Net::aggregate(&nets.to_vec())
-    }
-}
-
 /// `a` without `b`; both sorted and without overlaps.
 fn difference<N: Prefix>(a: &[N], b: &[N]) -> Vec<N> {
     let mut out = Vec::new();
     for x in a {
         // The prefixes of `b` that overlap `x` are one run of the sorted list.
-        let start = b.partition_point(|y| y.last() < x.first());
-        let end = b.partition_point(|y| y.first() <= x.last());
+        let start = b.partition_point(|y| y.last_key() < x.network_key());
+        let end = b.partition_point(|y| y.network_key() <= x.last_key());
         subtract(*x, &b[start..end.max(start)], &mut out);
     }
     N::aggregate(&out)
@@ -165,14 +120,14 @@ fn subtract<N: Prefix>(x: N, overlapping: &[N], out: &mut Vec<N>) {
         out.push(x);
         return;
     }
-    if overlapping.iter().any(|y| y.contains_prefix(&x)) {
+    if overlapping.iter().any(|y| y.contains_net(&x)) {
         return;
     }
     // Each overlapping prefix lies strictly inside `x`, so `x` can be halved.
     let Some((low, high)) = x.halves() else {
         return;
     };
-    let split = overlapping.partition_point(|y| y.first() < high.first());
+    let split = overlapping.partition_point(|y| y.network_key() < high.network_key());
     subtract(low, &overlapping[..split], out);
     subtract(high, &overlapping[split..], out);
 }

@@ -28,6 +28,18 @@ pub enum Qualifier {
     Neutral,
 }
 
+impl Qualifier {
+    /// The qualifier as written: `+`, `-`, `~` or `?`.
+    pub fn symbol(self) -> char {
+        match self {
+            Qualifier::Pass => '+',
+            Qualifier::Fail => '-',
+            Qualifier::SoftFail => '~',
+            Qualifier::Neutral => '?',
+        }
+    }
+}
+
 /// Prefix lengths of `a` and `mx` (`/len4`, `//len6`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DualCidr {
@@ -188,15 +200,20 @@ fn modifier(term: &str) -> Option<(&str, &str)> {
     starts_alpha.then_some((name, value))
 }
 
-/// Parses one directive (`[qualifier] mechanism`).
-pub fn parse_directive(term: &str) -> Result<Directive, String> {
-    let (qualifier, rest) = match term.as_bytes().first() {
+/// A directive's qualifier (`+` when none is written) and the rest.
+pub fn split_qualifier(term: &str) -> (Qualifier, &str) {
+    match term.as_bytes().first() {
         Some(b'+') => (Qualifier::Pass, &term[1..]),
         Some(b'-') => (Qualifier::Fail, &term[1..]),
         Some(b'~') => (Qualifier::SoftFail, &term[1..]),
         Some(b'?') => (Qualifier::Neutral, &term[1..]),
         _ => (Qualifier::Pass, term),
-    };
+    }
+}
+
+/// Parses one directive (`[qualifier] mechanism`).
+pub fn parse_directive(term: &str) -> Result<Directive, String> {
+    let (qualifier, rest) = split_qualifier(term);
     let end = rest.find([':', '/']).unwrap_or(rest.len());
     let (name, args) = (&rest[..end], &rest[end..]);
     let spec = |args: &str| -> Result<DomainSpec, String> {

@@ -210,14 +210,10 @@ fn run_adopting_a_filter_attached_nowhere_warns() {
 /// The events of run's JSON lines up to the `count`-th `stats` line.
 fn events_until_stats<B: io::BufRead>(lines: &mut io::Lines<B>, count: usize) -> Vec<Value> {
     let mut seen = Vec::new();
-    let mut stats = 0;
-    while stats < count {
-        let line = lines.next().expect("run ended early").expect("reading run");
-        let v: Value = serde_json::from_str(&line).expect("a JSON log line");
-        if v["event"] == "stats" {
-            stats += 1;
-        }
-        seen.push(v);
+    for _ in 0..count {
+        let (stats, earlier) = events::until(lines, |v| v["event"] == "stats");
+        seen.extend(earlier);
+        seen.push(stats);
     }
     seen
 }

@@ -39,6 +39,7 @@ use std::{
 
 use mxgate_tests::{
     cli::Mxgate,
+    events::{self, until_event},
     hostile::{Live, NOBODY, Tree, as_nobody, must, pin_foreign_map},
     netns::SERVER_IF,
     remote::{Https, Reply},
@@ -124,20 +125,6 @@ impl Drop for Cleanup {
             let _ = fs::remove_file(path);
             let _ = fs::remove_dir_all(path);
         }
-    }
-}
-
-/// Reads run's JSON lines up to the first whose event is `event`; returns
-/// it and the events of the lines before it.
-fn until_event<B: io::BufRead>(lines: &mut io::Lines<B>, event: &str) -> (Value, Vec<String>) {
-    let mut earlier = Vec::new();
-    loop {
-        let line = lines.next().expect("run ended early").expect("reading run");
-        let v: Value = serde_json::from_str(&line).expect("a JSON log line");
-        if v["event"] == event {
-            return (v, earlier);
-        }
-        earlier.push(v["event"].as_str().unwrap_or_default().to_owned());
     }
 }
 

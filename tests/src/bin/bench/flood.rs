@@ -540,7 +540,7 @@ impl Bench {
                         .try_into()?;
                     program.load()?;
                     let ifindex =
-                        filter_user::sys::ifindex(SERVER_IF).context("the server's veth")?;
+                        filter_user::interfaces::ifindex(SERVER_IF).context("the server's veth")?;
                     let id = program.attach(ifindex, XdpMode::Driver)?;
                     let link: FdLink = program.take_link(id)?.try_into()?;
                     link.pin(&pin)?;
@@ -644,7 +644,8 @@ fn generate(
                 );
             }
         }
-        let ifindex = filter_user::sys::ifindex(CLIENT_IF).context("the internet side's veth")?;
+        let ifindex =
+            filter_user::interfaces::ifindex(CLIENT_IF).context("the internet side's veth")?;
         let started = Instant::now();
         for call in 0..(count / PER_CALL) as usize {
             let frame = &frames[call % frames.len()];

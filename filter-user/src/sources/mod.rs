@@ -1,6 +1,7 @@
 //! Range sources: where each `--ranges SRC` comes from ([`Source`], parsed
-//! at the command line's edge), fetched into range-list text for
-//! [`crate::ranges`] to parse.
+//! at the command line's edge), read or fetched into range-list text for
+//! [`crate::ranges`] to parse: [`bounded`] reads of local input, `remote.rs`
+//! fetches with their fallback, [`cache`] the last good copies.
 //!
 //! - a file path, or `-` for standard input;
 //! - `spf:DOMAIN`: the addresses the domain's SPF record authorises;
@@ -15,28 +16,20 @@
 //! list is live, [`keep_last_good`] keeps it as the source's last good
 //! copy, which `--use-cache-on-failure` falls back to.
 
-use std::{
-    borrow::Cow,
-    fmt,
-    io::{self, Read},
-    os::fd::{AsRawFd, RawFd},
-    path::{Path, PathBuf},
-    str::FromStr,
-    time::{Duration, Instant, SystemTime},
-};
+pub mod bounded;
+pub mod cache;
+mod remote;
 
-use anyhow::{Context as _, bail};
+use std::{borrow::Cow, fmt, io, path::PathBuf, str::FromStr, time::Instant};
 
+pub use self::cache::{cache_path, keep_last_good};
 use crate::{
-    error::InvalidInput,
     files::{self, Links},
-    https::{self, HttpsOptions, M365_INSTANCES},
+    https::{HttpsOptions, M365_INSTANCES},
     ranges::{Fetched, ListBuilder, ListError, ParsedList},
-    spf::{self, SpfOptions},
+    spf::SpfOptions,
 };
 
-/// How long fetching one source may take unless `--fetch-timeout` says.
-pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Where the last good copy of each remote source is kept unless
 /// `--cache-dir` says otherwise.
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/mxgate/cache";
@@ -133,7 +126,7 @@ fn hide_userinfo(url: &str) -> Cow<'_, str> {
 }
 
 /// `text` with a URL's userinfo and its `@` removed.
-fn strip_userinfo(text: &str) -> Cow<'_, str> {
+pub(crate) fn strip_userinfo(text: &str) -> Cow<'_, str> {
     match userinfo_span(text) {
         Some((start, end)) => Cow::Owned(format!("{}{}", &text[..start], &text[end + 1..])),
         None => Cow::Borrowed(text),
@@ -248,35 +241,6 @@ pub struct SourceFailed {
     pub reason: String,
 }
 
-/// What a remote source delivered: range-list text, warnings about it, and
-/// where it came from (for `--verbose`).
-#[derive(Debug)]
-pub struct Delivered {
-    /// Range-list text.
-    pub text: String,
-    /// Warnings: the line of `text` concerned, the text, the message.
-    pub warnings: Warnings,
-    /// Where it came from, as the rest of a sentence after the source's
-    /// name ("redirected to …, 1234 bytes").
-    pub provenance: String,
-}
-
-/// Why fetching a remote source failed.
-#[derive(Debug)]
-pub enum FetchError {
-    /// The fetch cannot work as configured (an unreadable `--https-ca`):
-    /// invalid input, exit 2, and no fallback to a cached copy.
-    Invalid(String),
-    /// The source did not deliver (DNS, HTTP, TLS, size, a cut-off body).
-    Failed(String),
-}
-
-impl From<String> for FetchError {
-    fn from(reason: String) -> Self {
-        FetchError::Failed(reason)
-    }
-}
-
 /// Reads every source and the `--allow` entries into one merged list. The
 /// remote sources' texts come with it, to be kept once it is accepted.
 pub fn read_list(
@@ -297,7 +261,8 @@ pub fn read_list(
                 if std::mem::replace(&mut stdin_used, true) {
                     return Err(ListError::StdinTwice.into());
                 }
-                let bytes = match read_stdin(options) {
+                let deadline = Instant::now() + options.https.timeout;
+                let bytes = match bounded::read_stdin(options.https.max_bytes, deadline) {
                     Ok(bytes) => bytes,
                     // Input that does not end in time did not deliver, as
                     // a download that times out: a failed source.
@@ -333,7 +298,7 @@ pub fn read_list(
                 builder.add_text(&name, &bytes)?;
             }
             remote_source => {
-                let (part, text) = remote(remote_source, options)?;
+                let (part, text) = remote::remote(remote_source, options)?;
                 builder.extend(part);
                 let name = remote_source.to_string();
                 if let Some(text) = text {
@@ -374,303 +339,9 @@ fn not_a_list_file(error: io::Error) -> io::Error {
     }
 }
 
-/// Standard input, whole, within the source size and time limits.
-fn read_stdin(options: &SourceOptions) -> io::Result<Vec<u8>> {
-    let deadline = Instant::now() + options.https.timeout;
-    read_bounded(io::stdin().lock(), options.https.max_bytes, deadline)
-}
-
-/// Everything `reader` gives until end of file: at most `max_bytes`,
-/// waiting for more (a pipe, a FIFO, a terminal) only until `deadline`.
-fn read_bounded(
-    mut reader: impl Read + AsRawFd,
-    max_bytes: u64,
-    deadline: Instant,
-) -> io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    let mut chunk = [0u8; 64 * 1024];
-    loop {
-        wait_readable(reader.as_raw_fd(), deadline)?;
-        let n = match reader.read(&mut chunk) {
-            Ok(0) => return Ok(bytes),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if bytes.len() as u64 + n as u64 > max_bytes {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("larger than {max_bytes} bytes (--max-download)"),
-            ));
-        }
-        bytes.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Waits until `fd` is readable (or at end of file), failing at `deadline`.
-fn wait_readable(fd: RawFd, deadline: Instant) -> io::Result<()> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut poll = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let millis = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: one valid pollfd, for the length we pass.
-        let ready = unsafe { libc::poll(&mut poll, 1, millis) };
-        match ready {
-            0 => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no end of input within --fetch-timeout",
-                ));
-            }
-            n if n > 0 => return Ok(()),
-            _ => {
-                let err = io::Error::last_os_error();
-                if err.kind() != io::ErrorKind::Interrupted {
-                    return Err(err);
-                }
-            }
-        }
-    }
-}
-
-/// Fetches and parses one remote source, with its text to keep once the
-/// list is accepted; on failure, its cached copy (and no text to keep) if
-/// allowed and present. A remote list must be exact: an entry with host
-/// bits set (a cut-off `192.0.2.0/2`) fails it instead of being widened.
-/// And it must be usable on its own: a source that delivers no address, or
-/// every address of a family, has failed.
-fn remote(
-    source: &Source,
-    options: &SourceOptions,
-) -> anyhow::Result<(ListBuilder, Option<String>)> {
-    let name = source.to_string();
-    let fresh = fetch(source, options).and_then(|delivered| {
-        let mut part = ListBuilder::strict();
-        part.add_text(&name, delivered.text.as_bytes())
-            .map_err(|e| FetchError::Failed(e.to_string()))?;
-        if let Some(why) = part.unusable() {
-            return Err(FetchError::Failed(why));
-        }
-        for (line, term, message) in &delivered.warnings {
-            part.add_warning(&name, *line, term, message);
-        }
-        if options.verbose {
-            eprintln!("mxgate: {name}: {}", delivered.provenance);
-        }
-        Ok((part, delivered.text))
-    });
-    match fresh {
-        Ok((part, text)) => Ok((part, Some(text))),
-        Err(FetchError::Invalid(reason)) => {
-            Err(InvalidInput(format!("{name}: {reason} (nothing changed)")).into())
-        }
-        Err(FetchError::Failed(reason)) => {
-            let dir = options
-                .use_cache_on_failure
-                .then_some(options.cache_dir.as_deref())
-                .flatten();
-            // A copy that cannot be trusted, that does not parse as mxgate
-            // wrote it (host bits, a cut line) or that is no usable list is
-            // not used: the source stays failed and nothing changes.
-            let copy = dir
-                .map(|dir| -> anyhow::Result<_> {
-                    let Some((text, saved)) = load(dir, &name, options.https.max_bytes)? else {
-                        return Ok(None);
-                    };
-                    let mut part = ListBuilder::strict();
-                    let cached = format!("{name} (cached)");
-                    part.add_text(&cached, text.as_bytes())?;
-                    if let Some(why) = part.unusable() {
-                        bail!("{cached}: {why}");
-                    }
-                    Ok(Some((part, saved)))
-                })
-                .transpose();
-            let copy = match copy {
-                Ok(copy) => copy.flatten(),
-                Err(e) => {
-                    eprintln!("mxgate: warning: not using the copy of {source}: {e:#}");
-                    None
-                }
-            };
-            let Some((part, saved)) = copy else {
-                return Err(SourceFailed {
-                    source_name: name,
-                    reason,
-                }
-                .into());
-            };
-            eprintln!(
-                "mxgate: warning: {source} failed ({reason}); using its last good copy, from {}",
-                humantime::format_rfc3339_seconds(saved)
-            );
-            Ok((part, None))
-        }
-    }
-}
-
-/// Warnings about a fetched text: line, the text concerned, the message.
-pub type Warnings = Vec<(usize, String, String)>;
-
-/// The range-list text of a remote source, and warnings about it.
-fn fetch(source: &Source, options: &SourceOptions) -> Result<Delivered, FetchError> {
-    match source {
-        Source::Spf(domain) => {
-            let fetched = spf::fetch(domain, &options.spf)?;
-            Ok(Delivered {
-                text: fetched.text,
-                warnings: fetched.warnings,
-                provenance: fetched.provenance,
-            })
-        }
-        Source::M365(target) => https::fetch_m365(target, &options.https),
-        Source::Https(url) => {
-            let download = https::fetch(url, &options.https)?;
-            let text = String::from_utf8(download.body)
-                .map_err(|_| FetchError::Failed("the body is not UTF-8 text".to_owned()))?;
-            Ok(Delivered {
-                text,
-                warnings: Vec::new(),
-                provenance: download.provenance,
-            })
-        }
-        Source::Stdin | Source::File(_) => Err(FetchError::Invalid(format!(
-            "{source} is not a remote source"
-        ))),
-    }
-}
-
-/// The cache file of `source` in `dir`: readable, and unique by a hash.
-/// Credentials in a URL (`user:password@`) are no part of it: neither the
-/// name nor the hash may give them away in a directory listing.
-pub fn cache_path(dir: &Path, source: &str) -> PathBuf {
-    let source = strip_userinfo(source);
-    let readable: String = source
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(80)
-        .collect();
-    // FNV-1a: stable across runs and releases, unlike std's hasher.
-    let hash = source.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    dir.join(format!("{readable}-{hash:016x}.txt"))
-}
-
-/// Keeps each text of `fetched` as its source's last good copy. Call it
-/// only once the list the texts made is live: a copy is what a later
-/// `--use-cache-on-failure` installs without a guard to ask. A copy that
-/// cannot be written is a warning: the list is applied already.
-pub fn keep_last_good(fetched: &Fetched) {
-    let Some(dir) = &fetched.cache_dir else {
-        return;
-    };
-    for (source, text) in &fetched.texts {
-        if let Err(e) = save(dir, source, text) {
-            eprintln!("mxgate: warning: could not keep a copy of {source}: {e:#}");
-        }
-    }
-}
-
-/// Writes the copy whole, readable by root only, in a directory of root's.
-fn save(dir: &Path, source: &str, text: &str) -> anyhow::Result<()> {
-    files::private_dir(dir)?;
-    files::write_atomically(&cache_path(dir, source), text.as_bytes(), 0o600)
-}
-
-/// The copy of `source`, if there is one; an error if it is there but not
-/// to be trusted (a symlink, another user's file, writable by others, in a
-/// directory that is not private: whoever could write it could widen the
-/// allowlist), or if it is not a regular file of at most `max_bytes`.
-fn load(dir: &Path, source: &str, max_bytes: u64) -> anyhow::Result<Option<(String, SystemTime)>> {
-    let path = cache_path(dir, source);
-    let dir_meta = match std::fs::symlink_metadata(dir) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    if let Some(why) = files::distrust_private_dir(dir, &dir_meta) {
-        bail!("{why}");
-    }
-    let read = files::read_regular(&path, max_bytes, "--max-download", Links::Refuse);
-    let (bytes, meta) = match read {
-        Ok(read) => read,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    if let Some(why) = files::distrust(&path, &meta) {
-        bail!("{why}");
-    }
-    let text = String::from_utf8(bytes)
-        .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
-    let saved = meta
-        .modified()
-        .with_context(|| format!("reading {}", path.display()))?;
-    Ok(Some((text, saved)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cache_names_are_readable_and_distinct() {
-        let dir = Path::new("/var/lib/mxgate/cache");
-        let a = cache_path(dir, "spf:_spf.google.com");
-        let b = cache_path(dir, "spf:_spf_google.com");
-        assert!(
-            a.display()
-                .to_string()
-                .starts_with("/var/lib/mxgate/cache/spf__spf.google.com-")
-        );
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn cache_names_hold_no_credentials() {
-        let dir = Path::new("/var/lib/mxgate/cache");
-        let with = cache_path(dir, "https://user:s3cret@x.test/list");
-        let hidden = cache_path(dir, "https://***@x.test/list");
-        let without = cache_path(dir, "https://x.test/list");
-        assert_eq!(with, without);
-        assert_eq!(hidden, without);
-        assert!(!with.display().to_string().contains("s3cret"));
-        // An @ after the authority is not userinfo.
-        assert_ne!(
-            cache_path(dir, "https://x.test/a@b"),
-            cache_path(dir, "https://x.test/b")
-        );
-        let source: Source = "https://user:s3cret@x.test/l@st".parse().unwrap();
-        assert_eq!(source.to_string(), "https://***@x.test/l@st");
-        let source: Source = "m365:https://u:p@m.test/e.json".parse().unwrap();
-        assert_eq!(source.to_string(), "m365:https://***@m.test/e.json");
-    }
-
-    #[test]
-    fn a_cached_copy_round_trips() {
-        let dir = std::env::temp_dir().join(format!("mxgate-cache-test-{}", std::process::id()));
-        let fetched = Fetched {
-            cache_dir: Some(dir.clone()),
-            texts: vec![("https://x.test/list".into(), "192.0.2.0/24\n".into())],
-        };
-        keep_last_good(&fetched);
-        let (text, _) = load(&dir, "https://x.test/list", 100).unwrap().unwrap();
-        assert_eq!(text, "192.0.2.0/24\n");
-        assert!(load(&dir, "https://x.test/other", 100).unwrap().is_none());
-        let e = load(&dir, "https://x.test/list", 12).unwrap_err();
-        assert!(format!("{e:#}").contains("larger than 12 bytes"), "{e:#}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn sources_parse_by_kind() {
