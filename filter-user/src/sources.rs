@@ -231,6 +231,12 @@ impl ListSpec {
         read_list(&self.sources, &self.allow, &self.options)
     }
 
+    /// Reads (or fetches) every source, parsing nothing: see
+    /// [`RawSources`].
+    pub fn read_raw(&self) -> anyhow::Result<RawSources> {
+        read_sources(&self.sources, &self.options)
+    }
+
     /// The sources as given, for messages.
     pub fn describe(&self) -> String {
         let names: Vec<String> = self.sources.iter().map(ToString::to_string).collect();
@@ -284,13 +290,28 @@ pub fn read_list(
     allow: &[String],
     options: &SourceOptions,
 ) -> anyhow::Result<ParsedList> {
-    let mut builder = ListBuilder::new();
+    read_sources(sources, options)?.parse(allow, options)
+}
+
+/// What one source delivered, not parsed yet.
+enum Raw {
+    /// A file's or standard input's bytes, under the source's name.
+    Local(String, Vec<u8>),
+    /// A remote source's fetch: what it delivered, or why it failed.
+    Remote(Source, Result<Delivered, FetchError>),
+}
+
+/// The bytes every source delivered, in order, read (local) or fetched
+/// (remote) but not parsed: what a refresh compares with the record of
+/// the last list applied before it parses anything (DESIGN §6).
+pub struct RawSources {
+    parts: Vec<Raw>,
+}
+
+/// Reads every local source and fetches every remote one; parses nothing.
+pub fn read_sources(sources: &[Source], options: &SourceOptions) -> anyhow::Result<RawSources> {
+    let mut parts = Vec::with_capacity(sources.len());
     let mut stdin_used = false;
-    let mut fetched = Fetched {
-        cache_dir: options.cache_dir.clone(),
-        texts: Vec::new(),
-    };
-    let mut remote_names = Vec::new();
     for source in sources {
         match source {
             Source::Stdin => {
@@ -316,7 +337,7 @@ pub fn read_list(
                         .into());
                     }
                 };
-                builder.add_text("-", &bytes)?;
+                parts.push(Raw::Local("-".into(), bytes));
             }
             Source::File(path) => {
                 let name = path.display().to_string();
@@ -330,36 +351,106 @@ pub fn read_list(
                     source_name: name.clone(),
                     error: not_a_list_file(error),
                 })?;
-                builder.add_text(&name, &bytes)?;
+                parts.push(Raw::Local(name, bytes));
             }
             remote_source => {
-                let (part, text) = remote(remote_source, options)?;
-                builder.extend(part);
-                let name = remote_source.to_string();
-                if let Some(text) = text {
-                    fetched.texts.push((name.clone(), text));
-                }
-                remote_names.push(name);
+                parts.push(Raw::Remote(
+                    remote_source.clone(),
+                    fetch(remote_source, options),
+                ));
             }
         }
     }
-    builder.add_allow_options(allow)?;
-    let mut list = match builder.finish() {
-        Ok(list) => list,
-        // Each remote list is usable alone, yet together with the rest
-        // they cover everyone: what the sources deliver is not usable,
-        // which is no input of the administrator's to fix.
-        Err(e @ ListError::CoversEverything { .. }) if !remote_names.is_empty() => {
-            return Err(SourceFailed {
-                source_name: remote_names.join(", "),
-                reason: e.to_string(),
+    Ok(RawSources { parts })
+}
+
+impl RawSources {
+    /// SHA-256 of every source's name and bytes, in order, and of
+    /// `shaping` (whatever else decides the list the bytes make); `None`
+    /// when a remote source failed: what stands in for it (a cached copy)
+    /// is only known once parsed.
+    pub fn digest(&self, shaping: &[u8]) -> Option<[u8; 32]> {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"mxgate sources\0");
+        ctx.update(&(shaping.len() as u64).to_le_bytes());
+        ctx.update(shaping);
+        for part in &self.parts {
+            let (name, bytes) = match part {
+                Raw::Local(name, bytes) => (name.clone(), bytes.as_slice()),
+                Raw::Remote(source, Ok(delivered)) => {
+                    (source.to_string(), delivered.text.as_bytes())
+                }
+                Raw::Remote(_, Err(_)) => return None,
+            };
+            for piece in [name.as_bytes(), bytes] {
+                ctx.update(&(piece.len() as u64).to_le_bytes());
+                ctx.update(piece);
             }
-            .into());
         }
-        Err(e) => return Err(e.into()),
-    };
-    list.fetched = fetched;
-    Ok(list)
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        Some(out)
+    }
+
+    /// The remote sources' texts, as [`ParsedList::fetched`] would hold
+    /// them, without parsing anything.
+    pub fn fetched(&self, options: &SourceOptions) -> Fetched {
+        Fetched {
+            cache_dir: options.cache_dir.clone(),
+            texts: self
+                .parts
+                .iter()
+                .filter_map(|part| match part {
+                    Raw::Remote(source, Ok(delivered)) => {
+                        Some((source.to_string(), delivered.text.clone()))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Parses and merges what the sources delivered, with the `--allow`
+    /// entries, into one list.
+    pub fn parse(self, allow: &[String], options: &SourceOptions) -> anyhow::Result<ParsedList> {
+        let mut builder = ListBuilder::new();
+        let mut fetched = Fetched {
+            cache_dir: options.cache_dir.clone(),
+            texts: Vec::new(),
+        };
+        let mut remote_names = Vec::new();
+        for part in self.parts {
+            match part {
+                Raw::Local(name, bytes) => builder.add_text(&name, &bytes)?,
+                Raw::Remote(source, delivered) => {
+                    let (part, text) = remote(&source, delivered, options)?;
+                    builder.extend(part);
+                    let name = source.to_string();
+                    if let Some(text) = text {
+                        fetched.texts.push((name.clone(), text));
+                    }
+                    remote_names.push(name);
+                }
+            }
+        }
+        builder.add_allow_options(allow)?;
+        let mut list = match builder.finish() {
+            Ok(list) => list,
+            // Each remote list is usable alone, yet together with the rest
+            // they cover everyone: what the sources deliver is not usable,
+            // which is no input of the administrator's to fix.
+            Err(e @ ListError::CoversEverything { .. }) if !remote_names.is_empty() => {
+                return Err(SourceFailed {
+                    source_name: remote_names.join(", "),
+                    reason: e.to_string(),
+                }
+                .into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        list.fetched = fetched;
+        Ok(list)
+    }
 }
 
 /// A read error of a list file, with the way out when it is not one.
@@ -437,18 +528,19 @@ fn wait_readable(fd: RawFd, deadline: Instant) -> io::Result<()> {
     }
 }
 
-/// Fetches and parses one remote source, with its text to keep once the
-/// list is accepted; on failure, its cached copy (and no text to keep) if
+/// Parses what one remote source delivered (`delivered`, its fetch), with
+/// its text to keep once the list is accepted; on failure, its cached copy (and no text to keep) if
 /// allowed and present. A remote list must be exact: an entry with host
 /// bits set (a cut-off `192.0.2.0/2`) fails it instead of being widened.
 /// And it must be usable on its own: a source that delivers no address, or
 /// every address of a family, has failed.
 fn remote(
     source: &Source,
+    delivered: Result<Delivered, FetchError>,
     options: &SourceOptions,
 ) -> anyhow::Result<(ListBuilder, Option<String>)> {
     let name = source.to_string();
-    let fresh = fetch(source, options).and_then(|delivered| {
+    let fresh = delivered.and_then(|delivered| {
         let mut part = ListBuilder::strict();
         part.add_text(&name, delivered.text.as_bytes())
             .map_err(|e| FetchError::Failed(e.to_string()))?;
