@@ -67,7 +67,7 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l log-denials -d 
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l force -d 'Apply the list even when --max-shrink or --max-grow refuses it, and read the maps back to repair any drift from it'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l spf-allow-unenumerable -d 'Flatten an `spf:` source even when a term that names no addresses (`exists`, `ptr`, sender macros) could fail senders that a later term passes; those senders are then allowlisted. Without it such a source is refused'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
-complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l verbose -d 'Say on standard error what each remote source delivered and from where: the address a download ended at after redirects, its size, the SPF records evaluated'
+complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -l verbose -d 'Say on standard error what each remote source delivered and from where: the address a download ended at after redirects, its size, the SPF records evaluated; and, for `refresh`, how the tries were written (batched or one call per prefix) and whether it stopped at the sources\' unchanged bytes'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mxgate -n "__fish_mxgate_using_subcommand attach" -s V -l version -d 'Print version'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l ranges -d 'Range sources, all merged: file paths, `-` (standard input), `spf:DOMAIN`, `https://URL`, `m365:INSTANCE`' -r
@@ -87,7 +87,7 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l pin-dir -d 'Wh
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l spf-allow-unenumerable -d 'Flatten an `spf:` source even when a term that names no addresses (`exists`, `ptr`, sender macros) could fail senders that a later term passes; those senders are then allowlisted. Without it such a source is refused'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
-complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l verbose -d 'Say on standard error what each remote source delivered and from where: the address a download ended at after redirects, its size, the SPF records evaluated'
+complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l verbose -d 'Say on standard error what each remote source delivered and from where: the address a download ended at after redirects, its size, the SPF records evaluated; and, for `refresh`, how the tries were written (batched or one call per prefix) and whether it stopped at the sources\' unchanged bytes'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l force -d 'Apply the list even when --max-shrink or --max-grow refuses it, and read the maps back to repair any drift from it'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l diff -d 'Print the change and apply nothing (exit 3 when a guard would refuse it)'
 complete -c mxgate -n "__fish_mxgate_using_subcommand refresh" -l json -d 'Print the result as JSON'
@@ -128,7 +128,7 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l log-denials -d 'Lo
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l force -d 'Apply the list even when --max-shrink or --max-grow refuses it, and read the maps back to repair any drift from it'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l spf-allow-unenumerable -d 'Flatten an `spf:` source even when a term that names no addresses (`exists`, `ptr`, sender macros) could fail senders that a later term passes; those senders are then allowlisted. Without it such a source is refused'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
-complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l verbose -d 'Say on standard error what each remote source delivered and from where: the address a download ended at after redirects, its size, the SPF records evaluated'
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l verbose -d 'Say on standard error what each remote source delivered and from where: the address a download ended at after redirects, its size, the SPF records evaluated; and, for `refresh`, how the tries were written (batched or one call per prefix) and whether it stopped at the sources\' unchanged bytes'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -s V -l version -d 'Print version'
 complete -c mxgate -n "__fish_mxgate_using_subcommand stats" -l format -d 'Output format' -r -f -a "text\t'A table for people'
@@ -158,7 +158,7 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l pin-dir -d 'Wher
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l spf-allow-unenumerable -d 'Flatten an `spf:` source even when a term that names no addresses (`exists`, `ptr`, sender macros) could fail senders that a later term passes; those senders are then allowlisted. Without it such a source is refused'
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
-complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l verbose -d 'Say on standard error what each remote source delivered and from where: the address a download ended at after redirects, its size, the SPF records evaluated'
+complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l verbose -d 'Say on standard error what each remote source delivered and from where: the address a download ended at after redirects, its size, the SPF records evaluated; and, for `refresh`, how the tries were written (batched or one call per prefix) and whether it stopped at the sources\' unchanged bytes'
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -l json -d 'Print JSON'
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -s h -l help -d 'Print help'
 complete -c mxgate -n "__fish_mxgate_using_subcommand check" -s V -l version -d 'Print version'
@@ -196,7 +196,7 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l pin-dir -d 'Wher
 complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l spf-allow-unenumerable -d 'Flatten an `spf:` source even when a term that names no addresses (`exists`, `ptr`, sender macros) could fail senders that a later term passes; those senders are then allowlisted. Without it such a source is refused'
 complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
-complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l verbose -d 'Say on standard error what each remote source delivered and from where: the address a download ended at after redirects, its size, the SPF records evaluated'
+complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l verbose -d 'Say on standard error what each remote source delivered and from where: the address a download ended at after redirects, its size, the SPF records evaluated; and, for `refresh`, how the tries were written (batched or one call per prefix) and whether it stopped at the sources\' unchanged bytes'
 complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -l json -d 'Print JSON'
 complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -s h -l help -d 'Print help'
 complete -c mxgate -n "__fish_mxgate_using_subcommand audit" -s V -l version -d 'Print version'
@@ -217,7 +217,7 @@ complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l check -d 'Also 
 complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l json -d 'Print JSON'
 complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l spf-allow-unenumerable -d 'Flatten an `spf:` source even when a term that names no addresses (`exists`, `ptr`, sender macros) could fail senders that a later term passes; those senders are then allowlisted. Without it such a source is refused'
 complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l use-cache-on-failure -d 'When a remote source fails, use its last good copy instead of failing (a warning says so)'
-complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l verbose -d 'Say on standard error what each remote source delivered and from where: the address a download ended at after redirects, its size, the SPF records evaluated'
+complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -l verbose -d 'Say on standard error what each remote source delivered and from where: the address a download ended at after redirects, its size, the SPF records evaluated; and, for `refresh`, how the tries were written (batched or one call per prefix) and whether it stopped at the sources\' unchanged bytes'
 complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c mxgate -n "__fish_mxgate_using_subcommand doctor" -s V -l version -d 'Print version'
 complete -c mxgate -n "__fish_mxgate_using_subcommand help; and not __fish_seen_subcommand_from attach refresh run stats status check lookup open enforce detach audit doctor help" -f -a "attach" -d 'Attach the filter to interfaces with an allowlist; it stays after exit'

@@ -264,6 +264,11 @@ pub struct ListDigest {
     /// A checksum of the words of FAST_V4, FAST_V6 and BLOCKS_V6, as user
     /// space computes it.
     pub fast_sum: u64,
+    /// SHA-256 of the bytes of every source the list was read from and of
+    /// the options that shaped it, as user space computes it; all zeroes
+    /// when not known. A refresh whose sources deliver the same bytes
+    /// stops before parsing them.
+    pub sources: [u8; 32],
 }
 
 /// [`ListDigest::valid`] when the digest may be trusted.

@@ -246,7 +246,9 @@ pub struct SourceArgs {
     pub use_cache_on_failure: bool,
     /// Say on standard error what each remote source delivered and from
     /// where: the address a download ended at after redirects, its size,
-    /// the SPF records evaluated.
+    /// the SPF records evaluated; and, for `refresh`, how the tries were
+    /// written (batched or one call per prefix) and whether it stopped at
+    /// the sources' unchanged bytes.
     #[arg(long)]
     pub verbose: bool,
 }

@@ -1,25 +1,27 @@
 //! The few kernel calls aya 0.16 does not expose: what kind of object a pin
 //! holds, which interface a pinned XDP link is attached to (aya's `LinkInfo`
 //! has no accessor for the XDP member of `bpf_link_info`), a pinned
-//! program's maps without CAP_SYS_ADMIN, pinning a program found by id.
-//! Interfaces are [`crate::interfaces`]'.
+//! program's maps without CAP_SYS_ADMIN, pinning a program found by id,
+//! batched map updates and deletes. Interfaces are [`crate::interfaces`]'.
+//!
+//! Every bpf(2) call fills aya-obj's generated `bpf_attr` (the kernel's own
+//! union, so no offset is counted by hand), zeroed first: the kernel
+//! refuses an attribute whose bytes past the command's member are not zero.
 
 use std::{
     ffi::CString,
     io,
     os::{
-        fd::{FromRawFd as _, OwnedFd},
+        fd::{AsFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
         unix::ffi::OsStrExt as _,
         unix::io::AsRawFd as _,
     },
     path::Path,
 };
 
-const BPF_OBJ_PIN: libc::c_long = 6;
-const BPF_OBJ_GET: libc::c_long = 7;
-const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-const BPF_LINK_DETACH: libc::c_long = 34;
-const BPF_LINK_TYPE_XDP: u32 = 6;
+use aya_obj::generated::{
+    BPF_F_NO_PREALLOC, bpf_attr, bpf_cmd, bpf_link_info, bpf_link_type, bpf_map_type, bpf_prog_info,
+};
 
 /// What the kernel says about a pinned XDP link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,32 +37,28 @@ pub struct XdpLinkInfo {
 /// Reads the pinned XDP link at `path`.
 pub fn pinned_xdp_link(path: &Path) -> io::Result<XdpLinkInfo> {
     let fd = obj_get(path)?;
-    // struct bpf_link_info: type, id, prog_id, then a union at offset 16
-    // whose xdp member starts with ifindex. The rest of the buffer must stay
-    // zero for the kernel to accept its length.
-    let mut info = [0u32; 64];
-    #[repr(C)]
-    struct InfoAttr {
-        bpf_fd: u32,
-        info_len: u32,
-        info: u64,
-    }
-    let attr = InfoAttr {
-        bpf_fd: fd.as_raw_fd() as u32,
-        info_len: size_of_val(&info) as u32,
-        info: info.as_mut_ptr() as u64,
-    };
-    bpf(BPF_OBJ_GET_INFO_BY_FD, &attr)?;
-    if info[0] != BPF_LINK_TYPE_XDP {
+    // SAFETY: bpf_link_info is plain integers and unions of them; all
+    // zeroes is a valid value, and the kernel wants the bytes it does not
+    // know zero.
+    let mut info: bpf_link_info = unsafe { std::mem::zeroed() };
+    let mut attr = zeroed_attr();
+    attr.info.bpf_fd = fd.as_raw_fd() as u32;
+    attr.info.info_len = size_of::<bpf_link_info>() as u32;
+    attr.info.info = &raw mut info as u64;
+    // SAFETY: `info` lives until the call returns and is `info_len` bytes.
+    unsafe { bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
+    if info.type_ != bpf_link_type::BPF_LINK_TYPE_XDP as u32 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{} is not an XDP link", path.display()),
         ));
     }
     Ok(XdpLinkInfo {
-        link_id: info[1],
-        program_id: info[2],
-        ifindex: info[4],
+        link_id: info.id,
+        program_id: info.prog_id,
+        // SAFETY: the kernel filled the xdp member: the link is an XDP
+        // link (checked above); every member is plain integers anyway.
+        ifindex: unsafe { info.__bindgen_anon_1.xdp.ifindex },
     })
 }
 
@@ -82,62 +80,40 @@ pub struct ProgramIdentity {
 /// CAP_BPF), so the systemd unit's mxgate can tell its own maps too.
 pub fn pinned_program(path: &Path) -> io::Result<ProgramIdentity> {
     let fd = obj_get(path)?;
-    /// The head of struct bpf_prog_info, then room for the fields newer
-    /// kernels add (which must be zero on the way in).
-    #[repr(C)]
-    struct ProgInfo {
-        prog_type: u32,
-        id: u32,
-        tag: [u8; 8],
-        jited_prog_len: u32,
-        xlated_prog_len: u32,
-        jited_prog_insns: u64,
-        xlated_prog_insns: u64,
-        load_time: u64,
-        created_by_uid: u32,
-        nr_map_ids: u32,
-        map_ids: u64,
-        name: [u8; 16],
-        rest: [u64; 32],
-    }
-    #[repr(C)]
-    struct InfoAttr {
-        bpf_fd: u32,
-        info_len: u32,
-        info: u64,
-    }
     let mut capacity = 32u32;
     loop {
         let mut map_ids = vec![0u32; capacity as usize];
-        // SAFETY: plain old data; all zeroes is a valid value.
-        let mut info: ProgInfo = unsafe { std::mem::zeroed() };
+        // SAFETY: plain old data; all zeroes is a valid value, and the
+        // kernel wants the fields it does not fill zero on the way in.
+        let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
         info.nr_map_ids = capacity;
         info.map_ids = map_ids.as_mut_ptr() as u64;
-        let attr = InfoAttr {
-            bpf_fd: fd.as_raw_fd() as u32,
-            info_len: size_of::<ProgInfo>() as u32,
-            info: &mut info as *mut ProgInfo as u64,
-        };
-        bpf(BPF_OBJ_GET_INFO_BY_FD, &attr)?;
+        let mut attr = zeroed_attr();
+        attr.info.bpf_fd = fd.as_raw_fd() as u32;
+        attr.info.info_len = size_of::<bpf_prog_info>() as u32;
+        attr.info.info = &raw mut info as u64;
+        // SAFETY: `info` and the `capacity` ids `map_ids` holds live until
+        // the call returns; the kernel writes at most `nr_map_ids` ids.
+        unsafe { bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
         // The kernel wrote at most `capacity` ids and says how many there are.
         if info.nr_map_ids > capacity {
             capacity = info.nr_map_ids;
             continue;
         }
         map_ids.truncate(info.nr_map_ids as usize);
-        let end = info
+        let name: Vec<u8> = info
             .name
             .iter()
-            .position(|b| *b == 0)
-            .unwrap_or(info.name.len());
+            .take_while(|b| **b != 0)
+            .map(|b| *b as u8)
+            .collect();
         return Ok(ProgramIdentity {
             id: info.id,
-            name: String::from_utf8_lossy(&info.name[..end]).into_owned(),
+            name: String::from_utf8_lossy(&name).into_owned(),
             map_ids,
         });
     }
 }
-
 /// The id and name of the map pinned at `path`.
 pub fn pinned_map(path: &Path) -> io::Result<(u32, String)> {
     let info = aya::maps::MapInfo::from_pin(path).map_err(io::Error::other)?;
@@ -181,88 +157,215 @@ pub fn pin_kind(path: &Path) -> io::Result<PinKind> {
 /// interface could still run the program when `detach` returns.
 pub fn detach_pinned_link(path: &Path) -> io::Result<()> {
     let fd = obj_get(path)?;
-    #[repr(C)]
-    struct LinkDetachAttr {
-        link_fd: u32,
-    }
-    let attr = LinkDetachAttr {
-        link_fd: fd.as_raw_fd() as u32,
-    };
-    bpf(BPF_LINK_DETACH, &attr).map(drop)
+    let mut attr = zeroed_attr();
+    attr.link_detach.link_fd = fd.as_raw_fd() as u32;
+    // SAFETY: the attribute holds no pointer.
+    unsafe { bpf(bpf_cmd::BPF_LINK_DETACH, &mut attr) }.map(drop)
 }
 
 /// Creates an array map called `name` of `entries` values of
 /// `value_size` bytes, keyed by `u32`: what the loader makes of such a map
 /// in the object file.
 pub fn create_array(name: &str, value_size: usize, entries: u32) -> io::Result<OwnedFd> {
-    const BPF_MAP_CREATE: libc::c_long = 0;
-    const BPF_MAP_TYPE_ARRAY: u32 = 2;
-    #[repr(C)]
-    struct MapCreate {
-        map_type: u32,
-        key_size: u32,
-        value_size: u32,
-        max_entries: u32,
-        map_flags: u32,
-        inner_map_fd: u32,
-        numa_node: u32,
-        map_name: [u8; 16],
+    let value_size = u32::try_from(value_size).map_err(io::Error::other)?;
+    create_map(
+        bpf_map_type::BPF_MAP_TYPE_ARRAY,
+        name,
+        4,
+        value_size,
+        entries,
+        0,
+    )
+}
+
+fn create_map(
+    kind: bpf_map_type,
+    name: &str,
+    key_size: u32,
+    value_size: u32,
+    entries: u32,
+    flags: u32,
+) -> io::Result<OwnedFd> {
+    let mut attr = zeroed_attr();
+    // SAFETY: writing Copy members of the union.
+    let create = unsafe { &mut attr.__bindgen_anon_1 };
+    create.map_type = kind as u32;
+    create.key_size = key_size;
+    create.value_size = value_size;
+    create.max_entries = entries;
+    create.map_flags = flags;
+    // At most 15 bytes: the name stays NUL-terminated.
+    for (to, from) in create.map_name.iter_mut().zip(name.bytes().take(15)) {
+        *to = from as libc::c_char;
     }
-    let mut map_name = [0u8; 16];
-    for (to, from) in map_name.iter_mut().zip(name.bytes().take(15)) {
-        *to = from;
-    }
-    let attr = MapCreate {
-        map_type: BPF_MAP_TYPE_ARRAY,
-        key_size: 4,
-        value_size: u32::try_from(value_size).map_err(io::Error::other)?,
-        max_entries: entries,
-        map_flags: 0,
-        inner_map_fd: 0,
-        numa_node: 0,
-        map_name,
-    };
-    let fd = bpf(BPF_MAP_CREATE, &attr)?;
+    // SAFETY: the attribute holds no pointer.
+    let fd = unsafe { bpf(bpf_cmd::BPF_MAP_CREATE, &mut attr) }?;
     // SAFETY: BPF_MAP_CREATE returned a new descriptor that we now own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Pins the object behind `fd` at `path` (which must not exist).
-pub fn pin_fd(fd: std::os::fd::BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+pub fn pin_fd(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
     let c_path = CString::new(path.as_os_str().as_bytes())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let attr = ObjAttr {
-        pathname: c_path.as_ptr() as u64,
-        bpf_fd: fd.as_raw_fd() as u32,
-        file_flags: 0,
-    };
-    bpf(BPF_OBJ_PIN, &attr).map(drop)
-}
-
-/// The `bpf_attr` of BPF_OBJ_PIN and BPF_OBJ_GET.
-#[repr(C)]
-struct ObjAttr {
-    pathname: u64,
-    bpf_fd: u32,
-    file_flags: u32,
+    let mut attr = zeroed_attr();
+    attr.__bindgen_anon_4.pathname = c_path.as_ptr() as u64;
+    attr.__bindgen_anon_4.bpf_fd = fd.as_raw_fd() as u32;
+    // SAFETY: `c_path` is NUL-terminated and lives until the call returns.
+    unsafe { bpf(bpf_cmd::BPF_OBJ_PIN, &mut attr) }.map(drop)
 }
 
 fn obj_get(path: &Path) -> io::Result<OwnedFd> {
     let c_path = CString::new(path.as_os_str().as_bytes())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let attr = ObjAttr {
-        pathname: c_path.as_ptr() as u64,
-        bpf_fd: 0,
-        file_flags: 0,
-    };
-    let fd = bpf(BPF_OBJ_GET, &attr)?;
+    let mut attr = zeroed_attr();
+    attr.__bindgen_anon_4.pathname = c_path.as_ptr() as u64;
+    // SAFETY: `c_path` is NUL-terminated and lives until the call returns.
+    let fd = unsafe { bpf(bpf_cmd::BPF_OBJ_GET, &mut attr) }?;
     // SAFETY: BPF_OBJ_GET returned a new descriptor that we now own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn bpf<A>(cmd: libc::c_long, attr: &A) -> io::Result<i32> {
-    // SAFETY: `attr` is a valid, initialised bpf_attr prefix of the given size.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *const A, size_of::<A>()) };
+/// Which batch command a [`map_batch`] call makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchOp {
+    /// BPF_MAP_UPDATE_BATCH: insert or replace each key with its value.
+    Update,
+    /// BPF_MAP_DELETE_BATCH: delete each key.
+    Delete,
+}
+
+/// A batch call that stopped part-way.
+#[derive(Debug)]
+pub struct BatchError {
+    /// How many elements, from the first, the kernel processed.
+    pub done: usize,
+    /// Why it stopped.
+    pub error: io::Error,
+}
+
+/// Makes one BPF_MAP_UPDATE_BATCH (`values` given, as many as `keys`) or
+/// BPF_MAP_DELETE_BATCH (`values` empty) call on the map `map`, whose key
+/// and value sizes must be those of `K` and `V`. The kernel processes the
+/// elements in order and stops at the first it cannot: the error then says
+/// how many went in before it. Kernels whose map type has no batch
+/// operations fail at once with ENOTSUPP (524), older ones with EINVAL
+/// (see [`batch_unsupported`]).
+pub fn map_batch<K: aya::Pod, V: aya::Pod>(
+    map: BorrowedFd<'_>,
+    op: BatchOp,
+    keys: &[K],
+    values: &[V],
+) -> Result<(), BatchError> {
+    let fail = |error| BatchError { done: 0, error };
+    let (cmd, values_ptr) = match op {
+        BatchOp::Update if values.len() == keys.len() => {
+            (bpf_cmd::BPF_MAP_UPDATE_BATCH, values.as_ptr() as u64)
+        }
+        BatchOp::Delete if values.is_empty() => (bpf_cmd::BPF_MAP_DELETE_BATCH, 0),
+        _ => {
+            return Err(fail(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a batch's values do not match its keys",
+            )));
+        }
+    };
+    let count = u32::try_from(keys.len())
+        .map_err(|_| fail(io::Error::other("too many elements for one batch")))?;
+    if count == 0 {
+        return Ok(());
+    }
+    let mut attr = zeroed_attr();
+    attr.batch.map_fd = map.as_raw_fd() as u32;
+    attr.batch.keys = keys.as_ptr() as u64;
+    attr.batch.values = values_ptr;
+    attr.batch.count = count;
+    // SAFETY: `keys` (and `values` for an update) hold `count` elements of
+    // the map's key (value) size, which the caller vouches for, and live
+    // until the call returns; the kernel only reads them, and writes
+    // `count` back into `attr`.
+    match unsafe { bpf(cmd, &mut attr) } {
+        Ok(_) => Ok(()),
+        Err(error) => Err(BatchError {
+            // SAFETY: reading a plain integer member of the union.
+            done: (unsafe { attr.batch.count }).min(count) as usize,
+            error,
+        }),
+    }
+}
+
+/// True when `error` says the kernel has no batch operation for the map
+/// (ENOTSUPP, the kernel's internal 524, from a map type without them;
+/// EINVAL from a kernel older than the batch commands (5.6);
+/// EOPNOTSUPP for good measure), rather than that one element failed.
+pub fn batch_unsupported(error: &io::Error) -> bool {
+    const ENOTSUPP: i32 = 524;
+    matches!(
+        error.raw_os_error(),
+        Some(ENOTSUPP | libc::EINVAL | libc::EOPNOTSUPP)
+    )
+}
+
+/// Whether this kernel's LPM tries take BPF_MAP_UPDATE_BATCH and
+/// BPF_MAP_DELETE_BATCH (Linux 5.13+; 5.10's do not), asked the way the
+/// kernel feature probes ask: by trying both on a small trie made for the
+/// question, then dropped. Probed once per process.
+pub fn lpm_batch_supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        let supported = probe_lpm_batch();
+        log::debug!(
+            "kernel: batched updates of LPM tries: {}",
+            if supported { "yes" } else { "no" }
+        );
+        supported
+    })
+}
+
+fn probe_lpm_batch() -> bool {
+    // An IPv4 LPM key: prefix length, then the address.
+    type ProbeKey = aya::maps::lpm_trie::Key<[u8; 4]>;
+    let Ok(map) = create_map(
+        bpf_map_type::BPF_MAP_TYPE_LPM_TRIE,
+        "mxgate_probe",
+        size_of::<ProbeKey>() as u32,
+        1,
+        1,
+        BPF_F_NO_PREALLOC,
+    ) else {
+        return false;
+    };
+    let keys = [ProbeKey::new(8, [10, 0, 0, 0])];
+    map_batch(map.as_fd(), BatchOp::Update, &keys, &[8u8]).is_ok()
+        && map_batch::<_, u8>(map.as_fd(), BatchOp::Delete, &keys, &[]).is_ok()
+}
+
+/// An all-zero `bpf_attr`, as every command wants the bytes it does not use.
+fn zeroed_attr() -> bpf_attr {
+    // SAFETY: bpf_attr is a union of structs of plain integers; all zeroes
+    // is a valid value of each.
+    unsafe { std::mem::zeroed() }
+}
+
+/// bpf(2) with the whole of aya-obj's `bpf_attr` (newer than some kernels'
+/// and larger: they accept it because the bytes they do not know are zero).
+///
+/// # Safety
+///
+/// Every pointer the member of `attr` that `cmd` uses holds must be valid
+/// for what the kernel does with it (reads or writes of the stated sizes)
+/// until the call returns.
+unsafe fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i32> {
+    // SAFETY: `attr` is a valid, initialised bpf_attr of the size given;
+    // the pointers in it are the caller's to vouch for.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            attr as *mut bpf_attr,
+            size_of::<bpf_attr>(),
+        )
+    };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }

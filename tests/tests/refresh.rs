@@ -24,7 +24,7 @@ use filter_common::fast_path::{subblock_bucket, v6_subblock};
 use filter_user::{
     allowlist::Allowlist,
     fast_path,
-    filter::Filter,
+    filter::{Filter, trie_writes},
     pins::PinDir,
     sources::{Source, SourceOptions, read_list},
 };
@@ -286,9 +286,105 @@ fn candidates(lists: &[&Allowlist], rng: &mut Rng) -> Vec<IpAddr> {
     out
 }
 
+/// How the refreshes a test runs write the tries: as mxgate picks for this
+/// kernel (batched where its LPM tries take batches), or forced to one
+/// bpf(2) call per prefix ([`SINGLE_WRITES`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Writes {
+    AsTheKernelAllows,
+    Single,
+}
+
+/// The environment that forces one bpf(2) call per trie write.
+const SINGLE_WRITES: (&str, &str) = (trie_writes::WRITE_MODE_ENV, "single");
+
+/// `mx ARGS` with the trie writes `writes` says; asserts success, returns
+/// stdout.
+fn ok_writing(mx: &Mxgate, args: &[&str], writes: Writes) -> String {
+    let mut cmd = mx.command(args);
+    if writes == Writes::Single {
+        cmd.env(SINGLE_WRITES.0, SINGLE_WRITES.1);
+    }
+    let out = cmd.stdin(Stdio::null()).output().expect("running mxgate");
+    assert!(out.status.success(), "mxgate {args:?}: {out:?}");
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// The trie write mode this kernel should get: batched from Linux 5.13,
+/// whose LPM tries took BPF_MAP_UPDATE_BATCH / BPF_MAP_DELETE_BATCH.
+fn expected_mode() -> &'static str {
+    let kernel = aya::util::KernelVersion::current().expect("the kernel's version");
+    if kernel >= aya::util::KernelVersion::new(5, 13, 0) {
+        "batched"
+    } else {
+        "single"
+    }
+}
+
 #[test]
 fn no_refresh_refuses_a_sender_both_lists_allow_even_for_a_moment() {
-    let name = unique_name("rf-gap");
+    gap_under_flips("rf-gap", Writes::AsTheKernelAllows);
+}
+
+#[test]
+fn no_refresh_refuses_a_sender_both_lists_allow_even_for_a_moment_with_single_writes() {
+    gap_under_flips("rf-gap1", Writes::Single);
+}
+
+#[test]
+fn refreshes_write_the_tries_in_batches_where_the_kernel_can_and_one_by_one_when_told() {
+    let name = unique_name("rf-batch");
+    let mx = Mxgate::without_netns(&name);
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(0x6261_7463);
+    // More than one batch each way, so batches follow batches.
+    let a = random_list(&mut rng, 3 * trie_writes::BATCH_LEN);
+    let b = random_list(&mut rng, 3 * trie_writes::BATCH_LEN);
+    let a_path = write_list(dir.path(), "a.txt", a.iter().copied());
+    let b_path = write_list(dir.path(), "b.txt", b.iter().copied());
+    let filter = LoadedFilter::new(&name, &policy(parsed(&a_path))).expect("loading");
+    for (writes, want, path) in [
+        (Writes::AsTheKernelAllows, expected_mode(), &b_path),
+        (Writes::Single, "single", &a_path),
+        (Writes::AsTheKernelAllows, expected_mode(), &b_path),
+    ] {
+        let json = ok_writing(
+            &mx,
+            &raised(&["refresh", "--ranges", path, "--max-shrink", "100", "--json"]),
+            writes,
+        );
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["trie_writes"], want, "{writes:?}: {json}");
+        let list = parsed(path);
+        assert_eq!(filter.filter().allowlist().unwrap(), list, "{writes:?}");
+        assert_eq!(filter.filter().allow.check_fast_path().unwrap(), None);
+        assert_eq!(
+            filter.filter().allow.digest().unwrap(),
+            Some(fast_path::digest(&list))
+        );
+    }
+    // --verbose names the mode too.
+    let out = mx
+        .command(&raised(&[
+            "refresh",
+            "--ranges",
+            &a_path,
+            "--max-shrink",
+            "100",
+            "--verbose",
+        ]))
+        .output()
+        .expect("running mxgate");
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("mxgate: trie writes: {}", expected_mode())),
+        "{stderr}"
+    );
+}
+
+fn gap_under_flips(prefix: &str, writes: Writes) {
+    let name = unique_name(prefix);
     let mx = Mxgate::without_netns(&name);
     let dir = tempfile::tempdir().unwrap();
     let (mut a_text, mut b_text) = flip_lists();
@@ -357,13 +453,11 @@ fn no_refresh_refuses_a_sender_both_lists_allow_even_for_a_moment() {
         let prober = scope.spawn(|| probe_until(&pins, &probes, &stop));
         for i in 0..refreshes {
             let list = if i % 2 == 0 { &b_path } else { &a_path };
-            mx.ok(&raised(&[
-                "refresh",
-                "--ranges",
-                list,
-                "--max-shrink",
-                "100",
-            ]));
+            ok_writing(
+                &mx,
+                &raised(&["refresh", "--ranges", list, "--max-shrink", "100"]),
+                writes,
+            );
         }
         stop.store(true, Ordering::SeqCst);
         prober.join().expect("the prober")
@@ -448,6 +542,110 @@ fn a_refresh_whose_list_matches_the_record_writes_nothing_unless_the_maps_drifte
     assert!(out.starts_with("refreshed:"), "{out}");
     assert_eq!(filter.filter().allowlist().unwrap(), parsed(&other));
     assert_eq!(filter.filter().allow.check_fast_path().unwrap(), None);
+}
+
+#[test]
+fn a_refresh_whose_sources_deliver_the_same_bytes_stops_before_parsing_unless_something_changed() {
+    let name = unique_name("rf-bytes");
+    let mx = Mxgate::without_netns(&name);
+    let dir = tempfile::tempdir().unwrap();
+    let nets: Vec<Ipv4Net> = random_list(&mut Rng::new(0x6279_7465), 1000)
+        .into_iter()
+        .collect();
+    let list = write_list(dir.path(), "list.txt", nets.iter().copied());
+    let filter = LoadedFilter::new(&name, &policy(parsed(&list))).expect("loading");
+    let refresh = |extra: &[&str]| -> serde_json::Value {
+        let args = [&["refresh", "--ranges", &list, "--json"][..], extra].concat();
+        serde_json::from_str(&mx.ok(&args)).expect("JSON")
+    };
+    // Loaded by the library: no record of the bytes yet, so the first
+    // refresh parses (and finds nothing to change), the second stops at
+    // the bytes.
+    let first = refresh(&[]);
+    assert_eq!(first["sources_unchanged"], false, "{first}");
+    assert_eq!(first["applied"], false, "{first}");
+    let second = refresh(&[]);
+    assert_eq!(second["sources_unchanged"], true, "{second}");
+    assert_eq!(second["applied"], false, "{second}");
+    assert_eq!(second["diff"]["v4"]["unchanged"], 1000, "{second}");
+    let out = mx
+        .command(&["refresh", "--ranges", &list, "--verbose"])
+        .output()
+        .expect("running mxgate");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stopped before parsing"),
+        "{out:?}"
+    );
+
+    // One byte: the last prefix's third octet, so the list changes.
+    let mut bytes = std::fs::read(&list).unwrap();
+    let last_line = bytes[..bytes.len() - 1]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    let dot = last_line
+        + bytes[last_line..]
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'.')
+            .nth(1)
+            .map(|(i, _)| i)
+            .expect("a dotted quad");
+    let digit = dot + 1;
+    bytes[digit] = if bytes[digit] == b'1' { b'2' } else { b'1' };
+    std::fs::write(&list, &bytes).unwrap();
+    let changed = refresh(&["--max-shrink", "100"]);
+    assert_eq!(changed["sources_unchanged"], false, "{changed}");
+    assert_eq!(changed["applied"], true, "{changed}");
+    assert_eq!(filter.filter().allowlist().unwrap(), parsed(&list));
+    assert_eq!(refresh(&[])["sources_unchanged"], true);
+
+    // An option that shapes the list: an --allow entry.
+    let with_allow = refresh(&["--allow", "198.51.100.7"]);
+    assert_eq!(with_allow["sources_unchanged"], false, "{with_allow}");
+    assert_eq!(with_allow["applied"], true, "{with_allow}");
+    assert!(
+        filter
+            .filter()
+            .allowlist()
+            .unwrap()
+            .v4
+            .contains(&"198.51.100.7/32".parse().unwrap())
+    );
+    assert_eq!(
+        refresh(&["--allow", "198.51.100.7"])["sources_unchanged"],
+        true
+    );
+    // Back without it: the bytes are the same, the options not.
+    let without = refresh(&[]);
+    assert_eq!(without["sources_unchanged"], false, "{without}");
+    assert_eq!(without["applied"], true, "{without}");
+    assert_eq!(filter.filter().allowlist().unwrap(), parsed(&list));
+    assert_eq!(refresh(&[])["sources_unchanged"], true);
+
+    // A key added to the trie by hand, the record (with its bytes' digest)
+    // left as it was: the cheap check finds it, the refresh removes it.
+    let record = filter.filter().allow.record().unwrap();
+    {
+        let data = aya::maps::MapData::from_pin(mx.pin_dir().join("ALLOW_V4")).unwrap();
+        let mut trie: aya::maps::LpmTrie<_, [u8; 4], u8> =
+            aya::maps::LpmTrie::try_from(aya::maps::Map::LpmTrie(data)).unwrap();
+        trie.insert(&aya::maps::lpm_trie::Key::new(24, [203, 0, 113, 0]), &24, 0)
+            .unwrap();
+    }
+    assert_eq!(filter.filter().allow.record().unwrap(), record);
+    let repaired = refresh(&[]);
+    assert_eq!(repaired["sources_unchanged"], false, "{repaired}");
+    assert!(
+        repaired["drift"][0].as_str().is_some_and(
+            |d| d.contains("the IPv4 trie holds") && d.contains("the list applied last")
+        ),
+        "{repaired}"
+    );
+    assert_eq!(filter.filter().allowlist().unwrap(), parsed(&list));
+    assert_eq!(filter.filter().allow.check_fast_path().unwrap(), None);
+    assert_eq!(refresh(&[])["sources_unchanged"], true);
 }
 
 #[test]

@@ -162,7 +162,11 @@ pub fn run(pins: &PinDir, invocation: &Invocation) -> anyhow::Result<()> {
 /// Reads the list, prints its warnings to stderr, and refuses an empty
 /// result: an empty allowlist would deny everyone.
 fn read_nonempty_list(spec: &ListSpec) -> anyhow::Result<ParsedList> {
-    let list = spec.read()?;
+    nonempty_list(spec, spec.read()?)
+}
+
+/// `list`, read from `spec`, with its warnings printed; refused when empty.
+fn nonempty_list(spec: &ListSpec, list: ParsedList) -> anyhow::Result<ParsedList> {
     for warning in &list.warnings {
         // A warning may quote a line of a remote list.
         eprintln!(

@@ -5,13 +5,13 @@ use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{CheckRequest, RefreshRequest, open_locked, read_nonempty_list};
+use super::{CheckRequest, RefreshRequest, nonempty_list, open_locked, read_nonempty_list};
 use crate::{
     allowlist::Allowlist,
     diff::{Diff, FamilyDiff},
     error::{Refused, exit_status},
     fast_path,
-    filter::{AllowMaps, ConfigMap},
+    filter::{AllowMaps, ConfigMap, trie_writes::WriteMode},
     guard::{Guard, Judgement},
     pins::PinDir,
     ranges::ParsedList,
@@ -44,6 +44,12 @@ pub struct RefreshOutcome {
     pub drift: Vec<String>,
     /// Fast-path words written.
     pub fast_path_writes: usize,
+    /// How the tries were written ("batched" or "single"), when they were.
+    pub trie_writes: Option<WriteMode>,
+    /// True when the sources delivered the very bytes (with the same
+    /// options) the live list was read from, and the maps matched their
+    /// record: the refresh stopped before parsing anything.
+    pub sources_unchanged: bool,
 }
 
 /// What [`apply_list`] does with the change it computes.
@@ -119,6 +125,8 @@ pub fn apply_list(
         diff,
         drift,
         fast_path_writes: 0,
+        trie_writes: None,
+        sources_unchanged: false,
     };
     if mode == ApplyMode::Preview {
         return Ok(outcome);
@@ -139,6 +147,7 @@ pub fn apply_list(
     }
     outcome.fast_path_writes = allow.apply(&live, &outcome.diff, new, config)?;
     outcome.applied = true;
+    outcome.trie_writes = Some(allow.write_mode());
     Ok(outcome)
 }
 
@@ -167,27 +176,76 @@ pub fn keep_if_live(allow: &AllowMaps, list: &ParsedList) {
 
 /// The outcome of a refresh whose list the maps hold, checked.
 fn unchanged(new: &Allowlist) -> RefreshOutcome {
+    unchanged_counts(new.v4.len(), new.v6.len())
+}
+
+/// The outcome of a refresh whose list, of `v4` and `v6` prefixes, the
+/// maps hold, checked.
+fn unchanged_counts(v4: usize, v6: usize) -> RefreshOutcome {
     RefreshOutcome {
         applied: false,
-        live_before: new.len(),
+        live_before: v4 + v6,
         shrink_percent: 0.0,
         refusal: None,
         guard: Judgement::default(),
-        v4_after: new.v4.len(),
-        v6_after: new.v6.len(),
+        v4_after: v4,
+        v6_after: v6,
         diff: Diff {
             v4: FamilyDiff {
-                unchanged: new.v4.len(),
+                unchanged: v4,
                 ..FamilyDiff::default()
             },
             v6: FamilyDiff {
-                unchanged: new.v6.len(),
+                unchanged: v6,
                 ..FamilyDiff::default()
             },
         },
         drift: Vec::new(),
         fast_path_writes: 0,
+        trie_writes: None,
+        sources_unchanged: false,
     }
+}
+
+/// What, besides the sources' bytes, decides the list a refresh applies
+/// (and so whether the maps' record of the last one still describes it):
+/// this mxgate (its parser and merge rules, the map layout) and the
+/// `--allow` entries. Not the guards: they judge a change, and bytes that
+/// made the live list make no change (a refresh that parses them finds the
+/// record's list and meets no guard either). Ports and the like are no
+/// part of the list.
+fn shaping_options(request: &RefreshRequest) -> Vec<u8> {
+    format!(
+        "mxgate {} layout {}\0allow {:?}",
+        env!("CARGO_PKG_VERSION"),
+        filter_common::LAYOUT_VERSION,
+        request.list.allow,
+    )
+    .into_bytes()
+}
+
+/// When the maps record `sources` as the digest of the bytes their list
+/// was read from, and the cheap drift check finds them as recorded: the
+/// outcome of a refresh that stops there. `None` otherwise.
+fn unchanged_sources(
+    allow: &AllowMaps,
+    sources: Option<[u8; 32]>,
+) -> anyhow::Result<Option<RefreshOutcome>> {
+    let Some(sources) = sources else {
+        return Ok(None);
+    };
+    if allow.fast.sources_digest()? != Some(sources) {
+        return Ok(None);
+    }
+    let Some(record) = allow.record()? else {
+        return Ok(None);
+    };
+    if !record.drift(&allow.survey()?).is_empty() {
+        return Ok(None);
+    }
+    let mut outcome = unchanged_counts(record.entries[0] as usize, record.entries[1] as usize);
+    outcome.sources_unchanged = true;
+    Ok(Some(outcome))
 }
 
 /// `mxgate refresh`. With `--json`, a failure is printed as JSON too
@@ -225,9 +283,28 @@ pub fn command(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<()> {
         return Ok(());
     }
     print_outcome(&outcome, request.preview);
+    if request.list.options.verbose {
+        if let Some(mode) = outcome.trie_writes {
+            eprintln!("mxgate: trie writes: {}", describe_writes(mode));
+        }
+        if outcome.sources_unchanged {
+            eprintln!(
+                "mxgate: the sources delivered the bytes the live list was read from and the \
+                 maps match their record: stopped before parsing"
+            );
+        }
+    }
     match refused {
         Some(refused) => Err(refused.into()),
         None => Ok(()),
+    }
+}
+
+/// How the tries were written, for `--verbose`.
+fn describe_writes(mode: WriteMode) -> &'static str {
+    match mode {
+        WriteMode::Batched => "batched (BPF_MAP_UPDATE_BATCH, BPF_MAP_DELETE_BATCH)",
+        WriteMode::Single => "single (one bpf(2) call per prefix)",
     }
 }
 
@@ -242,9 +319,27 @@ fn print_json(value: &serde_json::Value, e: &anyhow::Error) -> anyhow::Result<()
 }
 
 fn refresh(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<RefreshOutcome> {
-    let list = read_nonempty_list(&request.list)?;
+    // Read (or fetched) once; parsed only when the bytes are not those of
+    // the live list (DESIGN §6).
+    let raw = request.list.read_raw()?;
+    let sources = raw.digest(&shaping_options(request));
     let (_lock, installed) = open_locked(pins)?;
     let mut allow = AllowMaps::open(&installed)?;
+    // --force means "apply this list as it is": always parsed and read back.
+    if !request.guard.force
+        && let Some(outcome) = unchanged_sources(&allow, sources)?
+    {
+        if !request.preview {
+            // The texts are those kept when the list went live; kept again
+            // in case the copies were removed since.
+            sources::keep_last_good(&raw.fetched(&request.list.options));
+        }
+        return Ok(outcome);
+    }
+    let list = nonempty_list(
+        &request.list,
+        raw.parse(&request.list.allow, &request.list.options)?,
+    )?;
     let mut config = ConfigMap::open(&installed)?;
     let mode = if request.preview {
         ApplyMode::Preview
@@ -269,8 +364,29 @@ fn refresh(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<RefreshOut
     .context("refreshing the allowlist")?;
     if !request.preview {
         keep_if_live(&allow, &list);
+        if let Some(sources) = sources {
+            record_sources_if_live(&mut allow, &list, sources)?;
+        }
     }
     Ok(outcome)
+}
+
+/// Adds `sources`, the digest of the bytes `list` was read from, to the
+/// maps' record if, and only if, they now hold exactly `list`: the next
+/// refresh whose sources deliver the same bytes may then stop before
+/// parsing them.
+fn record_sources_if_live(
+    allow: &mut AllowMaps,
+    list: &ParsedList,
+    sources: [u8; 32],
+) -> anyhow::Result<()> {
+    if allow.digest()? == Some(fast_path::digest(&list.allowlist)) {
+        allow
+            .fast
+            .set_sources_digest(sources)
+            .context("recording the sources' digest")?;
+    }
+    Ok(())
 }
 
 fn print_outcome(outcome: &RefreshOutcome, preview: bool) {

@@ -12,7 +12,10 @@ use aya::{
 use filter_common::{Ipv4Key, Ipv6Key, MAX_PREFIXES, map_names};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use super::{ConfigMap, FastMaps, Installed, ignore_missing};
+use super::{
+    ConfigMap, FastMaps, Installed,
+    trie_writes::{Pending, Tries, WriteMode, remove_all},
+};
 use crate::{
     allowlist::{Allowlist, Prefix},
     diff::Diff,
@@ -29,6 +32,8 @@ pub struct AllowMaps {
     owner: u32,
     /// The bitmaps, the /48 table and the list's digest.
     pub fast: FastMaps,
+    /// How the tries are written: batched where the kernel can.
+    writes: WriteMode,
 }
 /// What the program does with one source, read from the live maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,7 +70,15 @@ impl AllowMaps {
             owner,
             v6: installed.map(map_names::ALLOW_V6)?,
             fast: FastMaps::open(installed)?,
+            writes: WriteMode::for_this_kernel(),
         })
+    }
+
+    /// How [`AllowMaps::apply`] writes the tries: batched where this
+    /// kernel's LPM tries take batches, unless [`super::trie_writes::WRITE_MODE_ENV`]
+    /// says otherwise or a batch was refused as unsupported.
+    pub fn write_mode(&self) -> WriteMode {
+        self.writes
     }
 
     /// The live allowlist, read back from the tries.
@@ -115,23 +128,32 @@ impl AllowMaps {
         if self.fast.record()?.is_some() {
             self.fast.set_record(None, self.owner)?;
         }
-        remove_all(&mut self.v4, &early_v4, map_names::ALLOW_V4)?;
-        remove_all(&mut self.v6, &early_v6, map_names::ALLOW_V6)?;
+        remove_all(&mut self.v4, &early_v4, &mut self.writes)?;
+        remove_all(&mut self.v6, &early_v6, &mut self.writes)?;
+        let mut tries = Tries {
+            v4: &mut self.v4,
+            v6: &mut self.v6,
+            mode: self.writes,
+        };
+        // Trie writes are queued and made in batches; a fast-path word
+        // first makes every trie write before it (see `trie_writes`).
+        let mut pending = Pending::default();
         let mut fast_writes = 0;
         for write in update.writes() {
             match write {
-                Write::Insert(IpNet::V4(n)) => insert(&mut self.v4, &n, map_names::ALLOW_V4)?,
-                Write::Insert(IpNet::V6(n)) => insert(&mut self.v6, &n, map_names::ALLOW_V6)?,
+                Write::Insert(net) => pending.insert(&mut tries, net)?,
                 // The early ones are gone already: removing them again is
                 // a no-op.
-                Write::Remove(IpNet::V4(n)) => remove(&mut self.v4, &n, map_names::ALLOW_V4)?,
-                Write::Remove(IpNet::V6(n)) => remove(&mut self.v6, &n, map_names::ALLOW_V6)?,
+                Write::Remove(net) => pending.remove(&mut tries, net)?,
                 Write::Word(table, index, value) => {
+                    pending.flush(&mut tries)?;
                     self.fast.store(table, index, value)?;
                     fast_writes += 1;
                 }
             }
         }
+        pending.flush(&mut tries)?;
+        self.writes = tries.mode;
         self.fast
             .set_record(Some(Record::of(new, &wanted)), self.owner)?;
         if !update.is_empty() {
@@ -341,43 +363,6 @@ where
     }
     nets.sort_unstable();
     Ok(nets)
-}
-
-fn insert<N>(trie: &mut LpmTrie<MapData, N::Octets, u8>, net: &N, name: &str) -> anyhow::Result<()>
-where
-    N: Prefix,
-    N::Octets: Pod,
-{
-    trie.insert(&trie_key(net), &net.length(), 0)
-        .with_context(|| format!("adding {net} to {name}"))
-}
-
-fn remove<N>(trie: &mut LpmTrie<MapData, N::Octets, u8>, net: &N, name: &str) -> anyhow::Result<()>
-where
-    N: Prefix,
-    N::Octets: Pod,
-{
-    ignore_missing(trie.remove(&trie_key(net)))
-        .with_context(|| format!("removing {net} from {name}"))
-}
-
-fn remove_all<N>(
-    trie: &mut LpmTrie<MapData, N::Octets, u8>,
-    nets: &[N],
-    name: &str,
-) -> anyhow::Result<()>
-where
-    N: Prefix,
-    N::Octets: Pod,
-{
-    nets.iter().try_for_each(|net| remove(trie, net, name))
-}
-
-fn trie_key<N: Prefix>(net: &N) -> Key<N::Octets>
-where
-    N::Octets: Pod,
-{
-    Key::new(u32::from(net.length()), net.octets())
 }
 
 #[cfg(test)]

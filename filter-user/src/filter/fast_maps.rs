@@ -234,6 +234,9 @@ impl FastMaps {
                 entries: r.entries,
                 trie_sums: r.trie_sums,
                 fast_sum: r.fast_sum,
+                // A new record: the caller adds the sources' digest once
+                // it knows the list came from them.
+                sources: [0; 32],
             },
             None => ListDigest {
                 owner,
@@ -241,6 +244,24 @@ impl FastMaps {
             },
         };
         self.digest.set(0, &value, 0).context("writing LIST_DIGEST")
+    }
+
+    /// The digest of the sources' bytes the recorded list was read from
+    /// (see [`ListDigest::sources`]), when the record is valid and has one.
+    pub fn sources_digest(&self) -> anyhow::Result<Option<[u8; 32]>> {
+        let d = self.digest.get(&0, 0).context("reading LIST_DIGEST")?;
+        Ok((d.valid == DIGEST_VALID && d.sources != [0; 32]).then_some(d.sources))
+    }
+
+    /// Adds `sources`, the digest of the bytes the recorded list was read
+    /// from, to the record; nothing when no valid record is there.
+    pub fn set_sources_digest(&mut self, sources: [u8; 32]) -> anyhow::Result<()> {
+        let mut d = self.digest.get(&0, 0).context("reading LIST_DIGEST")?;
+        if d.valid != DIGEST_VALID {
+            return Ok(());
+        }
+        d.sources = sources;
+        self.digest.set(0, &d, 0).context("writing LIST_DIGEST")
     }
 
     /// The checksum of the live fast path's words ([`fast_path::fast_sum`]).

@@ -10,6 +10,7 @@
 //! - [`memory`]: what each map takes;
 //! - [`settings`]: ports, protected destinations, the dry-run and open
 //!   switches, and the generation counters `mxgate run` watches;
+//! - [`trie_writes`]: writing the tries, batched where the kernel can;
 //! - [`readout`]: counters and denied sources.
 //!
 //! Each command opens only the maps it needs, so one missing pin does not
@@ -20,6 +21,7 @@ pub mod fast_maps;
 pub mod memory;
 pub mod readout;
 pub mod settings;
+pub mod trie_writes;
 
 use std::{net::IpAddr, path::PathBuf};
 

@@ -23,7 +23,9 @@ mod remote;
 use std::{borrow::Cow, fmt, io, path::PathBuf, str::FromStr, time::Instant};
 
 pub use self::cache::{cache_path, keep_last_good};
+use self::remote::{fetch, remote};
 use crate::{
+    delivery::{Delivered, FetchError},
     files::{self, Links},
     https::{HttpsOptions, M365_INSTANCES},
     ranges::{Fetched, ListBuilder, ListError, ParsedList},
@@ -224,6 +226,12 @@ impl ListSpec {
         read_list(&self.sources, &self.allow, &self.options)
     }
 
+    /// Reads (or fetches) every source, parsing nothing: see
+    /// [`RawSources`].
+    pub fn read_raw(&self) -> anyhow::Result<RawSources> {
+        read_sources(&self.sources, &self.options)
+    }
+
     /// The sources as given, for messages.
     pub fn describe(&self) -> String {
         let names: Vec<String> = self.sources.iter().map(ToString::to_string).collect();
@@ -248,13 +256,28 @@ pub fn read_list(
     allow: &[String],
     options: &SourceOptions,
 ) -> anyhow::Result<ParsedList> {
-    let mut builder = ListBuilder::new();
+    read_sources(sources, options)?.parse(allow, options)
+}
+
+/// What one source delivered, not parsed yet.
+enum Raw {
+    /// A file's or standard input's bytes, under the source's name.
+    Local(String, Vec<u8>),
+    /// A remote source's fetch: what it delivered, or why it failed.
+    Remote(Source, Result<Delivered, FetchError>),
+}
+
+/// The bytes every source delivered, in order, read (local) or fetched
+/// (remote) but not parsed: what a refresh compares with the record of
+/// the last list applied before it parses anything (DESIGN §6).
+pub struct RawSources {
+    parts: Vec<Raw>,
+}
+
+/// Reads every local source and fetches every remote one; parses nothing.
+pub fn read_sources(sources: &[Source], options: &SourceOptions) -> anyhow::Result<RawSources> {
+    let mut parts = Vec::with_capacity(sources.len());
     let mut stdin_used = false;
-    let mut fetched = Fetched {
-        cache_dir: options.cache_dir.clone(),
-        texts: Vec::new(),
-    };
-    let mut remote_names = Vec::new();
     for source in sources {
         match source {
             Source::Stdin => {
@@ -281,7 +304,7 @@ pub fn read_list(
                         .into());
                     }
                 };
-                builder.add_text("-", &bytes)?;
+                parts.push(Raw::Local("-".into(), bytes));
             }
             Source::File(path) => {
                 let name = path.display().to_string();
@@ -295,36 +318,106 @@ pub fn read_list(
                     source_name: name.clone(),
                     error: not_a_list_file(error),
                 })?;
-                builder.add_text(&name, &bytes)?;
+                parts.push(Raw::Local(name, bytes));
             }
             remote_source => {
-                let (part, text) = remote::remote(remote_source, options)?;
-                builder.extend(part);
-                let name = remote_source.to_string();
-                if let Some(text) = text {
-                    fetched.texts.push((name.clone(), text));
-                }
-                remote_names.push(name);
+                parts.push(Raw::Remote(
+                    remote_source.clone(),
+                    fetch(remote_source, options),
+                ));
             }
         }
     }
-    builder.add_allow_options(allow)?;
-    let mut list = match builder.finish() {
-        Ok(list) => list,
-        // Each remote list is usable alone, yet together with the rest
-        // they cover everyone: what the sources deliver is not usable,
-        // which is no input of the administrator's to fix.
-        Err(e @ ListError::CoversEverything { .. }) if !remote_names.is_empty() => {
-            return Err(SourceFailed {
-                source_name: remote_names.join(", "),
-                reason: e.to_string(),
+    Ok(RawSources { parts })
+}
+
+impl RawSources {
+    /// SHA-256 of every source's name and bytes, in order, and of
+    /// `shaping` (whatever else decides the list the bytes make); `None`
+    /// when a remote source failed: what stands in for it (a cached copy)
+    /// is only known once parsed.
+    pub fn digest(&self, shaping: &[u8]) -> Option<[u8; 32]> {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"mxgate sources\0");
+        ctx.update(&(shaping.len() as u64).to_le_bytes());
+        ctx.update(shaping);
+        for part in &self.parts {
+            let (name, bytes) = match part {
+                Raw::Local(name, bytes) => (name.clone(), bytes.as_slice()),
+                Raw::Remote(source, Ok(delivered)) => {
+                    (source.to_string(), delivered.text.as_bytes())
+                }
+                Raw::Remote(_, Err(_)) => return None,
+            };
+            for piece in [name.as_bytes(), bytes] {
+                ctx.update(&(piece.len() as u64).to_le_bytes());
+                ctx.update(piece);
             }
-            .into());
         }
-        Err(e) => return Err(e.into()),
-    };
-    list.fetched = fetched;
-    Ok(list)
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        Some(out)
+    }
+
+    /// The remote sources' texts, as [`ParsedList::fetched`] would hold
+    /// them, without parsing anything.
+    pub fn fetched(&self, options: &SourceOptions) -> Fetched {
+        Fetched {
+            cache_dir: options.cache_dir.clone(),
+            texts: self
+                .parts
+                .iter()
+                .filter_map(|part| match part {
+                    Raw::Remote(source, Ok(delivered)) => {
+                        Some((source.to_string(), delivered.text.clone()))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Parses and merges what the sources delivered, with the `--allow`
+    /// entries, into one list.
+    pub fn parse(self, allow: &[String], options: &SourceOptions) -> anyhow::Result<ParsedList> {
+        let mut builder = ListBuilder::new();
+        let mut fetched = Fetched {
+            cache_dir: options.cache_dir.clone(),
+            texts: Vec::new(),
+        };
+        let mut remote_names = Vec::new();
+        for part in self.parts {
+            match part {
+                Raw::Local(name, bytes) => builder.add_text(&name, &bytes)?,
+                Raw::Remote(source, delivered) => {
+                    let (part, text) = remote(&source, delivered, options)?;
+                    builder.extend(part);
+                    let name = source.to_string();
+                    if let Some(text) = text {
+                        fetched.texts.push((name.clone(), text));
+                    }
+                    remote_names.push(name);
+                }
+            }
+        }
+        builder.add_allow_options(allow)?;
+        let mut list = match builder.finish() {
+            Ok(list) => list,
+            // Each remote list is usable alone, yet together with the rest
+            // they cover everyone: what the sources deliver is not usable,
+            // which is no input of the administrator's to fix.
+            Err(e @ ListError::CoversEverything { .. }) if !remote_names.is_empty() => {
+                return Err(SourceFailed {
+                    source_name: remote_names.join(", "),
+                    reason: e.to_string(),
+                }
+                .into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        list.fetched = fetched;
+        Ok(list)
+    }
 }
 
 /// A read error of a list file, with the way out when it is not one.

@@ -13,18 +13,19 @@ use crate::{
     spf,
 };
 
-/// Fetches and parses one remote source, with its text to keep once the
-/// list is accepted; on failure, its cached copy (and no text to keep) if
+/// Parses what one remote source delivered (`delivered`, its [`fetch`]),
+/// with its text to keep once the list is accepted; on failure, its cached copy (and no text to keep) if
 /// allowed and present. A remote list must be exact: an entry with host
 /// bits set (a cut-off `192.0.2.0/2`) fails it instead of being widened.
 /// And it must be usable on its own: a source that delivers no address, or
 /// every address of a family, has failed.
 pub(super) fn remote(
     source: &Source,
+    delivered: Result<Delivered, FetchError>,
     options: &SourceOptions,
 ) -> anyhow::Result<(ListBuilder, Option<String>)> {
     let name = source.to_string();
-    let fresh = fetch(source, options).and_then(|delivered| {
+    let fresh = delivered.and_then(|delivered| {
         let mut part = ListBuilder::strict();
         part.add_text(&name, delivered.text.as_bytes())
             .map_err(|e| FetchError::Failed(e.to_string()))?;
@@ -91,7 +92,7 @@ pub(super) fn remote(
 }
 
 /// The range-list text of a remote source, and warnings about it.
-fn fetch(source: &Source, options: &SourceOptions) -> Result<Delivered, FetchError> {
+pub(super) fn fetch(source: &Source, options: &SourceOptions) -> Result<Delivered, FetchError> {
     match source {
         Source::Spf(domain) => {
             spf::fetch(domain, &options.spf).map_err(|e| FetchError::Failed(e.to_string()))
