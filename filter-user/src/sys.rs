@@ -294,6 +294,57 @@ pub fn map_batch<K: aya::Pod, V: aya::Pod>(
     }
 }
 
+/// Every key of the map `map` (key type `K`, value type `V`: the map's own
+/// sizes, which the caller vouches for), read with BPF_MAP_LOOKUP_BATCH,
+/// `chunk` keys per call: the kernel walks the map itself instead of one
+/// BPF_MAP_GET_NEXT_KEY call per key. Each key goes to `each`, in the
+/// map's order. Fails as [`map_batch`] does on a kernel without batches
+/// (see [`batch_unsupported`]) before calling `each`.
+pub fn map_keys_batched<K: aya::Pod, V: aya::Pod>(
+    map: BorrowedFd<'_>,
+    chunk: usize,
+    mut each: impl FnMut(&K) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let count = u32::try_from(chunk.max(1)).unwrap_or(u32::MAX);
+    // SAFETY: K and V are Pod: plain bytes, every pattern valid, zero included.
+    let mut keys: Vec<K> = vec![unsafe { std::mem::zeroed() }; count as usize];
+    // SAFETY: as above.
+    let mut values: Vec<V> = vec![unsafe { std::mem::zeroed() }; count as usize];
+    // The kernel's position token for this map type is a key.
+    // SAFETY: as above.
+    let mut token: K = unsafe { std::mem::zeroed() };
+    let mut first = true;
+    loop {
+        let mut attr = zeroed_attr();
+        attr.batch.map_fd = map.as_raw_fd() as u32;
+        attr.batch.in_batch = if first { 0 } else { &raw const token as u64 };
+        attr.batch.out_batch = &raw mut token as u64;
+        attr.batch.keys = keys.as_mut_ptr() as u64;
+        attr.batch.values = values.as_mut_ptr() as u64;
+        attr.batch.count = count;
+        // SAFETY: `keys` and `values` hold `count` elements of the map's key
+        // and value sizes, and `token` one key, all alive until the call
+        // returns; the kernel reads `token` and writes into the three, and
+        // `count` back into `attr`.
+        let result = unsafe { bpf(bpf_cmd::BPF_MAP_LOOKUP_BATCH, &mut attr) };
+        // SAFETY: reading a plain integer member of the union.
+        let got = (unsafe { attr.batch.count }).min(count) as usize;
+        let done = match result {
+            Ok(_) => false,
+            // ENOENT: the walk reached the end, with `got` keys in this call.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+            Err(e) => return Err(e.into()),
+        };
+        for key in &keys[..got] {
+            each(key)?;
+        }
+        if done || got == 0 {
+            return Ok(());
+        }
+        first = false;
+    }
+}
+
 /// True when `error` says the kernel has no batch operation for the map
 /// (ENOTSUPP, the kernel's internal 524, from a map type without them;
 /// EINVAL from a kernel older than the batch commands (5.6);
