@@ -4,13 +4,16 @@
 //! Data flows one way: range sources ([`sources`], with [`spf`] and
 //! [`https`], which deliver in [`delivery`]'s terms and report with
 //! [`warning`]) → [`ranges`] (parsed into an [`allowlist::Allowlist`]) →
-//! [`diff`] (against the live maps, judged by [`guard`]) → [`filter`] (the pinned maps); and
+//! [`diff`] (against the live maps, judged by [`guard`], written by
+//! [`apply`]) → [`filter`] (the pinned maps, installed and attached by
+//! [`install`]); and
 //! [`filter`] counters ([`snapshot`]) → [`report`] → [`logline`]. [`pins`]
 //! owns the bpffs layout, [`links`] the per-interface attachments (on
 //! [`interfaces`]), [`commands`] the CLI's subcommands as [`cli`] defines
 //! them.
 
 pub mod allowlist;
+pub mod apply;
 pub mod audit;
 pub mod cli;
 pub mod commands;
@@ -24,6 +27,7 @@ pub mod files;
 pub mod filter;
 pub mod guard;
 pub mod https;
+pub mod install;
 pub mod interfaces;
 pub mod kernel_support;
 pub mod links;

@@ -11,11 +11,11 @@ mod switch;
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
-pub use attach::{AttachOptions, AttachReport, attach_filter};
+pub use crate::apply::{ApplyMode, RefreshOutcome, Verify, apply_list};
+pub use crate::install::{AttachOptions, AttachReport, attach_filter};
 pub use audit::AuditRequest;
 pub use doctor::DoctorRequest;
 pub use inspect::StatsFormat;
-pub use refresh::{ApplyMode, RefreshOutcome, Verify, apply_list};
 
 use crate::{
     diff::Guard,

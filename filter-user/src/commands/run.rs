@@ -19,16 +19,13 @@ use tokio::{
 
 use filter_common::{Config, FLAG_DRY_RUN, FLAG_OPEN};
 
-use super::{
-    AttachRequest, RunRequest,
-    attach::{AttachOptions, attach_filter},
-    read_nonempty_list,
-};
+use super::{AttachRequest, RunRequest, read_nonempty_list};
 use crate::{
     describe::describe_settings,
     error::exit_code,
     files,
     filter::{FilterMaps, Installed},
+    install::{AttachOptions, attach_filter},
     interfaces,
     logline::{Event, Level, LogLine, LogSink},
     pins::PinDir,

@@ -98,7 +98,7 @@ impl AllowMaps {
     /// `config` when something changed. Returns the number of fast-path
     /// writes. The caller holds the pin directory's lock.
     ///
-    /// A list never holds more than half a trie ([`MAX_LIST_PREFIXES`]), so
+    /// A list never holds more than half a trie ([`crate::ranges::MAX_LIST_PREFIXES`]), so
     /// the inserts fit; only a trie filled past that (by an older mxgate)
     /// may not take them all at once. Then the prefixes that lose access
     /// anyway, holding no address the new list allows, go first: that opens
