@@ -6,8 +6,8 @@
 //! word, so that a lookup is one inlined array load and a shift. A block
 //! is not covered at all ([`BlockState::None`]: denied without touching
 //! the trie), covered in full ([`BlockState::Full`]: allowed), or covered
-//! in part: then IPv4 asks the trie, and IPv6 asks the /48 table
-//! ([`BlockState::Next`]) or, where that table would need too many
+//! in part: then IPv4 asks the trie, and IPv6 asks the /32 table
+//! ([`BlockState::Next`]) or, where the tables would need too many
 //! entries, the trie ([`BlockState::Trie`]).
 //!
 //! In front of the /24s, the same array starts with two summaries of 2
@@ -18,17 +18,30 @@
 //! in cache and in few pages, and reaches the 4 MiB of /24s only where the
 //! list has something in that /20.
 //!
-//! The /48 table is an array too, of [`SUBBLOCK_BUCKETS`] buckets of
-//! [`SLOTS_PER_BUCKET`] `u64` slots (32 bytes, half a cache line), indexed
-//! by a hash of the /48 ([`subblock_bucket`]): each slot holds one /48 and
-//! its state ([`slot_value`]) or is empty; a bucket more /48s hash to than
-//! it has slots holds [`SLOT_SHARED`] instead, and the trie decides for
-//! every /48 of it. A lookup is one more array load and four compares
-//! ([`bucket_state`]).
+//! Below an IPv6 /24 in state `Next` are two hashed tables of the same
+//! shape: the /32 table ([`MID_BUCKETS`] buckets) and the /48 table
+//! ([`SUBBLOCK_BUCKETS`] buckets), each bucket [`SLOTS_PER_BUCKET`] `u64`
+//! slots (64 bytes, one cache line), indexed by a hash of the key
+//! ([`mid_bucket`], [`subblock_bucket`]): each slot holds one key and its
+//! state ([`slot_value`]) or is empty; a bucket more keys hash to than it
+//! has slots holds [`SLOT_SHARED`] instead, and the trie decides for every
+//! key of it. A lookup is one array load and eight compares per level
+//! ([`bucket_state`]). A /32 no prefix touches is in no slot (denied), one
+//! a prefix covers whole is `Full`, one covered in part is `Next` (ask the
+//! /48 table) or, if it alone would need more than
+//! [`MAX_SUBBLOCKS_PER_MID`] /48s, `Trie`. In the /48 table a /48 is `Full`
+//! or `Trie` (covered in part by longer prefixes). Both tables have a slot
+//! for every prefix the trie accepts ([`MAX_PREFIXES`]) in buckets of 8 at
+//! 2 keys a bucket on average, so that a list of any length fits them
+//! unless its prefixes between /25 and /47 need more than that many /32s
+//! or /48s, and few buckets overflow even then (about 1 in 4,000 at the
+//! full load, against 1 in 270 for buckets of 4 at 1 a bucket).
 //!
 //! The tries stay the source of truth; these maps are derived from the
 //! same list by user space and only ever answer "denied" where the list
 //! allows nothing.
+//!
+//! [`MAX_PREFIXES`]: crate::MAX_PREFIXES
 
 /// What the allowlist covers of one block.
 #[repr(u8)]
@@ -112,26 +125,43 @@ pub const fn summary_base(level: usize) -> u32 {
     base
 }
 
+/// Prefix length of a key of the IPv6 /32 table.
+pub const MID_LEN: u8 = 32;
+/// Buckets of the /32 table (8 MiB), one for every two prefixes the trie
+/// takes.
+pub const MID_BUCKETS: u32 = crate::MAX_PREFIXES / 2;
+/// Slots of the /32 table.
+pub const MID_SLOTS: u32 = MID_BUCKETS * SLOTS_PER_BUCKET as u32;
+/// Most /32 entries the table is given, two per bucket on average, so that
+/// few buckets overflow; past it, the /24s needing most ask the trie.
+pub const MAX_MIDS: u32 = crate::MAX_PREFIXES;
 /// Prefix length of an IPv6 sub-block in the /48 table.
 pub const SUBBLOCK_LEN: u8 = 48;
-/// `u64` slots in a bucket of the /48 table.
-pub const SLOTS_PER_BUCKET: usize = 4;
-/// Buckets of the /48 table (2 MiB).
-pub const SUBBLOCK_BUCKETS: u32 = 1 << 16;
+/// `u64` slots in a bucket of either table.
+pub const SLOTS_PER_BUCKET: usize = 8;
+/// Buckets of the /48 table (8 MiB), one for every two prefixes the trie
+/// takes.
+pub const SUBBLOCK_BUCKETS: u32 = crate::MAX_PREFIXES / 2;
 /// Slots of the /48 table.
 pub const SUBBLOCK_SLOTS: u32 = SUBBLOCK_BUCKETS * SLOTS_PER_BUCKET as u32;
-/// Most /48 entries the table is given, one per bucket on average, so that
-/// few buckets overflow.
-pub const MAX_SUBBLOCKS: u32 = SUBBLOCK_BUCKETS;
-/// Most /48 entries one /24 may use; a /24 needing more asks the trie
+/// Most /48 entries the table is given, two per bucket on average, so that
+/// few buckets overflow; past it, the /32s needing most ask the trie.
+pub const MAX_SUBBLOCKS: u32 = crate::MAX_PREFIXES;
+/// Most /48 entries one /32 may use; a /32 needing more asks the trie
 /// ([`BlockState::Trie`]). 4,096 is one /36.
-pub const MAX_SUBBLOCKS_PER_BLOCK: u32 = 1 << 12;
-/// A bucket more /48s hash to than it has slots: the trie decides for
+pub const MAX_SUBBLOCKS_PER_MID: u32 = 1 << 12;
+/// A bucket more keys hash to than it has slots: the trie decides for
 /// each of them.
 pub const SLOT_SHARED: u64 = 1 << 2;
-/// Bits of a slot below its /48.
+/// Bits of a slot below its key.
 const SLOT_KEY_SHIFT: u32 = 16;
 
+const _: () = {
+    assert!(MID_BUCKETS.is_power_of_two() && SUBBLOCK_BUCKETS.is_power_of_two());
+};
+
+/// A /32 of the IPv6 space: the top 32 bits of its addresses.
+pub type Mid = u64;
 /// A /48 of the IPv6 space: the top 48 bits of its addresses.
 pub type Subblock = u64;
 /// A bucket of the /48 table.
@@ -155,50 +185,67 @@ pub const fn v6_subblock(addr: &[u8; 16]) -> Subblock {
     u64::from_be_bytes([0, 0, addr[0], addr[1], addr[2], addr[3], addr[4], addr[5]])
 }
 
-/// The bucket of the /48 table a /48 hashes to (Fibonacci hashing: the
-/// top bits of a multiplication by 2^64 / φ).
+/// The /32 of an IPv6 address.
+#[inline(always)]
+pub const fn v6_mid(addr: &[u8; 16]) -> Mid {
+    u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]]) as u64
+}
+
+/// The bucket of a table of `buckets` (a power of two) that `key` hashes
+/// to (Fibonacci hashing: the top bits of a multiplication by 2^64 / φ).
+#[inline(always)]
+const fn bucket_of(key: u64, buckets: u32) -> u32 {
+    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - buckets.trailing_zeros())) as u32
+}
+
+/// The bucket of the /32 table a /32 hashes to.
+#[inline(always)]
+pub const fn mid_bucket(mid: Mid) -> u32 {
+    bucket_of(mid, MID_BUCKETS)
+}
+
+/// The bucket of the /48 table a /48 hashes to.
 #[inline(always)]
 pub const fn subblock_bucket(subblock: Subblock) -> u32 {
-    (subblock.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SUBBLOCK_BUCKETS.trailing_zeros()))
-        as u32
+    bucket_of(subblock, SUBBLOCK_BUCKETS)
 }
 
-/// The slot value that holds `subblock` in `state`.
+/// The slot value that holds `key` (a /32 or a /48) in `state`.
 #[inline(always)]
-pub const fn slot_value(subblock: Subblock, state: BlockState) -> u64 {
-    (subblock << SLOT_KEY_SHIFT) | state as u64
+pub const fn slot_value(key: u64, state: BlockState) -> u64 {
+    (key << SLOT_KEY_SHIFT) | state as u64
 }
 
-/// What one slot says of `subblock`: `Some` of its state if the slot holds
+/// What one slot says of `key`: `Some` of its state if the slot holds
 /// it, `Some(Trie)` if the slot marks its bucket shared, `None` otherwise
-/// (empty, or another /48's).
+/// (empty, or another key's).
 #[inline(always)]
-pub const fn slot_state(slot: u64, subblock: Subblock) -> Option<BlockState> {
+pub const fn slot_state(slot: u64, key: u64) -> Option<BlockState> {
     if slot & SLOT_SHARED != 0 {
         Some(BlockState::Trie)
-    } else if slot & BLOCK_MASK != 0 && slot >> SLOT_KEY_SHIFT == subblock {
+    } else if slot & BLOCK_MASK != 0 && slot >> SLOT_KEY_SHIFT == key {
         Some(BlockState::from_bits(slot))
     } else {
         None
     }
 }
 
-/// What a bucket says of `subblock` (which hashes to it): the state a slot
+/// What a bucket says of `key` (which hashes to it): the state a slot
 /// holding it gives, "ask the trie" if the bucket is shared, and not
 /// covered if no slot holds it.
 #[inline(always)]
-pub fn bucket_state(bucket: &Bucket, subblock: Subblock) -> BlockState {
+pub fn bucket_state(bucket: &Bucket, key: u64) -> BlockState {
     for slot in bucket {
-        if let Some(state) = slot_state(*slot, subblock) {
+        if let Some(state) = slot_state(*slot, key) {
             return state;
         }
     }
     BlockState::None
 }
 
-/// The /48 a slot value holds, if it holds one.
+/// The key (/32 or /48) a slot value holds, if it holds one.
 #[inline(always)]
-pub const fn slot_subblock(slot: u64) -> Option<Subblock> {
+pub const fn slot_key(slot: u64) -> Option<u64> {
     if slot & SLOT_SHARED != 0 || slot & BLOCK_MASK == 0 {
         None
     } else {
@@ -261,8 +308,8 @@ pub struct ListDigest {
     /// An order-independent checksum of the prefixes in ALLOW_V4 and
     /// ALLOW_V6, as user space computes it.
     pub trie_sums: [u64; 2],
-    /// A checksum of the words of FAST_V4, FAST_V6 and BLOCKS_V6, as user
-    /// space computes it.
+    /// A checksum of the words of FAST_V4, FAST_V6, MIDS_V6 and BLOCKS_V6,
+    /// as user space computes it.
     pub fast_sum: u64,
     /// SHA-256 of the bytes of every source the list was read from and of
     /// the options that shaped it, as user space computes it; all zeroes
@@ -316,6 +363,8 @@ mod tests {
         v6[15] = 1;
         assert_eq!(v6_block(&v6), 0x0020_010d);
         assert_eq!(v6_subblock(&v6), 0x2001_0db8_005e);
+        assert_eq!(v6_mid(&v6), 0x2001_0db8);
+        assert!(mid_bucket(0xffff_ffff) < MID_BUCKETS);
     }
 
     #[test]
@@ -323,30 +372,39 @@ mod tests {
         let a = 0x2001_0db8_005e;
         let b = 0x2001_0db8_005f;
         assert!(subblock_bucket(a) < SUBBLOCK_BUCKETS && subblock_bucket(b) < SUBBLOCK_BUCKETS);
-        let bucket = [slot_value(a, BlockState::Full), 0, 0, 0];
+        let of = |slots: &[u64]| {
+            let mut bucket = [0; SLOTS_PER_BUCKET];
+            bucket[..slots.len()].copy_from_slice(slots);
+            bucket
+        };
+        let bucket = of(&[slot_value(a, BlockState::Full)]);
         assert_eq!(bucket_state(&bucket, a), BlockState::Full);
         assert_eq!(bucket_state(&bucket, b), BlockState::None);
-        let bucket = [
+        let bucket = of(&[
             0,
             slot_value(b, BlockState::Trie),
             0,
+            0,
+            0,
+            0,
+            0,
             slot_value(a, BlockState::Full),
-        ];
+        ]);
         assert_eq!(bucket_state(&bucket, a), BlockState::Full);
         assert_eq!(bucket_state(&bucket, b), BlockState::Trie);
         // The /48 0::/48 is not held by an empty slot.
-        assert_eq!(bucket_state(&[0; 4], 0), BlockState::None);
+        assert_eq!(bucket_state(&of(&[]), 0), BlockState::None);
         assert_eq!(
-            bucket_state(&[0, 0, slot_value(0, BlockState::Full), 0], 0),
+            bucket_state(&of(&[0, 0, slot_value(0, BlockState::Full)]), 0),
             BlockState::Full
         );
-        assert_eq!(bucket_state(&[SLOT_SHARED, 0, 0, 0], a), BlockState::Trie);
-        assert_eq!(slot_subblock(slot_value(a, BlockState::Full)), Some(a));
-        assert_eq!(slot_subblock(0), None);
-        assert_eq!(slot_subblock(SLOT_SHARED), None);
+        assert_eq!(bucket_state(&of(&[SLOT_SHARED]), a), BlockState::Trie);
+        assert_eq!(slot_key(slot_value(a, BlockState::Full)), Some(a));
+        assert_eq!(slot_key(0), None);
+        assert_eq!(slot_key(SLOT_SHARED), None);
         let top = 0xffff_ffff_ffff;
         assert_eq!(
-            bucket_state(&[slot_value(top, BlockState::Trie), 0, 0, 0], top),
+            bucket_state(&of(&[slot_value(top, BlockState::Trie)]), top),
             BlockState::Trie
         );
     }

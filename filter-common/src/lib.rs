@@ -10,7 +10,7 @@
 pub mod fast_path;
 
 /// Version of the map layout below; stored in [`Config::layout`].
-pub const LAYOUT_VERSION: u32 = 7;
+pub const LAYOUT_VERSION: u32 = 8;
 
 /// Name of the XDP program in the object file (and in `bpftool prog`).
 pub const PROGRAM_NAME: &str = "mxgate";
@@ -39,7 +39,10 @@ pub mod map_names {
     pub const FAST_V4: &str = "FAST_V4";
     /// Bitmap of IPv6 /24 block states in front of ALLOW_V6.
     pub const FAST_V6: &str = "FAST_V6";
-    /// The IPv6 /48 table for /24s in state `Next`: an array of
+    /// The IPv6 /32 table for /24s in state `Next`: an array of
+    /// [`crate::fast_path::MID_SLOTS`] `u64` slots.
+    pub const MIDS_V6: &str = "MIDS_V6";
+    /// The IPv6 /48 table for /32s in state `Next`: an array of
     /// [`crate::fast_path::SUBBLOCK_SLOTS`] `u64` slots.
     pub const BLOCKS_V6: &str = "BLOCKS_V6";
     /// One-element array holding the [`crate::fast_path::ListDigest`]: the
@@ -51,11 +54,12 @@ pub mod map_names {
     pub const AYA_LOGS: &str = "AYA_LOGS";
 
     /// Every map mxgate pins, in the order they are created.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         ALLOW_V4,
         ALLOW_V6,
         FAST_V4,
         FAST_V6,
+        MIDS_V6,
         BLOCKS_V6,
         LIST_DIGEST,
         PORTS,

@@ -10,8 +10,9 @@
 //!
 //! Parsing is straight-line: every read goes through [`header`], which
 //! checks the frame bounds first. The allowlist lookup asks the fast path
-//! first (a bitmap of /24 block states, see `filter_common::fast_path`) and
-//! the LPM trie only for blocks the list covers in part.
+//! first (a bitmap of /24 block states, and for IPv6 tables of /32s and
+//! /48s, see `filter_common::fast_path`) and the LPM trie only for blocks
+//! the list covers in part.
 #![no_std]
 #![no_main]
 
@@ -36,8 +37,8 @@ use filter_common::{
     MAX_PROTECTED_DST, MAX_SAMPLE_SHIFT, MAX_VLAN_TAGS, NO_IP_HEADER_COUNTER, Outcome, PORT_COUNT,
     SAMPLE_BUDGET, SAMPLE_WINDOW_NS, Sampler, SourceKey, counter_index, denied_slot,
     fast_path::{
-        self, BlockState, Bucket, ListDigest, SUBBLOCK_BUCKETS, WORDS, bucket_state,
-        subblock_bucket, v4_block, v6_block, v6_subblock,
+        self, BlockState, Bucket, ListDigest, MID_BUCKETS, SUBBLOCK_BUCKETS, WORDS, bucket_state,
+        mid_bucket, subblock_bucket, v4_block, v6_block, v6_mid, v6_subblock,
     },
     v4_mapped,
 };
@@ -56,6 +57,8 @@ static ALLOW_V6: LpmTrie<Ipv6Key, u8> = LpmTrie::with_max_entries(MAX_PREFIXES, 
 static FAST_V4: Array<u64> = Array::with_max_entries(WORDS, BPF_F_MMAPABLE);
 #[map(name = "FAST_V6")]
 static FAST_V6: Array<u64> = Array::with_max_entries(WORDS, BPF_F_MMAPABLE);
+#[map(name = "MIDS_V6")]
+static MIDS_V6: Array<Bucket> = Array::with_max_entries(MID_BUCKETS, BPF_F_MMAPABLE);
 #[map(name = "BLOCKS_V6")]
 static BLOCKS_V6: Array<Bucket> = Array::with_max_entries(SUBBLOCK_BUCKETS, BPF_F_MMAPABLE);
 // Only user space reads and writes it; declared here so it is created and
@@ -330,16 +333,19 @@ fn allowed_v4(src: Ipv4Key) -> bool {
 }
 
 /// Whether the allowlist allows an IPv6 source: the /24's state, then for a
-/// /24 covered in part the /48's, then the trie.
+/// /24 covered in part the /32's, then for a /32 covered in part the /48's,
+/// then the trie. Each level is one array load: no hash-map helper, and a
+/// source from a /32 or /48 the list does not cover is denied there.
 #[inline(always)]
 fn allowed_v6(src: &Ipv6Key) -> bool {
     let state = match block_state(&FAST_V6, v6_block(src)) {
+        BlockState::Next => table_state(&MIDS_V6, mid_bucket(v6_mid(src)), v6_mid(src)),
+        other => other,
+    };
+    let state = match state {
         BlockState::Next => {
             let subblock = v6_subblock(src);
-            match BLOCKS_V6.get(subblock_bucket(subblock)) {
-                Some(bucket) => bucket_state(bucket, subblock),
-                None => BlockState::Trie,
-            }
+            table_state(&BLOCKS_V6, subblock_bucket(subblock), subblock)
         }
         other => other,
     };
@@ -347,6 +353,17 @@ fn allowed_v6(src: &Ipv6Key) -> bool {
         BlockState::None => false,
         BlockState::Full => true,
         BlockState::Next | BlockState::Trie => ALLOW_V6.get(&Key::new(128, *src)).is_some(),
+    }
+}
+
+/// What bucket `index` of a hashed table says of `key`. An index the
+/// array refuses cannot happen (the hash has the table's bits); if it did,
+/// the trie would decide.
+#[inline(always)]
+fn table_state(table: &Array<Bucket>, index: u32, key: u64) -> BlockState {
+    match table.get(index) {
+        Some(bucket) => bucket_state(bucket, key),
+        None => BlockState::Trie,
     }
 }
 

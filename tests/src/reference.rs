@@ -173,12 +173,12 @@ fn covers<N>(sorted: &[N], span: impl Fn(&N) -> (u128, u128), range: (u128, u128
 }
 
 /// The blocks around a source that step V7 looks at, widest first: its /16
-/// and /24, and for IPv6 its /48.
+/// and /24, and for IPv6 its /32 and /48.
 pub fn blocks_of(src: IpAddr) -> Vec<IpNet> {
     let lens: &[u8] = if src.is_ipv4() {
         &[16, 24]
     } else {
-        &[16, 24, 48]
+        &[16, 24, 32, 48]
     };
     lens.iter()
         .map(|len| IpNet::new(src, *len).expect("a length").trunc())
@@ -186,7 +186,7 @@ pub fn blocks_of(src: IpAddr) -> Vec<IpNet> {
 }
 
 /// Step V7: whether the allowlist allows `src`. The first block around
-/// it (its /16, /24, then for IPv6 its /48) that the list covers in full or
+/// it (its /16, /24, then for IPv6 its /32 and /48) that the list covers in full or
 /// not at all decides; when all are covered in part, the longest-prefix
 /// match does. Either way the answer is whether a prefix holds `src`: the
 /// blocks only let the filter answer most SYNs without the trie.

@@ -75,8 +75,11 @@ fn v6(addr: u128, len: u8) -> Ipv6Net {
 /// (a /32 hole, or a /25–/31 one), loose /25–/32 prefixes, and overlapping
 /// entries that merge. IPv6 likewise in four /16s: /32 to /48 prefixes,
 /// /48s covered but for a /49–/128 hole, loose /49–/128 prefixes, a /33
-/// now and then (a /24 too big for the /48 table, so the trie decides) and
-/// a /24 covered whole now and then.
+/// now and then (a /32 too big for the /48 table, so the trie decides), a
+/// /24 covered whole now and then, and a /24 with a real list's mix of
+/// lengths (/32, /48, /56, /64, /128, as BENCHMARKS.md's "IPv6 realistic")
+/// over a few of its /32s, with sources in covered and uncovered /32s and
+/// /48s of it.
 fn random_list(rng: &mut Rng) -> (Allowlist, Addresses) {
     let mut v4_nets: Vec<Ipv4Net> = Vec::new();
     let mut v6_nets: Vec<Ipv6Net> = Vec::new();
@@ -148,6 +151,20 @@ fn random_list(rng: &mut Rng) -> (Allowlist, Addresses) {
         ));
         for _ in 0..8 {
             v6_sources.push(Ipv6Addr::from(r(rng)));
+        }
+        let block = r(rng) & !(!0u128 >> 24);
+        let in_block = |rng: &mut Rng| {
+            block
+                | (rng.below(8) as u128) << 96
+                | (rng.below(8) as u128) << 80
+                | (u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64())) & !(!0 << 80)
+        };
+        for _ in 0..6 {
+            let len = [32, 32, 48, 48, 48, 48, 56, 64, 64, 128][rng.below(10)];
+            v6_nets.push(v6(in_block(rng), len));
+        }
+        for _ in 0..8 {
+            v6_sources.push(Ipv6Addr::from(in_block(rng)));
         }
     }
     let list = Allowlist::from_prefixes(v4_nets, v6_nets);
@@ -374,6 +391,8 @@ fn kernel_verdicts_match_the_reference_classifier() {
         ("IPv4 /16 covered in full".to_owned(), min(MIN_PER_WAY)),
         ("IPv4 /24 covered in full".to_owned(), min(MIN_PER_WAY)),
         ("IPv6 /24 covered in full".to_owned(), min(MIN_PER_WAY / 10)),
+        ("IPv6 /32 not covered".to_owned(), min(MIN_PER_WAY)),
+        ("IPv6 /32 covered in full".to_owned(), min(MIN_PER_WAY)),
         ("IPv6 /48 not covered".to_owned(), min(MIN_PER_WAY)),
         ("IPv6 /48 covered in full".to_owned(), min(MIN_PER_WAY)),
     ]);

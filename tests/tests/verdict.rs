@@ -545,9 +545,10 @@ fn the_program_stays_well_inside_kernel_5_15_verifier_limits() {
 }
 
 /// A list with a block of every state: an IPv4 /16 and /24 covered in
-/// full, /24s covered in part; an IPv6 /24 covered in full, a /24 whose
-/// /48s are in the /48 table (one covered in full, one in part), and a /24
-/// too big for the table (the trie decides).
+/// full, /24s covered in part; an IPv6 /24 covered in full, a /24 covered
+/// in part with a /32 covered in full, a /32 whose /48s are in the /48
+/// table (one covered in full, one in part), and a /32 too big for the
+/// /48 table (the trie decides).
 fn blocks_policy() -> Policy {
     Policy {
         allow: Allowlist::from_prefixes(
@@ -559,6 +560,7 @@ fn blocks_policy() -> Policy {
                 "2a00:1000::/24",
                 "2001:db8:5e::/48",
                 "2001:db8:5f::/64",
+                "2001:dbb::/32",
                 "2a01:4000::/33",
             ]
             .iter()
@@ -574,58 +576,35 @@ fn blocks_policy() -> Policy {
 fn every_way_through_the_fast_path_gives_the_lists_verdict() {
     use filter_common::fast_path::BlockState::{Full, Next, None as Not, Trie};
     let f = load("vd-blocks", &blocks_policy());
-    // (source, verdict, /16, /20, /24, /48): what `lookup` must report the
-    // program reads on its way, and where the trie decides.
+    // (source, verdict, /16, /20, /24, /32, /48): what `lookup` must report
+    // the program reads on its way, and where the trie decides.
     let n = None;
+    let (next, full, not, trie) = (Some(Next), Some(Full), Some(Not), Some(Trie));
     let cases = [
-        ("10.1.200.1", PASS, Full, n, n, n),
-        ("10.9.0.1", DROP, Not, n, n, n),
-        ("10.2.3.9", PASS, Next, Some(Next), Some(Full), n),
-        ("10.2.9.9", DROP, Next, Some(Next), Some(Not), n),
-        ("10.2.17.9", DROP, Next, Some(Not), n, n),
-        ("10.2.4.9", PASS, Next, Some(Next), Some(Trie), n),
-        ("10.2.4.200", DROP, Next, Some(Next), Some(Trie), n),
-        ("10.2.5.77", PASS, Next, Some(Next), Some(Trie), n),
-        ("10.2.5.78", DROP, Next, Some(Next), Some(Trie), n),
-        ("2a00:10ff::1", PASS, Next, Some(Next), Some(Full), n),
-        ("2a00:1100::1", DROP, Next, Some(Next), Some(Not), n),
-        (
-            "2001:db8:5e::9",
-            PASS,
-            Next,
-            Some(Next),
-            Some(Next),
-            Some(Full),
-        ),
-        (
-            "2001:db8:5f::9",
-            PASS,
-            Next,
-            Some(Next),
-            Some(Next),
-            Some(Trie),
-        ),
-        (
-            "2001:db8:5f:1::9",
-            DROP,
-            Next,
-            Some(Next),
-            Some(Next),
-            Some(Trie),
-        ),
-        (
-            "2001:db8:bad::66",
-            DROP,
-            Next,
-            Some(Next),
-            Some(Next),
-            Some(Not),
-        ),
-        ("2a01:4000:7fff::1", PASS, Next, Some(Next), Some(Trie), n),
-        ("2a01:4000:8000::1", DROP, Next, Some(Next), Some(Trie), n),
-        ("3000::1", DROP, Not, n, n, n),
+        ("10.1.200.1", PASS, Full, n, n, n, n),
+        ("10.9.0.1", DROP, Not, n, n, n, n),
+        ("10.2.3.9", PASS, Next, next, full, n, n),
+        ("10.2.9.9", DROP, Next, next, not, n, n),
+        ("10.2.17.9", DROP, Next, not, n, n, n),
+        ("10.2.4.9", PASS, Next, next, trie, n, n),
+        ("10.2.4.200", DROP, Next, next, trie, n, n),
+        ("10.2.5.77", PASS, Next, next, trie, n, n),
+        ("10.2.5.78", DROP, Next, next, trie, n, n),
+        ("2a00:10ff::1", PASS, Next, next, full, n, n),
+        ("2a00:1100::1", DROP, Next, next, not, n, n),
+        ("2001:db8:5e::9", PASS, Next, next, next, next, full),
+        ("2001:db8:5f::9", PASS, Next, next, next, next, trie),
+        ("2001:db8:5f:1::9", DROP, Next, next, next, next, trie),
+        ("2001:db8:bad::66", DROP, Next, next, next, next, not),
+        ("2001:dbb:ffff::1", PASS, Next, next, next, full, n),
+        // A /32 of a /24 covered in part that the list does not touch.
+        ("2001:db9::1", DROP, Next, next, next, not, n),
+        ("2a01:4000:7fff::1", PASS, Next, next, next, trie, n),
+        ("2a01:4000:8000::1", DROP, Next, next, next, trie, n),
+        ("2a01:4001::1", DROP, Next, next, next, not, n),
+        ("3000::1", DROP, Not, n, n, n, n),
     ];
-    for (src, want, region, area, block, subblock) in cases {
+    for (src, want, region, area, block, mid, subblock) in cases {
         assert_eq!(verdict(&f, &syn(src)), want, "{src}");
         let found = f.filter().lookup(ip(src)).unwrap();
         assert_eq!(found.allowed(), want == PASS, "{src}: lookup");
@@ -633,14 +612,10 @@ fn every_way_through_the_fast_path_gives_the_lists_verdict() {
             found.consistent(),
             "{src}: the fast path and the trie disagree"
         );
+        let path = &found.path;
         assert_eq!(
-            (
-                found.path.region,
-                found.path.area,
-                found.path.block,
-                found.path.subblock
-            ),
-            (region, area, block, subblock),
+            (path.region, path.area, path.block, path.mid, path.subblock),
+            (region, area, block, mid, subblock),
             "{src}: the way through the fast path"
         );
     }

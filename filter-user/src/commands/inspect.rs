@@ -344,6 +344,9 @@ impl FastPathText {
         if let Some(state) = path.block {
             levels.push((fast_path::block_of(addr).to_string(), state.label()));
         }
+        if let (IpAddr::V6(a), Some(state)) = (addr, path.mid) {
+            levels.push((fast_path::mid_of(a).to_string(), state.label()));
+        }
         if let (IpAddr::V6(a), Some(state)) = (addr, path.subblock) {
             levels.push((fast_path::subblock_of(a).to_string(), state.label()));
         }

@@ -122,6 +122,7 @@ impl AllowMaps {
             BlockMaps {
                 v4: self.fast.v4.unshared(),
                 v6: self.fast.v6.unshared(),
+                mids: self.fast.mids.unshared(),
                 slots: self.fast.slots.unshared(),
             }
         };
@@ -251,6 +252,7 @@ impl AllowMaps {
         Path::read(addr, |table, index| match table {
             Table::V4 => self.fast.v4.word(index),
             Table::V6 => self.fast.v6.word(index),
+            Table::Mids => self.fast.mids.word(index),
             Table::Slots => self.fast.slots.word(index),
         })
     }

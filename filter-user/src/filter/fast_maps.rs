@@ -1,5 +1,5 @@
-//! The fast-path maps in the kernel: the two /24 bitmaps and the IPv6 /48
-//! table, memory-mapped so that a refresh reads them with loads and writes
+//! The fast-path maps in the kernel: the two /24 bitmaps and the IPv6 /32
+//! and /48 tables, memory-mapped so that a refresh reads them with loads and writes
 //! a word with one store, and the digest of the list they were made from.
 
 use std::{
@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use aya::maps::{Array, Map, MapData, MapError};
 use filter_common::{
-    fast_path::{Bucket, DIGEST_VALID, ListDigest, SUBBLOCK_BUCKETS, WORDS},
+    fast_path::{Bucket, DIGEST_VALID, ListDigest, MID_BUCKETS, SUBBLOCK_BUCKETS, WORDS},
     map_names,
 };
 
@@ -36,7 +36,7 @@ impl TryFrom<Map> for RawArray {
     }
 }
 
-/// An array of `u64` words (a bitmap or the /48 table), mapped into this
+/// An array of `u64` words (a bitmap or a hashed table), mapped into this
 /// process.
 pub struct Bitmap {
     name: &'static str,
@@ -167,6 +167,8 @@ pub struct FastMaps {
     pub v4: Bitmap,
     /// IPv6 /24 states.
     pub v6: Bitmap,
+    /// The IPv6 /32 table.
+    pub mids: Bitmap,
     /// The IPv6 /48 table.
     pub slots: Bitmap,
     digest: Array<MapData, ListDigest>,
@@ -178,6 +180,12 @@ impl FastMaps {
         Ok(Self {
             v4: Bitmap::open(installed, map_names::FAST_V4, WORDS, size_of::<u64>())?,
             v6: Bitmap::open(installed, map_names::FAST_V6, WORDS, size_of::<u64>())?,
+            mids: Bitmap::open(
+                installed,
+                map_names::MIDS_V6,
+                MID_BUCKETS,
+                size_of::<Bucket>(),
+            )?,
             slots: Bitmap::open(
                 installed,
                 map_names::BLOCKS_V6,
@@ -193,6 +201,7 @@ impl FastMaps {
         FastPath {
             v4: self.v4.snapshot(),
             v6: self.v6.snapshot(),
+            mids: self.mids.snapshot(),
             slots: self.slots.snapshot(),
         }
     }
@@ -202,6 +211,7 @@ impl FastMaps {
         match table {
             Table::V4 => self.v4.store(index, value),
             Table::V6 => self.v6.store(index, value),
+            Table::Mids => self.mids.store(index, value),
             Table::Slots => self.slots.store(index, value),
         }
     }
@@ -266,6 +276,11 @@ impl FastMaps {
 
     /// The checksum of the live fast path's words ([`fast_path::fast_sum`]).
     pub fn live_sum(&self) -> u64 {
-        fast_path::fast_sum(self.v4.iter(), self.v6.iter(), self.slots.iter())
+        fast_path::fast_sum(
+            self.v4.iter(),
+            self.v6.iter(),
+            self.mids.iter(),
+            self.slots.iter(),
+        )
     }
 }

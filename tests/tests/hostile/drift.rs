@@ -95,7 +95,8 @@ fn a_fast_path_word_edited_behind_mxgates_back_is_named_and_repaired() {
             0,
             repair,
             "repaired drift: the maps had drifted from the list applied last (the fast path's \
-             maps (FAST_V4, FAST_V6, BLOCKS_V6) are not those of the list applied last)",
+             maps (FAST_V4, FAST_V6, MIDS_V6, BLOCKS_V6) are not those of the list applied \
+             last)",
         );
         h.protects();
         status_in_step(&h);

@@ -42,7 +42,7 @@ use mxgate_tests::{
 };
 
 use crate::{
-    per_packet::allowlist,
+    per_packet::realistic_allowlist,
     table::{median, prefixes, table, thousands},
 };
 
@@ -271,7 +271,9 @@ pub fn run() -> anyhow::Result<String> {
          that over the floor's in the same run. Median of each receiver's rounds, which \
          alternate in one run. \
          Denied sources flood port 25 of a listening server; every frame's source is one \
-         the receiver's list denies, with valid checksums.\n",
+         the receiver's list denies, with valid checksums. The IPv6 lists are \"realistic\": \
+         /32 20 %, /48 40 %, /56 10 %, /64 20 %, /128 10 %, random over 2000::/3, and the \
+         flood's /24 (2001:d00::/24) holds a /32, a /48 and a /64 of the list.\n",
     );
     let mut all = BTreeMap::new();
     // A development run may measure one list size (MXGATE_BENCH_FLOOD_SIZE).
@@ -281,7 +283,7 @@ pub fn run() -> anyhow::Result<String> {
     };
     for size in sizes.iter().copied() {
         eprintln!("bench:   {} per family", prefixes(size));
-        let list = allowlist(size, 7 + size as u64);
+        let list = realistic_allowlist(size, 7 + size as u64);
         let mut generator = Generator::load(&list)?;
         let (results, probes) = bench.compare(&list, &mut generator, size)?;
         for v6 in [false, true] {

@@ -85,6 +85,56 @@ pub fn allowlist(n: usize, seed: u64) -> Allowlist {
     Allowlist::from_prefixes(v4, v6)
 }
 
+/// The share in per cent of each length in an "IPv6 realistic" list, as a
+/// mail-security service's ranges run: many /48s, /32s for whole
+/// providers, /64s and single hosts.
+const REALISTIC_V6: [(u8, usize); 5] = [(32, 20), (48, 40), (56, 10), (64, 20), (128, 10)];
+
+/// The flood's lists, `n` prefixes per family: IPv4 as [`allowlist`]; IPv6
+/// "realistic": its lengths mixed as [`REALISTIC_V6`], random over
+/// 2000::/3 (out of [`KEEP_OUT_V6`]), with the allowed senders' own, and
+/// from 10 prefixes on a /32 in the denied flood's /24 (2001:dba::/32
+/// beside 2001:db8:bad::/112), so that /24 is covered in part by a prefix
+/// shorter than its /48s.
+pub fn realistic_allowlist(n: usize, seed: u64) -> Allowlist {
+    let base = allowlist(n, seed);
+    let mut rng = Rng::new(seed ^ 0x7265_616c);
+    let out6: Vec<Ipv6Net> = KEEP_OUT_V6
+        .iter()
+        .map(|p| p.parse().expect("a prefix"))
+        .collect();
+    let own6: Vec<Ipv6Net> = ["2001:db8:5e::/48", "2001:db8:5f::/64", "2001:dba::/32"]
+        .iter()
+        .map(|p| p.parse().expect("a prefix"))
+        .take(if n >= 10 { 3 } else { n.min(2) })
+        .collect();
+    let random = n.saturating_sub(own6.len());
+    let mut v6: Vec<Ipv6Net> = Vec::new();
+    while v6.len() < random {
+        for _ in v6.len()..random {
+            let mut pick = rng.below(100);
+            let len = REALISTIC_V6
+                .iter()
+                .find(|(_, share)| {
+                    let here = pick < *share;
+                    pick = pick.saturating_sub(*share);
+                    here
+                })
+                .map_or(48, |(len, _)| *len);
+            let top = 0x2000_0000_0000_0000 | (rng.next_u64() >> 3);
+            let addr = Ipv6Addr::from(u128::from(top) << 64 | u128::from(rng.next_u64()));
+            let net = Ipv6Net::new(addr, len).expect("a length").trunc();
+            if !out6.iter().any(|o| o.contains(&net) || net.contains(o)) {
+                v6.push(net);
+            }
+        }
+        v6 = Ipv6Net::aggregate(&v6);
+    }
+    v6.truncate(random);
+    v6.extend(own6);
+    Allowlist::from_prefixes(base.v4, v6)
+}
+
 /// A sender whose /24 (IPv4) or /48 (IPv6) is covered in part.
 const PARTLY_ALLOWED_V4: &str = "198.51.100.200";
 const PARTLY_DENIED_V4: &str = "198.51.100.7";

@@ -23,7 +23,7 @@ use mxgate_tests::{
 };
 
 use crate::{
-    per_packet::allowlist,
+    per_packet::realistic_allowlist,
     table::{median, table, thousands},
 };
 
@@ -321,7 +321,7 @@ fn memory() -> anyhow::Result<String> {
         let filter = LoadedFilter::new(
             &name,
             &Policy {
-                allow: allowlist(size, 7 + size as u64),
+                allow: realistic_allowlist(size, 7 + size as u64),
                 ports: [25].into(),
                 ..Policy::default()
             },
@@ -345,8 +345,8 @@ fn memory() -> anyhow::Result<String> {
     Ok(format!(
         "\n### Kernel memory\n\n\
          What the kernel charges for each map (fdinfo `memlock`), with the flood \
-         benchmark's lists: 1 and 100,000 prefixes per family. The tries and the /48 \
-         table's entries grow with the list; the bitmaps, the /48 table and the rest are \
+         benchmark's lists: 1 and 100,000 prefixes per family. The tries' entries grow \
+         with the list; the bitmaps, the IPv6 /32 and /48 tables and the rest are \
          allocated whole when the filter is installed.\n\n{}",
         table(&["map", "1 prefix", "100,000 prefixes per family"], &rows)
     ))
