@@ -708,14 +708,17 @@ fn no_crafted_frame_gets_an_unlisted_senders_syn_answered_on_the_protected_port(
         }
     }
     // The shapes that were bypasses of the old verdict must reach the
-    // listener without the filter, or this test could not see them.
+    // listener without the filter, or this test could not see them. How
+    // long a chain a kernel accepts differs (Debian's 5.10, 6.1 and 6.12
+    // take 40 destination options headers; a 6.18 build stops at 12), so
+    // the chains named here are those the bypass report found (7 and 12);
+    // longer ones are still sent, and must never be answered filtered.
     let must_reach = [
         "IPv4 SYN in fragments of 8 bytes",
         "IPv4 SYN in fragments of 8 bytes, last first",
         "IPv4 SYN with 20 bytes of options in fragments of 8",
         "IPv6 SYN behind 7 destination options headers",
         "IPv6 SYN behind 12 destination options headers",
-        "IPv6 SYN behind 40 destination options headers",
         "IPv4 SYN behind 3 priority tags",
         "IPv6 SYN behind 8 priority tags",
         "IPv6 SYN behind hop-by-hop and 7 more",
