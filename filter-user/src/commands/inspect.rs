@@ -36,8 +36,10 @@ pub enum StatsFormat {
 
 /// Reads counters and denied sources, stamped with both clocks.
 pub fn take_reading(readout: &Readout) -> anyhow::Result<Reading> {
+    let rows = readout.counters_by_row()?;
     Ok(Reading {
-        counters: readout.counters()?,
+        counters: crate::filter::total_counters(&rows),
+        interfaces: report::InterfaceCounters::named(&rows),
         denied: readout.denied_sources()?,
         monotonic_ns: monotonic_coarse_ns(),
         wall: SystemTime::now(),
@@ -86,6 +88,13 @@ pub fn stats(pins: &PinDir, request: &StatsRequest) -> anyhow::Result<()> {
                 "v4": { "examined": c.v4.examined(), "counts": c.v4 },
                 "v6": { "examined": c.v6.examined(), "counts": c.v6 },
                 "no_ip_header": c.no_ip_header,
+                "interfaces": reading.interfaces.iter().map(|i| json!({
+                    "interface": i.interface,
+                    "ifindex": i.ifindex,
+                    "v4": { "examined": i.counters.v4.examined(), "counts": i.counters.v4 },
+                    "v6": { "examined": i.counters.v6.examined(), "counts": i.counters.v6 },
+                    "no_ip_header": i.counters.no_ip_header,
+                })).collect::<Vec<_>>(),
                 "top_denied": reading.top_sources(None, request.top),
                 "sampled": reading.denied.iter().any(|d| d.sampled > 1),
             });
