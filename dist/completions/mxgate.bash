@@ -769,7 +769,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__run)
-            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --max-shrink --max-grow --max-allow-v4 --max-allow-v6 --force --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --spf-allow-unenumerable --https-ca --max-download --cache-dir --use-cache-on-failure --verbose --interval --log-format --top --log-level --prom-file --pin-dir --lock-timeout --help --version"
+            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --max-shrink --max-grow --max-allow-v4 --max-allow-v6 --force --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --spf-allow-unenumerable --https-ca --max-download --cache-dir --use-cache-on-failure --verbose --interval --log-format --top --log-level --prom-file --metrics-listen --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -860,6 +860,10 @@ _mxgate() {
                     return 0
                     ;;
                 --prom-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -121,6 +121,7 @@ warn\t'Warnings and errors'
 info\t'Informational messages and above'
 debug\t'Everything, one line per denied SYN included (rate-limited)'"
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l prom-file -d 'Also write the metrics each interval to this file, in node_exporter\'s textfile format (written whole, then renamed). If its directory does not exist when run starts (no node exporter), run says so once (`metrics_unavailable`) and writes none' -r -F
+complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l metrics-listen -d 'Serve the same metrics at `GET /metrics` (Prometheus text format) on this address and port, e.g. 127.0.0.1:9325. Off by default; a non-loopback address shows the counters, the list\'s size and age and the busiest denied sources to whoever can reach it' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l pin-dir -d 'Where the filter\'s program, maps and links are pinned (on bpffs)' -r -F
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l lock-timeout -d 'Seconds to wait for another mxgate command working on the same filter before giving up (exit 1, nothing changed)' -r
 complete -c mxgate -n "__fish_mxgate_using_subcommand run" -l dry-run -d 'Count denied SYNs as "would drop" and let them through'

@@ -346,6 +346,12 @@ pub struct RunArgs {
     /// run says so once (`metrics_unavailable`) and writes none.
     #[arg(long, value_name = "PATH")]
     pub prom_file: Option<PathBuf>,
+    /// Serve the same metrics at `GET /metrics` (Prometheus text format)
+    /// on this address and port, e.g. 127.0.0.1:9325. Off by default; a
+    /// non-loopback address shows the counters, the list's size and age and
+    /// the busiest denied sources to whoever can reach it.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Least severe kernel log level forwarded.
@@ -530,6 +536,7 @@ impl Cli {
                 top: r.top,
                 kernel_log: r.log_level.into(),
                 prom_file: r.prom_file.clone(),
+                metrics_listen: r.metrics_listen,
             }),
             Command::Stats(s) => Invocation::Stats(StatsRequest {
                 format: if s.json {

@@ -232,6 +232,10 @@ pub struct FilterState {
     pub prefixes_v4: usize,
     /// IPv6 prefixes in the allowlist.
     pub prefixes_v6: usize,
+    /// IPv4 addresses the allowlist allows.
+    pub addresses_v4: u128,
+    /// IPv6 addresses the allowlist allows.
+    pub addresses_v6: u128,
 }
 
 /// `text` as a Prometheus label value: backslash, double quote and line
@@ -245,85 +249,6 @@ pub fn label_value(text: &str) -> String {
             '\n' => out.push_str("\\n"),
             c => out.push(c),
         }
-    }
-    out
-}
-
-/// Prometheus text exposition (also node_exporter's textfile format).
-pub fn prometheus(reading: &Reading, state: &FilterState, top: usize) -> String {
-    let mut out = String::new();
-    out.push_str(
-        "# HELP mxgate_syns_total TCP SYNs to protected ports examined, by family and outcome.\n\
-         # TYPE mxgate_syns_total counter\n",
-    );
-    for i in &reading.interfaces {
-        let interface = label_value(&i.interface);
-        for (family, c) in [("ipv4", &i.counters.v4), ("ipv6", &i.counters.v6)] {
-            for (outcome, value) in c.iter() {
-                let _ = writeln!(
-                    out,
-                    "mxgate_syns_total{{interface=\"{interface}\",family=\"{family}\",outcome=\"{}\"}} {value}",
-                    outcome.label()
-                );
-            }
-        }
-    }
-    let _ = write!(
-        out,
-        "# HELP mxgate_no_ip_header_frames_total Frames whose IP header lay behind more than \
-         {MAX_VLAN_TAGS} VLAN tags (dropped unless dry run or open).\n\
-         # TYPE mxgate_no_ip_header_frames_total counter\n"
-    );
-    for i in &reading.interfaces {
-        let _ = writeln!(
-            out,
-            "mxgate_no_ip_header_frames_total{{interface=\"{}\"}} {}",
-            label_value(&i.interface),
-            i.counters.no_ip_header
-        );
-    }
-    let gauge = |out: &mut String, name: &str, help: &str, value: usize| {
-        let _ = write!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
-        );
-    };
-    gauge(
-        &mut out,
-        "mxgate_open",
-        "1 while the emergency switch lets every SYN through.",
-        usize::from(state.open),
-    );
-    gauge(
-        &mut out,
-        "mxgate_dry_run",
-        "1 while denied SYNs are counted, not dropped.",
-        usize::from(state.dry_run),
-    );
-    out.push_str(
-        "# HELP mxgate_allowlist_prefixes Prefixes in the live allowlist.\n\
-         # TYPE mxgate_allowlist_prefixes gauge\n",
-    );
-    let _ = writeln!(
-        out,
-        "mxgate_allowlist_prefixes{{family=\"ipv4\"}} {}",
-        state.prefixes_v4
-    );
-    let _ = writeln!(
-        out,
-        "mxgate_allowlist_prefixes{{family=\"ipv6\"}} {}",
-        state.prefixes_v6
-    );
-    out.push_str(
-        "# HELP mxgate_denied_source_syns Denied SYNs of the busiest denied sources still remembered.\n\
-         # TYPE mxgate_denied_source_syns gauge\n",
-    );
-    for source in reading.top_sources(None, top) {
-        let _ = writeln!(
-            out,
-            "mxgate_denied_source_syns{{source=\"{}\"}} {}",
-            source.source, source.count
-        );
     }
     out
 }
@@ -467,33 +392,6 @@ mod tests {
         let all = after.top_sources(None, 1);
         assert_eq!(all[0].source.to_string(), "192.0.2.1");
         assert_eq!(all[0].last_seen, "2026-11-18T11:06:52Z");
-    }
-
-    #[test]
-    fn prometheus_exposes_counters_state_and_sources() {
-        let r = reading(&[("192.0.2.1", 4, 19)], 4, 20);
-        let state = FilterState {
-            open: true,
-            prefixes_v4: 21,
-            ..Default::default()
-        };
-        let text = prometheus(&r, &state, 5);
-        for line in [
-            "# TYPE mxgate_syns_total counter",
-            "mxgate_syns_total{interface=\"eth0\",family=\"ipv4\",outcome=\"dropped\"} 4",
-            "mxgate_syns_total{interface=\"eth0\",family=\"ipv6\",outcome=\"allowed\"} 0",
-            "mxgate_open 1",
-            "mxgate_dry_run 0",
-            "mxgate_allowlist_prefixes{family=\"ipv4\"} 21",
-            "mxgate_denied_source_syns{source=\"192.0.2.1\"} 4",
-            "mxgate_no_ip_header_frames_total{interface=\"eth0\"} 2",
-        ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in\n{text}"
-            );
-        }
-        assert!(text.ends_with('\n'));
     }
 
     #[test]

@@ -18,7 +18,9 @@ use crate::{
     },
     guard::{addresses_of, count_text},
     links,
+    metrics::{self, InterfaceState, Snapshot},
     pins::PinDir,
+    refresh_record,
     report::{self, FilterState, Reading, human_time, printable},
 };
 
@@ -62,11 +64,66 @@ fn monotonic_coarse_ns() -> u64 {
 pub fn filter_state(config: &ConfigMap, allow: &AllowMaps) -> anyhow::Result<FilterState> {
     let flags = config.read()?.flags;
     let allowlist = allow.read()?;
+    let (addresses_v4, addresses_v6) = addresses_of(&allowlist);
     Ok(FilterState {
         open: flags & FLAG_OPEN != 0,
         dry_run: flags & FLAG_DRY_RUN != 0,
         prefixes_v4: allowlist.v4.len(),
         prefixes_v6: allowlist.v6.len(),
+        addresses_v4,
+        addresses_v6,
+    })
+}
+
+/// Each pinned link's interface: its name now, whether the link attaches
+/// it and in which mode.
+pub fn interface_states(installed: &Installed) -> Vec<InterfaceState> {
+    // A link that cannot be read is left out: `status` names it.
+    links::links(installed.pins(), installed.entries())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| InterfaceState {
+            interface: l.current_name.clone().unwrap_or_else(|| l.iface.clone()),
+            attached: l.ifindex.is_some(),
+            mode: l.mode,
+        })
+        .collect()
+}
+
+/// Everything the metrics show, read now. `state` and `in_step` are read
+/// by the caller, which may keep them between changes of the list: they
+/// cost a walk of the tries. Attached interfaces with nothing counted yet
+/// get zero counters, so a rate over them starts at once.
+pub fn snapshot(
+    installed: &Installed,
+    readout: &Readout,
+    state: FilterState,
+    in_step: Option<bool>,
+    cache_dir: Option<&std::path::Path>,
+    top: usize,
+) -> anyhow::Result<Snapshot> {
+    let mut reading = take_reading(readout)?;
+    let interfaces = interface_states(installed);
+    for i in interfaces.iter().filter(|i| i.attached) {
+        if !reading
+            .interfaces
+            .iter()
+            .any(|c| c.interface == i.interface)
+        {
+            reading.interfaces.push(report::InterfaceCounters {
+                interface: i.interface.clone(),
+                ifindex: crate::sys::ifindex(&i.interface),
+                counters: Default::default(),
+            });
+        }
+    }
+    Ok(Snapshot {
+        reading,
+        state,
+        interfaces,
+        in_step,
+        record: cache_dir.and_then(refresh_record::load),
+        top,
     })
 }
 
@@ -80,7 +137,26 @@ fn find(pins: &PinDir) -> anyhow::Result<Installed> {
 /// `mxgate stats`.
 pub fn stats(pins: &PinDir, request: &StatsRequest) -> anyhow::Result<()> {
     let installed = find(pins)?;
-    let reading = take_reading(&Readout::open(&installed)?)?;
+    let readout = Readout::open(&installed)?;
+    if request.format == StatsFormat::Prometheus {
+        let config = ConfigMap::open(&installed)?;
+        let allow = AllowMaps::open(&installed)?;
+        let state = filter_state(&config, &allow)?;
+        let in_step = allow.consistency().ok().map(|c| c.in_step());
+        // Where `refresh` and `run` keep the record unless told otherwise.
+        let cache_dir = std::path::Path::new(crate::sources::DEFAULT_CACHE_DIR);
+        let snapshot = snapshot(
+            &installed,
+            &readout,
+            state,
+            in_step,
+            Some(cache_dir),
+            request.top,
+        )?;
+        print!("{}", metrics::render(&snapshot));
+        return Ok(());
+    }
+    let reading = take_reading(&readout)?;
     match request.format {
         StatsFormat::Json => {
             let c = &reading.counters;
@@ -100,12 +176,8 @@ pub fn stats(pins: &PinDir, request: &StatsRequest) -> anyhow::Result<()> {
             });
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
-        StatsFormat::Prometheus => {
-            let config = ConfigMap::open(&installed)?;
-            let allow = AllowMaps::open(&installed)?;
-            let state = filter_state(&config, &allow)?;
-            print!("{}", report::prometheus(&reading, &state, request.top));
-        }
+        // Printed above.
+        StatsFormat::Prometheus => {}
         StatsFormat::Text => print!("{}", report::stats_text(&reading, request.top)),
     }
     Ok(())

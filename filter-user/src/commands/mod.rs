@@ -98,6 +98,8 @@ pub struct RunRequest {
     pub kernel_log: log::LevelFilter,
     /// Also write the metrics to this file each interval.
     pub prom_file: Option<PathBuf>,
+    /// Serve the metrics at `GET /metrics` on this address.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Print the counters.

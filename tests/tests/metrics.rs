@@ -1,0 +1,294 @@
+//! `mxgate run --metrics-listen`: the endpoint against `promtool check
+//! metrics`, per-interface counters through it, its defences against slow
+//! and oversized clients; and the whole chain against Debian's real
+//! Prometheus server (alert rules and the dashboard's queries included).
+//! Host only: Prometheus and promtool run on the host, in the test's
+//! namespace.
+
+use std::{
+    io::Write as _,
+    net::{SocketAddr, TcpStream},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use mxgate_tests::{
+    cli::Running,
+    http::{self, sample},
+    netns::{CLIENT_IF, SERVER_IF},
+    packet::RawSocket,
+    scenario::{DENIED_V4, DENIED_V6, Setup, syn},
+};
+
+/// Where `run` listens in the mail server's namespace.
+const LISTEN: &str = "127.0.0.1:9325";
+
+fn listen() -> SocketAddr {
+    LISTEN.parse().expect("a test address")
+}
+
+/// `run` adopting the filter, serving metrics, its lines sent to the
+/// returned channel as they come.
+fn run_with_metrics(s: &Setup, extra: &[&str]) -> (Running, mpsc::Receiver<String>) {
+    let mut args = vec!["run", "--interval", "1", "--metrics-listen", LISTEN];
+    args.extend_from_slice(extra);
+    let mut run = s.mx.start(&args);
+    let lines = run.lines();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    wait_line(&rx, "event=metrics_listening", Duration::from_secs(20));
+    (run, rx)
+}
+
+/// Waits for a line of `run` containing `needle`; panics with the lines
+/// seen after `within`.
+fn wait_line(rx: &mpsc::Receiver<String>, needle: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!(
+                "no line with {needle:?} within {within:?}; saw:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+}
+
+/// Sends `count` SYNs from `src` to port 25 of the mail server, from the
+/// internet side's interface.
+fn flood(s: &Setup, src: &str, count: usize) {
+    let socket = RawSocket::open(&s.wire.client, CLIENT_IF).expect("a packet socket");
+    let frame = syn(src).bytes();
+    for _ in 0..count {
+        socket.send(&frame).expect("sending a SYN");
+    }
+}
+
+/// The series of one SYN counter of the mail server's interface.
+fn syns(family: &str, outcome: &str) -> String {
+    format!(
+        "mxgate_syns_total{{interface=\"{SERVER_IF}\",family=\"{family}\",outcome=\"{outcome}\"}}"
+    )
+}
+
+/// `promtool check metrics` on `text`: its complaints, empty when clean.
+fn promtool_check(text: &str) -> String {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus, installed by `cargo xtask setup`)");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(text.as_bytes())
+        .expect("writing to promtool");
+    let out = child.wait_with_output().expect("waiting for promtool");
+    let complaints = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        complaints
+    } else {
+        format!("promtool exited {}: {complaints}", out.status)
+    }
+}
+
+#[test]
+fn the_endpoint_counts_each_denied_syn_per_interface_and_passes_promtool() {
+    let s = Setup::new("metrics-count");
+    s.attach();
+    let (_run, _lines) = run_with_metrics(&s, &[]);
+    let first = http::get(&s.wire.server, listen(), "/metrics").expect("GET /metrics");
+    assert_eq!(first.status, 200, "{}", first.body);
+    // The attached interface is there from the start, at zero.
+    assert_eq!(
+        sample(&first.body, &syns("ipv4", "dropped")),
+        Some(0.0),
+        "{}",
+        first.body
+    );
+    assert_eq!(
+        sample(&first.body, "mxgate_enforcing"),
+        Some(1.0),
+        "{}",
+        first.body
+    );
+    assert_eq!(
+        sample(
+            &first.body,
+            &format!("mxgate_interface_attached{{interface=\"{SERVER_IF}\"}}")
+        ),
+        Some(1.0)
+    );
+
+    flood(&s, DENIED_V4, 500);
+    flood(&s, DENIED_V6, 300);
+    let body = http::poll(
+        &s.wire.server,
+        listen(),
+        "/metrics",
+        Duration::from_secs(20),
+        |a| {
+            let v4 = sample(&a.body, &syns("ipv4", "dropped"))?;
+            let v6 = sample(&a.body, &syns("ipv6", "dropped"))?;
+            (v4 == 500.0 && v6 == 300.0).then(|| a.body.clone())
+        },
+    )
+    .expect("the drops counted");
+    assert_eq!(sample(&body, &syns("ipv4", "allowed")), Some(0.0), "{body}");
+    // The list's size, its record and the fast path.
+    assert_eq!(
+        sample(&body, "mxgate_allowlist_prefixes{family=\"ipv4\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "mxgate_allowlist_addresses{family=\"ipv4\"}"),
+        Some(256.0),
+        "{body}"
+    );
+    assert_eq!(sample(&body, "mxgate_maps_in_step"), Some(1.0), "{body}");
+    assert!(
+        body.contains(&format!(
+            "mxgate_interface_mode_info{{interface=\"{SERVER_IF}\",mode=\""
+        )),
+        "{body}"
+    );
+    assert_eq!(
+        promtool_check(&body),
+        "",
+        "promtool check metrics on\n{body}"
+    );
+    // The same renderer prints `stats --format prometheus`.
+    let stats = s.mx.ok(&["stats", "--format", "prometheus"]);
+    assert_eq!(
+        sample(&stats, &syns("ipv4", "dropped")),
+        Some(500.0),
+        "{stats}"
+    );
+    assert_eq!(
+        promtool_check(&stats),
+        "",
+        "promtool check metrics on\n{stats}"
+    );
+}
+
+#[test]
+fn the_endpoint_answers_only_get_metrics() {
+    let s = Setup::new("metrics-404");
+    s.attach();
+    let (_run, _lines) = run_with_metrics(&s, &[]);
+    for path in ["/", "/metrics/", "/debug/pprof", "/../metrics"] {
+        let a = http::get(&s.wire.server, listen(), path).expect("an answer");
+        assert_eq!(a.status, 404, "GET {path}: {}", a.body);
+    }
+    let post = http::exchange(
+        &s.wire.server,
+        listen(),
+        b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+    )
+    .expect("an answer");
+    assert_eq!(post.status, 404);
+    let ok = http::get(&s.wire.server, listen(), "/metrics").expect("an answer");
+    assert_eq!(ok.status, 200);
+}
+
+#[test]
+fn slow_and_oversized_clients_stop_neither_run_nor_the_endpoint() {
+    let s = Setup::new("metrics-slow");
+    s.attach();
+    let (_run, lines) = run_with_metrics(&s, &[]);
+    // More slow clients than the endpoint serves at once, each holding a
+    // connection with half a request head; and one sending a head larger
+    // than it reads.
+    let slow: Vec<TcpStream> = s
+        .wire
+        .server
+        .run(|| {
+            (0..12)
+                .map(|_| {
+                    let mut c = TcpStream::connect(listen()).expect("connecting");
+                    c.write_all(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+                        .expect("a first part");
+                    c
+                })
+                .collect()
+        })
+        .expect("in the namespace");
+    let oversized = http::exchange(
+        &s.wire.server,
+        listen(),
+        format!(
+            "GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(64 * 1024)
+        )
+        .as_bytes(),
+    );
+    assert!(
+        oversized.as_ref().map_or(true, |a| a.status != 200),
+        "an oversized head was answered: {oversized:?}"
+    );
+    // run's loop goes on: stats lines keep coming, and a change made by
+    // another command shows.
+    wait_line(&lines, "event=stats", Duration::from_secs(5));
+    s.mx.ok(&["open"]);
+    wait_line(&lines, "event=opened", Duration::from_secs(5));
+    // Once the slow clients have had their read timeout, the endpoint
+    // answers again, showing the change.
+    let body = http::poll(
+        &s.wire.server,
+        listen(),
+        "/metrics",
+        Duration::from_secs(20),
+        |a| (a.status == 200).then(|| a.body.clone()),
+    )
+    .expect("the endpoint answers after the slow clients time out");
+    assert_eq!(sample(&body, "mxgate_open"), Some(1.0), "{body}");
+    assert_eq!(sample(&body, "mxgate_enforcing"), Some(0.0), "{body}");
+    drop(slow);
+}
+
+#[test]
+fn a_port_already_taken_stops_run_before_it_attaches() {
+    let s = Setup::new("metrics-taken");
+    let _taken = s
+        .wire
+        .server
+        .run(|| std::net::TcpListener::bind(listen()).expect("taking the port"))
+        .expect("in the namespace");
+    let err = s.mx.fails(
+        1,
+        &[
+            "run",
+            "--iface",
+            SERVER_IF,
+            "--ranges",
+            &s.ranges(),
+            "--metrics-listen",
+            LISTEN,
+        ],
+    );
+    assert!(err.contains("--metrics-listen"), "{err}");
+    let status = s.mx.run(&["status"]);
+    assert!(
+        !status.status.success(),
+        "run attached although it could not listen"
+    );
+}
