@@ -33,6 +33,7 @@ pub mod report;
 pub mod sources;
 pub mod spf;
 pub mod sys;
+pub mod xdp_features;
 
 /// The compiled XDP program (filter-ebpf), embedded at build time.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mxgate"));

@@ -25,6 +25,9 @@ pub struct InterfaceState {
     pub attached: bool,
     /// The mode the kernel reports (`native`, `skb`, `hw`), when attached.
     pub mode: Option<&'static str>,
+    /// Whether its driver supports native XDP; `None` when the kernel
+    /// cannot say (before 6.3; see [`crate::xdp_features`]).
+    pub native_supported: Option<bool>,
 }
 
 /// Everything the metrics show, read at one time.
@@ -189,6 +192,19 @@ pub fn render(s: &Snapshot) -> String {
 
     let mut f = Family::new(
         &mut out,
+        "mxgate_interface_native_xdp_supported",
+        "gauge",
+        "1 when the interface's driver supports native XDP, 0 when it does not (absent where \
+         the kernel cannot say: before Linux 6.3).",
+    );
+    for i in &s.interfaces {
+        if let Some(native) = i.native_supported {
+            f.sample(&[("interface", &i.interface)], flag(native));
+        }
+    }
+
+    let mut f = Family::new(
+        &mut out,
         "mxgate_allowlist_prefixes",
         "gauge",
         "Prefixes (entries) in the live allowlist, by family.",
@@ -349,6 +365,7 @@ mod tests {
                 interface: "eth\"0".into(),
                 attached: true,
                 mode: Some("skb"),
+                native_supported: Some(true),
             }],
             in_step: Some(true),
             record: Some(RefreshRecord {
@@ -381,6 +398,7 @@ mod tests {
             "mxgate_open 0",
             "mxgate_interface_attached{interface=\"eth\\\"0\"} 1",
             "mxgate_interface_mode_info{interface=\"eth\\\"0\",mode=\"skb\"} 1",
+            "mxgate_interface_native_xdp_supported{interface=\"eth\\\"0\"} 1",
             "mxgate_allowlist_prefixes{family=\"ipv4\"} 21",
             "mxgate_allowlist_addresses{family=\"ipv4\"} 512",
             "mxgate_allowlist_addresses{family=\"ipv6\"} 79228162514264340000000000000",

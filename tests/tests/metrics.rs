@@ -292,3 +292,35 @@ fn a_port_already_taken_stops_run_before_it_attaches() {
         "run attached although it could not listen"
     );
 }
+
+/// The repository's dist/ directory.
+fn dist() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist")
+}
+
+#[test]
+fn the_alert_rules_pass_their_promtool_unit_tests() {
+    let rules = dist().join("prometheus");
+    let check = Command::new("promtool")
+        .args(["check", "rules", "mxgate-alerts.yml"])
+        .current_dir(&rules)
+        .output()
+        .expect("promtool (Debian package prometheus, installed by `cargo xtask setup`)");
+    assert!(
+        check.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let test = Command::new("promtool")
+        .args(["test", "rules", "mxgate-alerts.test.yml"])
+        .current_dir(&rules)
+        .output()
+        .expect("promtool");
+    assert!(
+        test.status.success(),
+        "promtool test rules: {}{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+}

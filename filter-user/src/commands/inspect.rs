@@ -86,6 +86,7 @@ pub fn interface_states(installed: &Installed) -> Vec<InterfaceState> {
             interface: l.current_name.clone().unwrap_or_else(|| l.iface.clone()),
             attached: l.ifindex.is_some(),
             mode: l.mode,
+            native_supported: l.ifindex.and_then(crate::xdp_features::native_supported),
         })
         .collect()
 }
