@@ -171,6 +171,9 @@ fn the_endpoint_counts_each_denied_syn_per_interface_and_passes_promtool() {
         )),
         "{body}"
     );
+    // veth has native XDP; kernels before 6.3 cannot say so.
+    let native = format!("mxgate_interface_native_xdp_supported{{interface=\"{SERVER_IF}\"}}");
+    assert_ne!(sample(&body, &native), Some(0.0), "{body}");
     assert_eq!(
         promtool_check(&body),
         "",
