@@ -17,6 +17,7 @@ use crate::{
     commands::{
         AttachOptions, AttachRequest, AuditRequest, CheckRequest, DetachRequest, DoctorRequest,
         Invocation, LookupRequest, RefreshRequest, RunRequest, StatsFormat, StatsRequest,
+        TopRequest,
     },
     diff::Guard,
     filter::{KernelLog, Settings},
@@ -83,6 +84,27 @@ pub enum Command {
     /// Before you enforce: which service a domain's MX records point at, the
     /// range sources to use for it, and what would refuse real mail.
     Doctor(DoctorArgs),
+    /// Show the filter live: SYNs per second per interface and family, the
+    /// busiest denied blocks, the list's age and sources (q quits).
+    Top(TopArgs),
+}
+
+/// `mxgate top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Seconds between two screens.
+    #[arg(long, value_name = "SECS", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
+    pub interval: u64,
+    /// Print one plain-text snapshot after one interval, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// How many denied blocks (/24, /48) to show.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub top: usize,
+    /// Where refresh keeps its record of the sources' last results.
+    #[arg(long, value_name = "DIR", default_value = crate::sources::DEFAULT_CACHE_DIR)]
+    pub cache_dir: PathBuf,
 }
 
 /// `mxgate attach`.
@@ -537,6 +559,12 @@ impl Cli {
                 kernel_log: r.log_level.into(),
                 prom_file: r.prom_file.clone(),
                 metrics_listen: r.metrics_listen,
+            }),
+            Command::Top(t) => Invocation::Top(TopRequest {
+                interval: Duration::from_secs(t.interval),
+                once: t.once,
+                top: t.top,
+                cache_dir: Some(t.cache_dir.clone()),
             }),
             Command::Stats(s) => Invocation::Stats(StatsRequest {
                 format: if s.json {

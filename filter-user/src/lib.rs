@@ -33,6 +33,7 @@ pub mod report;
 pub mod sources;
 pub mod spf;
 pub mod sys;
+pub mod top;
 pub mod xdp_features;
 
 /// The compiled XDP program (filter-ebpf), embedded at build time.
