@@ -327,3 +327,209 @@ fn the_alert_rules_pass_their_promtool_unit_tests() {
         String::from_utf8_lossy(&test.stderr)
     );
 }
+
+/// Where Prometheus listens in the mail server's namespace.
+const PROMETHEUS: &str = "127.0.0.1:9090";
+
+/// `text` percent-encoded for a query string.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Debian's Prometheus server in a namespace, killed on drop; its log is
+/// shown when a test fails.
+struct Prometheus {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Prometheus {
+    /// Starts it in `ns` with `rules` and a 1 s scrape of `run`'s endpoint
+    /// (job "mxgate", as the rules expect) and 1 s rule evaluation.
+    fn start(ns: &mxgate_tests::netns::Netns, dir: &std::path::Path, rules: &str) -> Self {
+        std::fs::write(dir.join("rules.yml"), rules).expect("writing the rules");
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 rule_files: [rules.yml]\n\
+                 scrape_configs:\n  - job_name: mxgate\n    static_configs:\n      \
+                 - targets: ['{LISTEN}']\n"
+            ),
+        )
+        .expect("writing the configuration");
+        let log = dir.join("prometheus.log");
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", ns.path().display()))
+            .arg("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={PROMETHEUS}"))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("the log file"))
+            .stderr(std::fs::File::create(&log).expect("the log file"))
+            .spawn()
+            .expect("prometheus (Debian package prometheus, installed by `cargo xtask setup`)");
+        Prometheus { child, log }
+    }
+
+    /// Polls the instant query `query` until `check` accepts its result
+    /// (the `data.result` array), for at most `within`.
+    fn wait<T>(
+        &self,
+        ns: &mxgate_tests::netns::Netns,
+        query: &str,
+        within: Duration,
+        mut check: impl FnMut(&[serde_json::Value]) -> Option<T>,
+    ) -> T {
+        let path = format!("/api/v1/query?query={}", encode(query));
+        let addr: SocketAddr = PROMETHEUS.parse().expect("an address");
+        http::poll(ns, addr, &path, within, |a| {
+            let v: serde_json::Value = serde_json::from_str(&a.body).ok()?;
+            check(v["data"]["result"].as_array()?)
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e:#}\nprometheus' log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            )
+        })
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of the first sample of an instant query's result.
+fn first_value(result: &[serde_json::Value]) -> Option<f64> {
+    result.first()?["value"][1].as_str()?.parse().ok()
+}
+
+/// The alert rules with short thresholds: every `for:` 0s, the list stale
+/// after 15 s instead of 6 hours. Panics if the rules no longer have what
+/// is replaced, so the test cannot quietly check other rules.
+fn rules_for_the_test() -> String {
+    let rules = std::fs::read_to_string(dist().join("prometheus/mxgate-alerts.yml"))
+        .expect("dist/prometheus/mxgate-alerts.yml");
+    assert!(
+        rules.contains("> 6 * 3600"),
+        "the stale-list threshold moved"
+    );
+    let short = rules.replace("> 6 * 3600", "> 15");
+    let mut out = String::new();
+    for line in short.lines() {
+        match line.find("for: ") {
+            Some(at) => out.push_str(&format!("{}for: 0s", &line[..at])),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    assert!(out.matches("for: 0s").count() >= 7, "{out}");
+    out
+}
+
+#[test]
+fn prometheus_sees_the_drops_the_dashboard_has_data_and_the_alerts_fire() {
+    let s = Setup::new("metrics-prom");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let cache = dir.path().join("cache");
+    let cache = cache.to_str().expect("a UTF-8 path");
+    let ranges = s.ranges();
+    s.mx.ok(&[
+        "attach",
+        "--iface",
+        SERVER_IF,
+        "--ranges",
+        &ranges,
+        "--cache-dir",
+        cache,
+    ]);
+    let (_run, _lines) = run_with_metrics(
+        &s,
+        &[
+            "--iface",
+            SERVER_IF,
+            "--ranges",
+            &ranges,
+            "--cache-dir",
+            cache,
+        ],
+    );
+    let prometheus = Prometheus::start(&s.wire.server, dir.path(), &rules_for_the_test());
+    let ns = &s.wire.server;
+    let long = Duration::from_secs(60);
+    prometheus.wait(ns, "up{job=\"mxgate\"}", long, |r| {
+        (first_value(r) == Some(1.0)).then_some(())
+    });
+    // Attached and fresh: neither alert fires yet.
+    prometheus.wait(ns, "mxgate_enforcing", long, |r| {
+        (first_value(r) == Some(1.0)).then_some(())
+    });
+    let firing = |name: &str| format!("ALERTS{{alertname=\"{name}\",alertstate=\"firing\"}}");
+    prometheus.wait(
+        ns,
+        &format!("count({}) or vector(0)", firing("MxgateNotAttached")),
+        long,
+        |r| (first_value(r) == Some(0.0)).then_some(()),
+    );
+
+    // The drop counter rises by what is sent.
+    let dropped =
+        format!("sum(mxgate_syns_total{{outcome=\"dropped\",interface=\"{SERVER_IF}\"}})");
+    let before = prometheus.wait(ns, &dropped, long, first_value);
+    flood(&s, DENIED_V4, 1500);
+    flood(&s, DENIED_V6, 500);
+    prometheus.wait(ns, &dropped, long, |r| {
+        (first_value(r)? == before + 2000.0).then_some(())
+    });
+
+    // Every query of the dashboard returns data (Grafana's variables set
+    // as a user would: every instance, a one-minute rate).
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dist().join("grafana/mxgate.json"))
+            .expect("dist/grafana/mxgate.json"),
+    )
+    .expect("the dashboard is JSON");
+    let mut queries = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("an expression");
+            let query = expr
+                .replace("$__rate_interval", "1m")
+                .replace("$instance", ".*");
+            assert!(!query.contains('$'), "a variable left in {query}");
+            prometheus.wait(ns, &query, long, |r| (!r.is_empty()).then_some(()));
+            queries += 1;
+        }
+    }
+    assert!(queries >= 10, "only {queries} queries in the dashboard");
+
+    // The list was refreshed at attach: stale after the test's 15 s.
+    prometheus.wait(ns, &firing("MxgateListStale"), long, |r| {
+        (!r.is_empty()).then_some(())
+    });
+
+    // Detached: run stops, the scrape fails, "not attached" fires.
+    s.mx.ok(&["detach"]);
+    prometheus.wait(ns, &firing("MxgateNotAttached"), long, |r| {
+        (!r.is_empty()).then_some(())
+    });
+}
