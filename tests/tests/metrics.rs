@@ -248,11 +248,17 @@ fn slow_and_oversized_clients_stop_neither_run_nor_the_endpoint() {
         oversized.as_ref().map_or(true, |a| a.status != 200),
         "an oversized head was answered: {oversized:?}"
     );
-    // run's loop goes on: stats lines keep coming, and a change made by
-    // another command shows.
+    // run's loop goes on: stats lines keep coming, and changes made by
+    // other commands (open, a refresh) show.
     wait_line(&lines, "event=stats", Duration::from_secs(5));
     s.mx.ok(&["open"]);
     wait_line(&lines, "event=opened", Duration::from_secs(5));
+    let wider = s.write(
+        "wider.txt",
+        "192.0.2.0/24\n198.18.0.0/24\n2001:db8:5e::/48\n",
+    );
+    s.mx.ok(&["refresh", "--ranges", &wider]);
+    wait_line(&lines, "event=refreshed", Duration::from_secs(5));
     // Once the slow clients have had their read timeout, the endpoint
     // answers again, showing the change.
     let body = http::poll(
@@ -265,6 +271,11 @@ fn slow_and_oversized_clients_stop_neither_run_nor_the_endpoint() {
     .expect("the endpoint answers after the slow clients time out");
     assert_eq!(sample(&body, "mxgate_open"), Some(1.0), "{body}");
     assert_eq!(sample(&body, "mxgate_enforcing"), Some(0.0), "{body}");
+    assert_eq!(
+        sample(&body, "mxgate_allowlist_prefixes{family=\"ipv4\"}"),
+        Some(2.0),
+        "{body}"
+    );
     drop(slow);
 }
 
