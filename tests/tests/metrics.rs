@@ -544,3 +544,82 @@ fn prometheus_sees_the_drops_the_dashboard_has_data_and_the_alerts_fire() {
         (!r.is_empty()).then_some(())
     });
 }
+
+#[test]
+fn interfaces_past_the_row_bound_are_counted_together_as_other() {
+    let s = Setup::new("metrics-other");
+    let ns = &s.wire.server;
+    // ifindex 2000: past the 1024 rows of the counters.
+    ns.ip(&[
+        "link",
+        "add",
+        "name",
+        "mx-hi",
+        "index",
+        "2000",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "mx-hi-peer",
+    ])
+    .expect("a veth pair with a large ifindex");
+    ns.ip(&["link", "set", "mx-hi", "up"]).expect("up");
+    ns.ip(&["link", "set", "mx-hi-peer", "up"]).expect("up");
+    s.mx.ok(&[
+        "attach",
+        "--iface",
+        SERVER_IF,
+        "mx-hi",
+        "--ranges",
+        &s.ranges(),
+    ]);
+    let socket = RawSocket::open(ns, "mx-hi-peer").expect("a packet socket");
+    let frame = syn(DENIED_V4).bytes();
+    for _ in 0..100 {
+        socket.send(&frame).expect("sending a SYN");
+    }
+    flood(&s, DENIED_V4, 7);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stats = loop {
+        let stats: serde_json::Value =
+            serde_json::from_str(&s.mx.ok(&["stats", "--json"])).expect("stats --json is JSON");
+        let dropped = |name: &str| {
+            stats["interfaces"]
+                .as_array()?
+                .iter()
+                .find(|i| i["interface"] == name)?["v4"]["counts"]["dropped"]
+                .as_u64()
+        };
+        if dropped("other") == Some(100) && dropped(SERVER_IF) == Some(7) {
+            break stats;
+        }
+        assert!(Instant::now() < deadline, "{stats}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The shared row has no ifindex of its own; the totals hold both.
+    let other = stats["interfaces"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["interface"] == "other"))
+        .expect("the other row");
+    assert!(other["ifindex"].is_null(), "{stats}");
+    assert_eq!(stats["v4"]["counts"]["dropped"], 107, "{stats}");
+    let text = s.mx.ok(&["stats"]);
+    assert!(
+        text.contains("other (every interface with ifindex 1024 or more)"),
+        "{text}"
+    );
+    let prom = s.mx.ok(&["stats", "--format", "prometheus"]);
+    assert_eq!(
+        sample(
+            &prom,
+            "mxgate_syns_total{interface=\"other\",family=\"ipv4\",outcome=\"dropped\"}"
+        ),
+        Some(100.0),
+        "{prom}"
+    );
+    assert!(
+        !prom.contains("mxgate_syns_total{interface=\"mx-hi\""),
+        "{prom}"
+    );
+}

@@ -106,14 +106,19 @@ pub fn snapshot(
     let mut reading = take_reading(readout)?;
     let interfaces = interface_states(installed);
     for i in interfaces.iter().filter(|i| i.attached) {
-        if !reading
-            .interfaces
-            .iter()
-            .any(|c| c.interface == i.interface)
-        {
+        let ifindex = crate::sys::ifindex(&i.interface);
+        // An interface past the counters' rows is counted in the shared
+        // row, never under its own name.
+        let (interface, ifindex) = match ifindex {
+            Some(index) if index >= filter_common::COUNTER_ROWS => {
+                (report::OTHER_INTERFACES.to_owned(), None)
+            }
+            _ => (i.interface.clone(), ifindex),
+        };
+        if !reading.interfaces.iter().any(|c| c.interface == interface) {
             reading.interfaces.push(report::InterfaceCounters {
-                interface: i.interface.clone(),
-                ifindex: crate::sys::ifindex(&i.interface),
+                interface,
+                ifindex,
                 counters: Default::default(),
             });
         }
