@@ -190,11 +190,17 @@ impl View {
             let mut both = v4;
             both.add(&v6);
             let link = now.interfaces.iter().find(|l| l.interface == i.interface);
+            // The shared row of large ifindexes is no one interface: its
+            // modes are those of the interfaces it counts.
+            let mode = if i.ifindex.is_none() {
+                Some("shared")
+            } else {
+                link.filter(|l| l.attached)
+                    .and_then(|l| l.mode.or(Some("?")))
+            };
             interfaces.push(InterfaceRow {
                 name: printable(&i.interface),
-                mode: link
-                    .filter(|l| l.attached)
-                    .and_then(|l| l.mode.or(Some("?"))),
+                mode,
                 rates: both,
             });
         }
