@@ -55,6 +55,9 @@ _mxgate() {
             mxgate,status)
                 cmd="mxgate__subcmd__status"
                 ;;
+            mxgate,top)
+                cmd="mxgate__subcmd__top"
+                ;;
             mxgate__subcmd__help,attach)
                 cmd="mxgate__subcmd__help__subcmd__attach"
                 ;;
@@ -94,6 +97,9 @@ _mxgate() {
             mxgate__subcmd__help,status)
                 cmd="mxgate__subcmd__help__subcmd__status"
                 ;;
+            mxgate__subcmd__help,top)
+                cmd="mxgate__subcmd__help__subcmd__top"
+                ;;
             *)
                 ;;
         esac
@@ -101,7 +107,7 @@ _mxgate() {
 
     case "${cmd}" in
         mxgate)
-            opts="-h -V --pin-dir --lock-timeout --help --version attach refresh run stats status check lookup open enforce detach audit doctor help"
+            opts="-h -V --pin-dir --lock-timeout --help --version attach refresh run stats status check lookup open enforce detach audit doctor top help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -455,7 +461,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__help)
-            opts="attach refresh run stats status check lookup open enforce detach audit doctor help"
+            opts="attach refresh run stats status check lookup open enforce detach audit doctor top help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -650,6 +656,20 @@ _mxgate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        mxgate__subcmd__help__subcmd__top)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         mxgate__subcmd__lookup)
             opts="-h -V --json --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -769,7 +789,7 @@ _mxgate() {
             return 0
             ;;
         mxgate__subcmd__run)
-            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --max-shrink --max-grow --max-allow-v4 --max-allow-v6 --force --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --spf-allow-unenumerable --https-ca --max-download --cache-dir --use-cache-on-failure --verbose --interval --log-format --top --log-level --prom-file --pin-dir --lock-timeout --help --version"
+            opts="-h -V --iface --ranges --allow --port --protect-dst --mode --dry-run --log-denials --max-shrink --max-grow --max-allow-v4 --max-allow-v6 --force --dns-server --dns-timeout --fetch-timeout --spf-lookup-limit --spf-allow-unenumerable --https-ca --max-download --cache-dir --use-cache-on-failure --verbose --interval --log-format --top --log-level --prom-file --metrics-listen --pin-dir --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -863,6 +883,10 @@ _mxgate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --metrics-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --pin-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -915,6 +939,40 @@ _mxgate() {
                 return 0
             fi
             case "${prev}" in
+                --pin-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mxgate__subcmd__top)
+            opts="-h -V --interval --once --top --cache-dir --pin-dir --lock-timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --top)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --pin-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -10,7 +10,7 @@
 pub mod fast_path;
 
 /// Version of the map layout below; stored in [`Config::layout`].
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 
 /// Name of the XDP program in the object file (and in `bpftool prog`).
 pub const PROGRAM_NAME: &str = "mxgate";
@@ -29,7 +29,8 @@ pub mod map_names {
     pub const PROTECT_V6: &str = "PROTECT_V6";
     /// One-element array holding the [`crate::Config`].
     pub const CONFIG: &str = "CONFIG";
-    /// Per-CPU array of `u64` counters, indexed by [`crate::counter_index`].
+    /// Per-CPU array of `u64` counters, [`crate::COUNTER_ROWS`] rows of
+    /// [`crate::COUNTERS_PER_ROW`], indexed by [`crate::counter_index`].
     pub const COUNTERS: &str = "COUNTERS";
     /// Per-CPU table of recently denied sources, [`crate::DENIED_SLOTS`]
     /// [`crate::DeniedSlot`]s indexed by [`crate::denied_slot`].
@@ -190,21 +191,52 @@ impl Outcome {
     }
 }
 
-/// Index in COUNTERS of the count of frames whose IP header lies behind
-/// more than [`MAX_VLAN_TAGS`] tags (docs/DESIGN.md V2): they have no
-/// family, so they are counted once, after the family blocks.
+/// Index in a row of COUNTERS of the count of frames whose IP header lies
+/// behind more than [`MAX_VLAN_TAGS`] tags (docs/DESIGN.md V2): they have
+/// no family, so they are counted once, after the family blocks.
 pub const NO_IP_HEADER_COUNTER: u32 = 2 * Outcome::ALL.len() as u32;
 
 /// Name of the [`NO_IP_HEADER_COUNTER`] in stats, logs, metrics and JSON.
 pub const NO_IP_HEADER_LABEL: &str = "no_ip_header";
 
-/// Number of entries in the COUNTERS array.
-pub const COUNTER_COUNT: u32 = NO_IP_HEADER_COUNTER + 1;
+/// Counters in one row of COUNTERS: each family's outcomes, then
+/// [`NO_IP_HEADER_COUNTER`].
+pub const COUNTERS_PER_ROW: u32 = NO_IP_HEADER_COUNTER + 1;
 
-/// Index in COUNTERS of the counter for `outcome` in `family`.
+/// Rows of COUNTERS, one per ingress interface: row `r` counts the frames
+/// that came in on the interface with ifindex `r`, for `0 < r <
+/// COUNTER_ROWS`; row [`OTHER_ROW`] those of every interface with a larger
+/// ifindex (no interface has ifindex 0). The row is computed from the
+/// frame's ingress ifindex, so the program still makes one counter lookup.
+pub const COUNTER_ROWS: u32 = 1024;
+
+/// The row shared by the interfaces whose ifindex is [`COUNTER_ROWS`] or
+/// more; user space reports it as such, not as one interface.
+pub const OTHER_ROW: u32 = 0;
+
+/// Number of entries in the COUNTERS array.
+pub const COUNTER_COUNT: u32 = COUNTERS_PER_ROW * COUNTER_ROWS;
+
+/// The COUNTERS row of a frame that came in on `ifindex`.
 #[inline(always)]
-pub const fn counter_index(family: Family, outcome: Outcome) -> u32 {
-    family as u32 * Outcome::ALL.len() as u32 + outcome as u32
+pub const fn counter_row(ifindex: u32) -> u32 {
+    if ifindex < COUNTER_ROWS {
+        ifindex
+    } else {
+        OTHER_ROW
+    }
+}
+
+/// Index in COUNTERS of the counter for `outcome` in `family`, in `row`.
+#[inline(always)]
+pub const fn counter_index(row: u32, family: Family, outcome: Outcome) -> u32 {
+    row * COUNTERS_PER_ROW + family as u32 * Outcome::ALL.len() as u32 + outcome as u32
+}
+
+/// Index in COUNTERS of the [`NO_IP_HEADER_COUNTER`] of `row`.
+#[inline(always)]
+pub const fn no_ip_header_index(row: u32) -> u32 {
+    row * COUNTERS_PER_ROW + NO_IP_HEADER_COUNTER
 }
 
 /// Key data of the IPv4 allowlist trie: the address in network byte order.
@@ -320,16 +352,30 @@ mod tests {
     #[test]
     fn counter_indexes_are_distinct_and_in_range() {
         let mut seen = [false; COUNTER_COUNT as usize];
-        seen[NO_IP_HEADER_COUNTER as usize] = true;
-        for family in [Family::V4, Family::V6] {
-            for outcome in Outcome::ALL {
-                let i = counter_index(family, outcome) as usize;
-                assert!(i < seen.len());
-                assert!(!seen[i], "index {i} used twice");
-                seen[i] = true;
+        for row in 0..COUNTER_ROWS {
+            let i = no_ip_header_index(row) as usize;
+            assert!(!seen[i], "index {i} used twice");
+            seen[i] = true;
+            for family in [Family::V4, Family::V6] {
+                for outcome in Outcome::ALL {
+                    let i = counter_index(row, family, outcome) as usize;
+                    assert!(i < seen.len());
+                    assert!(!seen[i], "index {i} used twice");
+                    seen[i] = true;
+                }
             }
         }
         assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn large_ifindexes_share_the_other_row() {
+        assert_eq!(counter_row(1), 1);
+        assert_eq!(counter_row(COUNTER_ROWS - 1), COUNTER_ROWS - 1);
+        assert_eq!(counter_row(COUNTER_ROWS), OTHER_ROW);
+        assert_eq!(counter_row(u32::MAX), OTHER_ROW);
+        // The last index of the last row is inside the array.
+        assert!(no_ip_header_index(COUNTER_ROWS - 1) < COUNTER_COUNT);
     }
 
     #[test]

@@ -34,13 +34,13 @@ use aya_log_ebpf::debug;
 use filter_common::{
     COUNTER_COUNT, Config, DENIED_SLOTS, DeniedSlot, FLAG_DRY_RUN, FLAG_OPEN, FLAG_PROTECT_DST,
     Family, Ipv4Key, Ipv6Key, MAX_CHAIN_OFFSET, MAX_IPV6_EXT_HEADERS, MAX_PREFIXES,
-    MAX_PROTECTED_DST, MAX_SAMPLE_SHIFT, MAX_VLAN_TAGS, NO_IP_HEADER_COUNTER, Outcome, PORT_COUNT,
-    SAMPLE_BUDGET, SAMPLE_WINDOW_NS, Sampler, SourceKey, counter_index, denied_slot,
+    MAX_PROTECTED_DST, MAX_SAMPLE_SHIFT, MAX_VLAN_TAGS, Outcome, PORT_COUNT, SAMPLE_BUDGET,
+    SAMPLE_WINDOW_NS, Sampler, SourceKey, counter_index, counter_row, denied_slot,
     fast_path::{
         self, BlockState, Bucket, ListDigest, MID_BUCKETS, SUBBLOCK_BUCKETS, WORDS, bucket_state,
         mid_bucket, subblock_bucket, v4_block, v6_block, v6_mid, v6_subblock,
     },
-    v4_mapped,
+    no_ip_header_index, v4_mapped,
 };
 
 use crate::headers::{
@@ -175,7 +175,7 @@ fn examine(ctx: &XdpContext) -> Option<Outcome> {
         mut bits,
     } = match find(ctx) {
         Found::Pass => return None,
-        Found::Hidden => return Some(hidden()),
+        Found::Hidden => return Some(hidden(ctx)),
         Found::Judge(suspect) => suspect,
     };
     // V5: the TCP header, or what the frame holds of it.
@@ -238,7 +238,7 @@ fn judge(ctx: &XdpContext, addrs: &Addrs, bits: u32, port: u32) -> Option<Outcom
     } else {
         Outcome::DroppedUnparsed
     };
-    bump(counter_index(family, outcome));
+    bump(counter_index(row(ctx), family, outcome));
     if outcome != Outcome::Allowed {
         // The table's key is made only for the SYNs the sampler records.
         // The log lines are compiled out by the verifier unless loaded with
@@ -266,8 +266,8 @@ fn judge(ctx: &XdpContext, addrs: &Addrs, bits: u32, port: u32) -> Option<Outcom
 /// The outcome for a frame whose IP header the program could not find
 /// (V2): dropped unless dry run or open is on, counted either way.
 #[inline(always)]
-fn hidden() -> Outcome {
-    bump(NO_IP_HEADER_COUNTER);
+fn hidden(ctx: &XdpContext) -> Outcome {
+    bump(no_ip_header_index(row(ctx)));
     let flags = CONFIG.get(0).map_or(0, |c| c.flags);
     if flags & FLAG_OPEN != 0 {
         Outcome::PassedOpen
@@ -278,7 +278,17 @@ fn hidden() -> Outcome {
     }
 }
 
-/// Adds one to counter `index` of this CPU.
+/// The COUNTERS row of the interface the frame came in on: computed, so
+/// the counters per interface cost no lookup beyond the one in [`bump`].
+#[inline(always)]
+fn row(ctx: &XdpContext) -> u32 {
+    // ingress_ifindex is a u32 in xdp_md; aya widens it to usize.
+    counter_row(ctx.ingress_ifindex() as u32)
+}
+
+/// Adds one to counter `index` of this CPU. The array lookup checks
+/// `index` against the array's size, so a row past it cannot write
+/// out of bounds.
 #[inline(always)]
 fn bump(index: u32) {
     if let Some(counter) = COUNTERS.get_ptr_mut(index) {

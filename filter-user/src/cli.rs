@@ -17,7 +17,7 @@ use crate::{
     commands::{
         AttachOptions, AttachRequest, AuditRequest, CheckRequest, DEFAULT_RUN_TOP,
         DEFAULT_STATS_INTERVAL, DEFAULT_STATS_TOP, DetachRequest, DoctorRequest, Invocation,
-        LookupRequest, RefreshRequest, RunRequest, StatsFormat, StatsRequest,
+        LookupRequest, RefreshRequest, RunRequest, StatsFormat, StatsRequest, TopRequest,
     },
     delivery,
     diff::Guard,
@@ -85,6 +85,27 @@ pub enum Command {
     /// Before you enforce: which service a domain's MX records point at, the
     /// range sources to use for it, and what would refuse real mail.
     Doctor(DoctorArgs),
+    /// Show the filter live: SYNs per second per interface and family, the
+    /// busiest denied blocks, the list's age and sources (q quits).
+    Top(TopArgs),
+}
+
+/// `mxgate top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Seconds between two screens.
+    #[arg(long, value_name = "SECS", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
+    pub interval: u64,
+    /// Print one plain-text snapshot after one interval, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// How many denied blocks (/24, /48) to show.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub top: usize,
+    /// Where refresh keeps its record of the sources' last results.
+    #[arg(long, value_name = "DIR", default_value = crate::sources::DEFAULT_CACHE_DIR)]
+    pub cache_dir: PathBuf,
 }
 
 /// `mxgate attach`.
@@ -350,6 +371,12 @@ pub struct RunArgs {
     /// run says so once (`metrics_unavailable`) and writes none.
     #[arg(long, value_name = "PATH")]
     pub prom_file: Option<PathBuf>,
+    /// Serve the same metrics at `GET /metrics` (Prometheus text format)
+    /// on this address and port, e.g. 127.0.0.1:9325. Off by default; a
+    /// non-loopback address shows the counters, the list's size and age and
+    /// the busiest denied sources to whoever can reach it.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Least severe kernel log level forwarded.
@@ -534,6 +561,13 @@ impl Cli {
                 top: r.top,
                 kernel_log: r.log_level.into(),
                 prom_file: r.prom_file.clone(),
+                metrics_listen: r.metrics_listen,
+            }),
+            Command::Top(t) => Invocation::Top(TopRequest {
+                interval: Duration::from_secs(t.interval),
+                once: t.once,
+                top: t.top,
+                cache_dir: Some(t.cache_dir.clone()),
             }),
             Command::Stats(s) => Invocation::Stats(StatsRequest {
                 format: if s.json {

@@ -32,15 +32,20 @@ pub mod interfaces;
 pub mod kernel_support;
 pub mod links;
 pub mod logline;
+pub mod metrics;
+pub mod metrics_http;
 pub mod netlink;
 pub mod pins;
 pub mod ranges;
+pub mod refresh_record;
 pub mod report;
 pub mod snapshot;
 pub mod sources;
 pub mod spf;
 pub mod sys;
+pub mod top;
 pub mod warning;
+pub mod xdp_features;
 
 /// The compiled XDP program (filter-ebpf), embedded at build time.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mxgate"));

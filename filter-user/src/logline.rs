@@ -116,6 +116,8 @@ events! {
     Kernel => "kernel",
     /// How many kernel lines were over the budget.
     KernelLogSuppressed => "kernel_log_suppressed",
+    /// run serves `GET /metrics` (`--metrics-listen`).
+    MetricsListening => "metrics_listening",
     /// The `--prom-file` directory does not exist.
     MetricsUnavailable => "metrics_unavailable",
     /// The program's log buffer cannot be read.

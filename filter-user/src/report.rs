@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::{
-    filter::{Counters, DeniedEntry, OutcomeCounts},
+    filter::{CounterRow, Counters, DeniedEntry, OutcomeCounts, RowCounters},
     logline::{Event, LogLine},
 };
 
@@ -37,11 +37,52 @@ pub struct TopSource {
     pub sampled_one_in: Option<u64>,
 }
 
+/// The counters of one interface (or of the shared row of large ifindexes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceCounters {
+    /// The interface's name in this namespace; `ifindex N` when no
+    /// interface has that index here (gone, or in another namespace);
+    /// [`OTHER_INTERFACES`] for the shared row.
+    pub interface: String,
+    /// Its ifindex; `None` for the shared row.
+    pub ifindex: Option<u32>,
+    /// Its counts.
+    pub counters: Counters,
+}
+
+/// The name under which the shared row of the interfaces with an ifindex
+/// of [`filter_common::COUNTER_ROWS`] or more is reported.
+pub const OTHER_INTERFACES: &str = "other";
+
+impl InterfaceCounters {
+    /// Names the rows read from COUNTERS after the interfaces of this
+    /// network namespace.
+    pub fn named(rows: &[RowCounters]) -> Vec<Self> {
+        rows.iter()
+            .map(|r| match r.row {
+                CounterRow::Interface(index) => InterfaceCounters {
+                    interface: crate::interfaces::ifname(index)
+                        .unwrap_or_else(|| format!("ifindex {index}")),
+                    ifindex: Some(index),
+                    counters: r.counters,
+                },
+                CounterRow::Other => InterfaceCounters {
+                    interface: OTHER_INTERFACES.to_string(),
+                    ifindex: None,
+                    counters: r.counters,
+                },
+            })
+            .collect()
+    }
+}
+
 /// One reading of everything `stats` and `run` report.
 #[derive(Clone, Debug)]
 pub struct Reading {
     /// Counter totals.
     pub counters: Counters,
+    /// The same counters per interface (those that counted something).
+    pub interfaces: Vec<InterfaceCounters>,
     /// Denied sources with their totals.
     pub denied: Vec<DeniedEntry>,
     /// `CLOCK_MONOTONIC` at the reading, to age `last_seen_ns`.
@@ -191,77 +232,23 @@ pub struct FilterState {
     pub prefixes_v4: usize,
     /// IPv6 prefixes in the allowlist.
     pub prefixes_v6: usize,
+    /// IPv4 addresses the allowlist allows.
+    pub addresses_v4: u128,
+    /// IPv6 addresses the allowlist allows.
+    pub addresses_v6: u128,
 }
 
-/// Prometheus text exposition (also node_exporter's textfile format).
-pub fn prometheus(reading: &Reading, state: &FilterState, top: usize) -> String {
-    let mut out = String::new();
-    out.push_str(
-        "# HELP mxgate_syns_total TCP SYNs to protected ports examined, by family and outcome.\n\
-         # TYPE mxgate_syns_total counter\n",
-    );
-    for (family, c) in [
-        ("ipv4", &reading.counters.v4),
-        ("ipv6", &reading.counters.v6),
-    ] {
-        for (outcome, value) in c.iter() {
-            let _ = writeln!(
-                out,
-                "mxgate_syns_total{{family=\"{family}\",outcome=\"{}\"}} {value}",
-                outcome.label()
-            );
+/// `text` as a Prometheus label value: backslash, double quote and line
+/// feed escaped, as the text format requires.
+pub fn label_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
         }
-    }
-    let _ = write!(
-        out,
-        "# HELP mxgate_no_ip_header_frames_total Frames whose IP header lay behind more than \
-         {MAX_VLAN_TAGS} VLAN tags (dropped unless dry run or open).\n\
-         # TYPE mxgate_no_ip_header_frames_total counter\n\
-         mxgate_no_ip_header_frames_total {}\n",
-        reading.counters.no_ip_header
-    );
-    let gauge = |out: &mut String, name: &str, help: &str, value: usize| {
-        let _ = write!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
-        );
-    };
-    gauge(
-        &mut out,
-        "mxgate_open",
-        "1 while the emergency switch lets every SYN through.",
-        usize::from(state.open),
-    );
-    gauge(
-        &mut out,
-        "mxgate_dry_run",
-        "1 while denied SYNs are counted, not dropped.",
-        usize::from(state.dry_run),
-    );
-    out.push_str(
-        "# HELP mxgate_allowlist_prefixes Prefixes in the live allowlist.\n\
-         # TYPE mxgate_allowlist_prefixes gauge\n",
-    );
-    let _ = writeln!(
-        out,
-        "mxgate_allowlist_prefixes{{family=\"ipv4\"}} {}",
-        state.prefixes_v4
-    );
-    let _ = writeln!(
-        out,
-        "mxgate_allowlist_prefixes{{family=\"ipv6\"}} {}",
-        state.prefixes_v6
-    );
-    out.push_str(
-        "# HELP mxgate_denied_source_syns Denied SYNs of the busiest denied sources still remembered.\n\
-         # TYPE mxgate_denied_source_syns gauge\n",
-    );
-    for source in reading.top_sources(None, top) {
-        let _ = writeln!(
-            out,
-            "mxgate_denied_source_syns{{source=\"{}\"}} {}",
-            source.source, source.count
-        );
     }
     out
 }
@@ -282,6 +269,37 @@ pub fn stats_text(reading: &Reading, top: usize) -> String {
             let _ = write!(out, " {count:>12}");
         }
         out.push('\n');
+    }
+    if !reading.interfaces.is_empty() {
+        out.push_str("per interface:\n");
+        for i in &reading.interfaces {
+            let name = printable(&i.interface);
+            let name = match i.ifindex {
+                Some(_) => name,
+                None => format!(
+                    "{name} (every interface with ifindex {} or more)",
+                    filter_common::COUNTER_ROWS
+                ),
+            };
+            let _ = writeln!(out, "{name}");
+            for (family, c) in [("IPv4", &i.counters.v4), ("IPv6", &i.counters.v6)] {
+                if c.examined() == 0 {
+                    continue;
+                }
+                let _ = write!(out, "{family:<5} {:>12}", c.examined());
+                for (_, count) in c.iter() {
+                    let _ = write!(out, " {count:>12}");
+                }
+                out.push('\n');
+            }
+            if i.counters.no_ip_header > 0 {
+                let _ = writeln!(
+                    out,
+                    "      {} {NO_IP_HEADER_LABEL}",
+                    i.counters.no_ip_header
+                );
+            }
+        }
     }
     if reading.counters.no_ip_header > 0 {
         let _ = writeln!(
@@ -323,16 +341,22 @@ mod tests {
     use super::*;
 
     fn reading(counts: &[(&str, u64, u64)], dropped_v4: u64, at_s: u64) -> Reading {
-        Reading {
-            counters: Counters {
-                v4: {
-                    let mut c = OutcomeCounts::default();
-                    c.set(Outcome::Dropped, dropped_v4);
-                    c
-                },
-                v6: OutcomeCounts::default(),
-                no_ip_header: dropped_v4 / 2,
+        let counters = Counters {
+            v4: {
+                let mut c = OutcomeCounts::default();
+                c.set(Outcome::Dropped, dropped_v4);
+                c
             },
+            v6: OutcomeCounts::default(),
+            no_ip_header: dropped_v4 / 2,
+        };
+        Reading {
+            counters,
+            interfaces: vec![InterfaceCounters {
+                interface: "eth0".into(),
+                ifindex: Some(2),
+                counters,
+            }],
             denied: counts
                 .iter()
                 .map(|(ip, count, seen)| DeniedEntry {
@@ -371,30 +395,16 @@ mod tests {
     }
 
     #[test]
-    fn prometheus_exposes_counters_state_and_sources() {
-        let r = reading(&[("192.0.2.1", 4, 19)], 4, 20);
-        let state = FilterState {
-            open: true,
-            prefixes_v4: 21,
-            ..Default::default()
-        };
-        let text = prometheus(&r, &state, 5);
-        for line in [
-            "# TYPE mxgate_syns_total counter",
-            "mxgate_syns_total{family=\"ipv4\",outcome=\"dropped\"} 4",
-            "mxgate_syns_total{family=\"ipv6\",outcome=\"allowed\"} 0",
-            "mxgate_open 1",
-            "mxgate_dry_run 0",
-            "mxgate_allowlist_prefixes{family=\"ipv4\"} 21",
-            "mxgate_denied_source_syns{source=\"192.0.2.1\"} 4",
-            "mxgate_no_ip_header_frames_total 2",
-        ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in\n{text}"
-            );
-        }
-        assert!(text.ends_with('\n'));
+    fn label_values_are_escaped() {
+        assert_eq!(label_value("eth0"), "eth0");
+        assert_eq!(label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn stats_text_shows_each_interface() {
+        let r = reading(&[], 4, 20);
+        let text = stats_text(&r, 5);
+        assert!(text.contains("per interface:\neth0\nIPv4 "), "{text}");
     }
 
     #[test]

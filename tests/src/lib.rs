@@ -3,7 +3,8 @@
 //! TCP servers and clients ([`tcp`]), crafted frames ([`frames`]) and a
 //! plain-Rust reference classifier for them ([`reference`]), the
 //! program loaded for BPF_PROG_TEST_RUN ([`kernel`]), and private MTAs
-//! ([`postfix`], [`exim`]) with swaks sessions ([`swaks`]) for the audit.
+//! ([`postfix`], [`exim`]) with swaks sessions ([`swaks`]) for the audit,
+//! and an HTTP client for the metrics endpoint and Prometheus ([`http`]).
 //!
 //! Every test makes its own namespaces and pin directory, named after the
 //! test and the process, and removes them on drop, also when it fails.
@@ -14,6 +15,7 @@ pub mod exim;
 pub mod frames;
 #[cfg(feature = "kernel")]
 pub mod hostile;
+pub mod http;
 #[cfg(feature = "kernel")]
 pub mod kernel;
 pub mod mutate;

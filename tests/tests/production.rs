@@ -269,8 +269,8 @@ fn metrics_in_prometheus_format_from_stats_and_the_prom_file() {
     s.assert_connects(ALLOWED_V4, 25);
     let text = s.mx.ok(&["stats", "--format", "prometheus"]);
     for line in [
-        "mxgate_syns_total{family=\"ipv4\",outcome=\"dropped\"} 1",
-        "mxgate_syns_total{family=\"ipv4\",outcome=\"allowed\"} 1",
+        "mxgate_syns_total{interface=\"mx-mail\",family=\"ipv4\",outcome=\"dropped\"} 1",
+        "mxgate_syns_total{interface=\"mx-mail\",family=\"ipv4\",outcome=\"allowed\"} 1",
         "mxgate_open 0",
         "mxgate_allowlist_prefixes{family=\"ipv4\"} 1",
         "mxgate_denied_source_syns{source=\"203.0.113.66\"} 1",
@@ -297,7 +297,9 @@ fn metrics_in_prometheus_format_from_stats_and_the_prom_file() {
     });
     let written = std::fs::read_to_string(&prom).expect("the prom file");
     assert!(
-        written.contains("mxgate_syns_total{family=\"ipv4\",outcome=\"dropped\"} 2"),
+        written.contains(
+            "mxgate_syns_total{interface=\"mx-mail\",family=\"ipv4\",outcome=\"dropped\"} 2"
+        ),
         "{written}"
     );
     let leftovers: Vec<_> = std::fs::read_dir(prom.parent().unwrap())

@@ -66,12 +66,16 @@ const BUILD_PACKAGES: &[&str] = &[
 /// ip and nsenter, for the demo and the kernel tests.
 const KERNEL_PACKAGES: &[&str] = &["iproute2", "util-linux"];
 /// Postfix and swaks (with IPv6 support) for the real MTA test; dnsmasq,
-/// the DNS server of the spf: source tests.
+/// the DNS server of the spf: source tests; Prometheus (its server and
+/// promtool) for the metrics tests and the alert rules' unit tests; tmux,
+/// the terminal `mxgate top` is tested in.
 const HOST_TEST_PACKAGES: &[&str] = &[
     "postfix",
     "swaks",
     "libio-socket-inet6-perl",
     "dnsmasq-base",
+    "prometheus",
+    "tmux",
 ];
 /// The benchmarks' nftables baseline, ethtool and /usr/bin/time.
 const BENCH_PACKAGES: &[&str] = &["nftables", "ethtool", "time"];
@@ -388,6 +392,16 @@ fn debian_packages(missing: &[&str]) -> anyhow::Result<()> {
     if shell::run(apt(&args)).is_err() {
         shell::run(apt(&["update"]))?;
         shell::run(apt(&args)).with_context(|| format!("running {install}"))?;
+    }
+    if missing.contains(&"prometheus") {
+        // A test tool only, like Postfix: each test runs its own server
+        // in its own namespace. The package starts a system instance
+        // listening on every address where systemd runs: stop it. Without
+        // systemd (a container) there is none, and this fails harmlessly.
+        let _ = shell::run(shell::as_root(command(
+            "systemctl",
+            &["disable", "--now", "prometheus.service"],
+        )));
     }
     Ok(())
 }

@@ -12,8 +12,11 @@ use crate::{
 
 /// `mxgate attach`.
 pub fn command(pins: &PinDir, request: &AttachRequest) -> anyhow::Result<()> {
-    let list = read_nonempty_list(&request.list)?;
-    let report = attach_filter(pins, &request.ifaces, Some(&list), &request.options)?;
+    let started = std::time::SystemTime::now();
+    let attached = read_nonempty_list(&request.list)
+        .and_then(|list| attach_filter(pins, &request.ifaces, Some(&list), &request.options));
+    crate::refresh_record::record(&request.list, started, attached.as_ref().map(|_| ()));
+    let report = attached?;
     print_report(pins, &report, &request.options);
     Ok(())
 }

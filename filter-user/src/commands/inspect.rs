@@ -15,11 +15,11 @@ use crate::{
         memory::{human, map_memory},
     },
     guard::{addresses_of, count_text},
-    links,
+    links, metrics,
     netlink::AttachedMode,
     pins::PinDir,
     report::{self, human_time, printable},
-    snapshot::{filter_state, take_reading},
+    snapshot::{filter_state, metrics_snapshot, take_reading},
 };
 
 /// How `stats` prints.
@@ -44,7 +44,26 @@ fn find(pins: &PinDir) -> anyhow::Result<Installed> {
 /// `mxgate stats`.
 pub fn stats(pins: &PinDir, request: &StatsRequest) -> anyhow::Result<()> {
     let installed = find(pins)?;
-    let reading = take_reading(&Readout::open(&installed)?)?;
+    let readout = Readout::open(&installed)?;
+    if request.format == StatsFormat::Prometheus {
+        let config = ConfigMap::open(&installed)?;
+        let allow = AllowMaps::open(&installed)?;
+        let state = filter_state(&config, &allow)?;
+        let in_step = allow.consistency().ok().map(|c| c.in_step());
+        // Where `refresh` and `run` keep the record unless told otherwise.
+        let cache_dir = std::path::Path::new(crate::sources::DEFAULT_CACHE_DIR);
+        let snapshot = metrics_snapshot(
+            &installed,
+            &readout,
+            state,
+            in_step,
+            Some(cache_dir),
+            request.top,
+        )?;
+        print!("{}", metrics::render(&snapshot));
+        return Ok(());
+    }
+    let reading = take_reading(&readout)?;
     match request.format {
         StatsFormat::Json => {
             let c = &reading.counters;
@@ -52,17 +71,20 @@ pub fn stats(pins: &PinDir, request: &StatsRequest) -> anyhow::Result<()> {
                 "v4": { "examined": c.v4.examined(), "counts": c.v4 },
                 "v6": { "examined": c.v6.examined(), "counts": c.v6 },
                 "no_ip_header": c.no_ip_header,
+                "interfaces": reading.interfaces.iter().map(|i| json!({
+                    "interface": i.interface,
+                    "ifindex": i.ifindex,
+                    "v4": { "examined": i.counters.v4.examined(), "counts": i.counters.v4 },
+                    "v6": { "examined": i.counters.v6.examined(), "counts": i.counters.v6 },
+                    "no_ip_header": i.counters.no_ip_header,
+                })).collect::<Vec<_>>(),
                 "top_denied": reading.top_sources(None, request.top),
                 "sampled": reading.denied.iter().any(|d| d.sampled > 1),
             });
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
-        StatsFormat::Prometheus => {
-            let config = ConfigMap::open(&installed)?;
-            let allow = AllowMaps::open(&installed)?;
-            let state = filter_state(&config, &allow)?;
-            print!("{}", report::prometheus(&reading, &state, request.top));
-        }
+        // Printed above.
+        StatsFormat::Prometheus => {}
         StatsFormat::Text => print!("{}", report::stats_text(&reading, request.top)),
     }
     Ok(())

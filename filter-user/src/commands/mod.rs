@@ -8,6 +8,7 @@ mod inspect;
 mod refresh;
 mod run;
 mod switch;
+mod top;
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
@@ -57,6 +58,21 @@ pub enum Invocation {
     Audit(AuditRequest),
     /// `mxgate doctor`.
     Doctor(DoctorRequest),
+    /// `mxgate top`.
+    Top(TopRequest),
+}
+
+/// Show the filter live.
+#[derive(Clone, Debug)]
+pub struct TopRequest {
+    /// Time between two screens (the rates' interval).
+    pub interval: Duration,
+    /// Print one plain snapshot after one interval, and exit.
+    pub once: bool,
+    /// Denied blocks to show.
+    pub top: usize,
+    /// Where the refresh record is.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Install the filter, apply a list and settings, attach to interfaces.
@@ -105,6 +121,8 @@ pub struct RunRequest {
     pub kernel_log: log::LevelFilter,
     /// Also write the metrics to this file each interval.
     pub prom_file: Option<PathBuf>,
+    /// Serve the metrics at `GET /metrics` on this address.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Print the counters.
@@ -156,6 +174,7 @@ pub fn run(pins: &PinDir, invocation: &Invocation) -> anyhow::Result<()> {
         Invocation::Detach(request) => switch::detach(pins, request),
         Invocation::Audit(request) => audit::command(request),
         Invocation::Doctor(request) => doctor::command(request),
+        Invocation::Top(request) => top::command(pins, request),
     }
 }
 

@@ -12,6 +12,7 @@ use crate::{
     filter::{AllowMaps, ConfigMap, trie_writes::WriteMode},
     pins::PinDir,
     ranges::ParsedList,
+    refresh_record,
     report::printable,
     sources,
 };
@@ -61,7 +62,13 @@ fn unchanged_sources(
 /// (and still exits with its status); `--diff` of a list the guards refuse
 /// prints the change, then exits 3 as the refresh would.
 pub fn command(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<()> {
-    let outcome = match refresh(pins, request) {
+    let started = std::time::SystemTime::now();
+    let result = refresh(pins, request);
+    // `--diff` writes nothing, the record included.
+    if !request.preview {
+        refresh_record::record(&request.list, started, result.as_ref().map(|_| ()));
+    }
+    let outcome = match result {
         Ok(outcome) => outcome,
         Err(e) => {
             if request.json {

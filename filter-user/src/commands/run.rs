@@ -4,7 +4,7 @@
 
 use std::{
     collections::BTreeMap,
-    path::Path,
+    path::{Path, PathBuf},
     process::ExitCode,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -24,13 +24,14 @@ use crate::{
     describe::describe_settings,
     error::exit_code,
     files,
-    filter::{FilterMaps, Installed},
+    filter::{AllowMaps, FilterMaps, Installed, Readout},
     install::{AttachOptions, attach_filter},
     interfaces,
     logline::{Event, Level, LogLine, LogSink},
+    metrics, metrics_http,
     pins::PinDir,
-    report::{FilterState, Reading, prometheus, stats_line},
-    snapshot::{filter_state, take_reading},
+    report::{FilterState, Reading, stats_line},
+    snapshot::{filter_state, metrics_snapshot, take_reading},
     sys,
 };
 
@@ -60,6 +61,12 @@ pub fn command(pins: &PinDir, request: &RunRequest) -> anyhow::Result<()> {
         Signals::catch()?
     };
     let sink = Arc::new(LogSink::stdout(request.log_format));
+    // Bound before anything changes: an address that cannot be had stops
+    // run before it attaches.
+    let listener = match request.metrics_listen {
+        Some(addr) => Some(runtime.block_on(metrics_http::bind(addr))?),
+        None => None,
+    };
     let mut events = Vec::new();
     if let Some(attach) = &request.attach {
         events.extend(attach_for_run(pins, attach, &sink)?);
@@ -97,6 +104,7 @@ pub fn command(pins: &PinDir, request: &RunRequest) -> anyhow::Result<()> {
         // And a change made as soon as a reader sees them is one the
         // watcher reports.
         watcher: Watcher::new(&installed, &maps)?,
+        listener,
     };
     for event in &events {
         sink.emit(event);
@@ -150,7 +158,12 @@ fn attach_for_run(
     sink: &LogSink,
 ) -> anyhow::Result<Vec<LogLine>> {
     let mut events = Vec::new();
-    let list = match read_nonempty_list(&attach.list) {
+    let started = std::time::SystemTime::now();
+    let read = read_nonempty_list(&attach.list);
+    if let Err(e) = &read {
+        crate::refresh_record::record(&attach.list, started, Err(e));
+    }
+    let list = match read {
         Ok(list) => Some(list),
         Err(e) if exit_code(&e) != ExitCode::from(2) => {
             if Installed::find(pins)?.is_none() {
@@ -178,7 +191,27 @@ fn attach_for_run(
         keep_live_list_when_refused: true,
         ..attach.options.clone()
     };
-    let report = attach_filter(pins, &attach.ifaces, list.as_ref(), &options)?;
+    let report = attach_filter(pins, &attach.ifaces, list.as_ref(), &options);
+    if list.is_some() {
+        // The list was read: the refresh ended as the attach did, a
+        // refusal kept in the report counting as one.
+        let refused = report
+            .as_ref()
+            .ok()
+            .and_then(|r| r.list.as_ref())
+            .and_then(|o| {
+                (!o.applied && !o.diff.is_empty())
+                    .then(|| o.refusal.clone())
+                    .flatten()
+            });
+        let record = |outcome| crate::refresh_record::record(&attach.list, started, outcome);
+        match (&report, refused) {
+            (Err(e), _) => record(Err(e)),
+            (Ok(_), Some(reason)) => record(Err(&crate::error::Refused(reason).into())),
+            (Ok(_), None) => record(Ok(())),
+        }
+    }
+    let report = report?;
     for pin in &report.repaired {
         events.push(LogLine::new(Level::Warn, Event::Repaired).field("pin", pin.clone()));
     }
@@ -234,6 +267,8 @@ fn attach_for_run(
 struct Start {
     reading: Reading,
     watcher: Watcher,
+    /// `--metrics-listen`'s socket, bound before anything changed.
+    listener: Option<tokio::net::TcpListener>,
 }
 
 async fn stream(
@@ -248,7 +283,23 @@ async fn stream(
     let Start {
         reading: mut previous,
         mut watcher,
+        listener,
     } = start;
+    let metrics = Metrics::new(request);
+    // The filter as found last: its links, for the metrics.
+    let mut current = installed.clone();
+    let published = metrics_http::Published::default();
+    let server = listener.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            sink.emit(&LogLine::info(Event::MetricsListening).field("address", addr.to_string()));
+        }
+        // Answers from the text published last: a client never waits for
+        // this loop, and this loop never waits for a client.
+        tokio::spawn(metrics_http::serve(listener, published.clone()))
+    });
+    if server.is_some() {
+        published.set(metrics.render(&current, &maps.readout, &watcher)?);
+    }
     let forwarder = Forwarder::new(Arc::clone(sink), request.kernel_log);
     let logger = match installed.program_id() {
         Some(id) => match EbpfLogger::init_from_id_with_logger(id, forwarder.clone()) {
@@ -281,7 +332,7 @@ async fn stream(
 
     let prom_file = usable_prom_file(request.prom_file.as_deref(), sink);
     if let Some(path) = prom_file
-        && let Err(e) = write_prom_file(path, &previous, &watcher.state, request.top)
+        && let Err(e) = write_prom_file(path, &metrics, &current, &maps.readout, &watcher)
     {
         sink.emit(&LogLine::new(Level::Error, Event::Error).field("message", format!("{e:#}")));
     }
@@ -295,11 +346,13 @@ async fn stream(
         tokio::select! {
             _ = stats_tick.tick() => {
                 let now = take_reading(&maps.readout)?;
+                // Drift from outside changes no generation: checked here.
+                watcher.in_step = in_step(&maps.allow);
                 // The file first: once the line is out, the file matches it.
                 // A metrics file that cannot be written must not stop the
                 // filter's log: say so and go on.
                 if let Some(path) = prom_file
-                    && let Err(e) = write_prom_file(path, &now, &watcher.state, request.top)
+                    && let Err(e) = write_prom_file(path, &metrics, &current, &maps.readout, &watcher)
                 {
                     sink.emit(&LogLine::new(Level::Error, Event::Error).field("message", format!("{e:#}")));
                 }
@@ -316,6 +369,10 @@ async fn stream(
                 for event in watcher.changes(&found, maps)? {
                     sink.emit(&event);
                 }
+                current = found;
+                if server.is_some() {
+                    published.set(metrics.render(&current, &maps.readout, &watcher)?);
+                }
             }
             ready = async { logger.as_mut()?.readable_mut().await.ok() }, if logger.is_some() => {
                 if let Some(mut guard) = ready {
@@ -326,6 +383,9 @@ async fn stream(
             name = signals.recv() => break name,
         }
     };
+    if let Some(server) = server {
+        server.abort();
+    }
     sink.emit(
         &LogLine::info(Event::Stopped)
             .field("signal", reason)
@@ -343,6 +403,8 @@ pub const UNPROTECTED_REMINDER: Duration = Duration::from_secs(15 * 60);
 struct Watcher {
     config: Config,
     state: FilterState,
+    /// Whether the maps are in step with their record (metrics).
+    in_step: Option<bool>,
     /// Each pinned link, by its pin's interface name.
     links: BTreeMap<String, LinkState>,
     damage: Vec<String>,
@@ -401,6 +463,7 @@ impl Watcher {
         Ok(Self {
             config: maps.config.read()?,
             state: filter_state(&maps.config, &maps.allow)?,
+            in_step: in_step(&maps.allow),
             links,
             damage: installed.damage(),
             unprotected,
@@ -499,6 +562,7 @@ impl Watcher {
         let before = std::mem::replace(&mut self.config, now);
         if now.list_generation != before.list_generation {
             self.state = filter_state(&maps.config, &maps.allow)?;
+            self.in_step = in_step(&maps.allow);
             events.push(
                 LogLine::info(Event::Refreshed)
                     .field("v4_prefixes", self.state.prefixes_v4)
@@ -582,14 +646,64 @@ fn usable_prom_file<'a>(path: Option<&'a Path>, sink: &LogSink) -> Option<&'a Pa
     None
 }
 
+/// Whether the maps are in step with their record; `None` when that
+/// cannot be checked.
+fn in_step(allow: &AllowMaps) -> Option<bool> {
+    allow.consistency().ok().map(|c| c.in_step())
+}
+
+/// What run's metrics are made of besides the maps.
+struct Metrics {
+    /// Where the refresh record is (see [`crate::refresh_record`]).
+    cache_dir: Option<PathBuf>,
+    top: usize,
+}
+
+impl Metrics {
+    fn new(request: &RunRequest) -> Self {
+        let cache_dir = match &request.attach {
+            Some(attach) => attach.list.options.cache_dir.clone(),
+            None => Some(PathBuf::from(crate::sources::DEFAULT_CACHE_DIR)),
+        };
+        Self {
+            cache_dir,
+            top: request.top,
+        }
+    }
+
+    /// The metrics now, in the Prometheus text format; `installed` as
+    /// found last (its links).
+    fn render(
+        &self,
+        installed: &Installed,
+        readout: &Readout,
+        watcher: &Watcher,
+    ) -> anyhow::Result<String> {
+        let snapshot = metrics_snapshot(
+            installed,
+            readout,
+            watcher.state,
+            watcher.in_step,
+            self.cache_dir.as_deref(),
+            self.top,
+        )?;
+        Ok(metrics::render(&snapshot))
+    }
+}
+
 /// Writes the metrics to `path` whole (see [`files::write_atomically`]).
 fn write_prom_file(
     path: &Path,
-    reading: &Reading,
-    state: &FilterState,
-    top: usize,
+    metrics: &Metrics,
+    installed: &Installed,
+    readout: &Readout,
+    watcher: &Watcher,
 ) -> anyhow::Result<()> {
-    files::write_atomically(path, prometheus(reading, state, top).as_bytes(), 0o644)
+    files::write_atomically(
+        path,
+        metrics.render(installed, readout, watcher)?.as_bytes(),
+        0o644,
+    )
 }
 
 /// Forwards aya-log records from the kernel as `kernel` log lines, at most

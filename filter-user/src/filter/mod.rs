@@ -37,7 +37,10 @@ use filter_common::{Config, LAYOUT_VERSION, PROGRAM_NAME, fast_path::ListDigest,
 pub use self::{
     allowlist::{AllowMaps, Lookup},
     fast_maps::FastMaps,
-    readout::{Counters, DeniedEntry, OutcomeCounts, Readout},
+    readout::{
+        CounterRow, Counters, DeniedEntry, OutcomeCounts, Readout, RowCounters,
+        total as total_counters,
+    },
     settings::{ConfigMap, Settings, SettingsMaps},
 };
 use crate::{

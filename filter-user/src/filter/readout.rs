@@ -9,8 +9,8 @@ use std::{
 use anyhow::Context as _;
 use aya::maps::{MapData, PerCpuArray};
 use filter_common::{
-    DENIED_SLOTS, DeniedSlot, Family, NO_IP_HEADER_COUNTER, Outcome, SourceKey, counter_index,
-    map_names,
+    COUNTER_ROWS, COUNTERS_PER_ROW, DENIED_SLOTS, DeniedSlot, Family, NO_IP_HEADER_COUNTER,
+    OTHER_ROW, Outcome, SourceKey, map_names,
 };
 use serde::{Serialize, Serializer, ser::SerializeMap as _};
 
@@ -26,6 +26,61 @@ pub struct Counters {
     /// Frames whose IP header lay behind more VLAN tags than the program
     /// walks (docs/DESIGN.md V2); dropped unless dry run or open was on.
     pub no_ip_header: u64,
+}
+
+impl Counters {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &Counters) {
+        for outcome in Outcome::ALL {
+            self.v4
+                .set(outcome, self.v4.get(outcome) + other.v4.get(outcome));
+            self.v6
+                .set(outcome, self.v6.get(outcome) + other.v6.get(outcome));
+        }
+        self.no_ip_header += other.no_ip_header;
+    }
+
+    /// Whether every count is zero.
+    pub fn is_zero(&self) -> bool {
+        self.v4.examined() == 0 && self.v6.examined() == 0 && self.no_ip_header == 0
+    }
+
+    /// Frames dropped, both families and the hidden ones (V2) included
+    /// when they were dropped.
+    pub fn dropped(&self) -> u64 {
+        self.v4.get(Outcome::Dropped)
+            + self.v4.get(Outcome::DroppedUnparsed)
+            + self.v6.get(Outcome::Dropped)
+            + self.v6.get(Outcome::DroppedUnparsed)
+    }
+}
+
+/// Where a row of counters came from (see [`filter_common::COUNTER_ROWS`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CounterRow {
+    /// The interface with this ifindex (in the namespace that attached it).
+    Interface(u32),
+    /// Every interface whose ifindex is too large for a row of its own.
+    Other,
+}
+
+impl CounterRow {
+    fn of(row: u32) -> Self {
+        if row == OTHER_ROW {
+            CounterRow::Other
+        } else {
+            CounterRow::Interface(row)
+        }
+    }
+}
+
+/// The counters of one row that counted something.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowCounters {
+    /// Whose counters these are.
+    pub row: CounterRow,
+    /// The counts, summed over CPUs.
+    pub counters: Counters,
 }
 
 /// How many examined SYNs had each outcome, indexed like [`Outcome::ALL`].
@@ -74,6 +129,34 @@ impl Serialize for OutcomeCounts {
     }
 }
 
+/// The sum of `rows`.
+pub fn total(rows: &[RowCounters]) -> Counters {
+    let mut sum = Counters::default();
+    for r in rows {
+        sum.add(&r.counters);
+    }
+    sum
+}
+
+/// Sets the counter at index `i` of a row (see [`filter_common::counter_index`]).
+fn set_counter(counters: &mut Counters, i: u32, value: u64) {
+    let per_family = Outcome::ALL.len() as u32;
+    if i == NO_IP_HEADER_COUNTER {
+        counters.no_ip_header = value;
+        return;
+    }
+    let family = if i < per_family {
+        Family::V4
+    } else {
+        Family::V6
+    };
+    let outcome = Outcome::ALL[(i % per_family) as usize];
+    match family {
+        Family::V4 => counters.v4.set(outcome, value),
+        Family::V6 => counters.v6.set(outcome, value),
+    }
+}
+
 /// A source that sent denied SYNs, summed over CPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeniedEntry {
@@ -103,25 +186,42 @@ impl Readout {
         })
     }
 
-    /// Counter totals, summed over CPUs.
+    /// Counter totals, summed over CPUs and interfaces.
     pub fn counters(&self) -> anyhow::Result<Counters> {
-        let mut totals = Counters::default();
-        for (family, counts) in [(Family::V4, &mut totals.v4), (Family::V6, &mut totals.v6)] {
-            for outcome in Outcome::ALL {
-                let per_cpu = self
-                    .counters
-                    .get(&counter_index(family, outcome), 0)
-                    .context("reading COUNTERS")?;
-                counts.set(outcome, per_cpu.iter().sum());
+        Ok(total(&self.counters_by_row()?))
+    }
+
+    /// The counters of every row that counted something, summed over
+    /// CPUs, in row order (the shared row of large ifindexes first).
+    pub fn counters_by_row(&self) -> anyhow::Result<Vec<RowCounters>> {
+        let mut rows = Vec::new();
+        // One lookup per counter, row after row: a row that holds nothing
+        // yet still costs its lookups, as the program may count in it next.
+        let mut values = self.counters.iter();
+        for row in 0..COUNTER_ROWS {
+            let mut counters = Counters::default();
+            for i in 0..COUNTERS_PER_ROW {
+                let value: u64 = values
+                    .next()
+                    .with_context(|| {
+                        format!(
+                            "COUNTERS holds fewer than {} entries",
+                            row * COUNTERS_PER_ROW + i + 1
+                        )
+                    })?
+                    .context("reading COUNTERS")?
+                    .iter()
+                    .sum();
+                set_counter(&mut counters, i, value);
+            }
+            if !counters.is_zero() {
+                rows.push(RowCounters {
+                    row: CounterRow::of(row),
+                    counters,
+                });
             }
         }
-        totals.no_ip_header = self
-            .counters
-            .get(&NO_IP_HEADER_COUNTER, 0)
-            .context("reading COUNTERS")?
-            .iter()
-            .sum();
-        Ok(totals)
+        Ok(rows)
     }
 
     /// Every source in the denied-source table, summed over CPUs.
@@ -152,5 +252,47 @@ impl Readout {
                 }
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use filter_common::{COUNTERS_PER_ROW, counter_index, no_ip_header_index};
+
+    use super::*;
+
+    #[test]
+    fn each_index_of_a_row_lands_on_its_own_counter() {
+        for family in [Family::V4, Family::V6] {
+            for (n, outcome) in Outcome::ALL.into_iter().enumerate() {
+                let mut c = Counters::default();
+                let i = counter_index(3, family, outcome) - 3 * COUNTERS_PER_ROW;
+                set_counter(&mut c, i, 7 + n as u64);
+                let counts = if family == Family::V4 { c.v4 } else { c.v6 };
+                assert_eq!(counts.get(outcome), 7 + n as u64);
+                assert_eq!(counts.examined(), 7 + n as u64);
+            }
+        }
+        let mut c = Counters::default();
+        set_counter(&mut c, no_ip_header_index(5) - 5 * COUNTERS_PER_ROW, 9);
+        assert_eq!(c.no_ip_header, 9);
+        assert_eq!(c.v4.examined() + c.v6.examined(), 0);
+    }
+
+    #[test]
+    fn the_total_sums_every_row() {
+        let row = |n: u64| RowCounters {
+            row: CounterRow::Interface(2),
+            counters: Counters {
+                v4: OutcomeCounts::with(&[(Outcome::Dropped, n)]),
+                v6: OutcomeCounts::with(&[(Outcome::Allowed, 1)]),
+                no_ip_header: n,
+            },
+        };
+        let t = total(&[row(2), row(5)]);
+        assert_eq!(t.v4.get(Outcome::Dropped), 7);
+        assert_eq!(t.v6.get(Outcome::Allowed), 2);
+        assert_eq!(t.no_ip_header, 7);
+        assert_eq!(t.dropped(), 7);
     }
 }

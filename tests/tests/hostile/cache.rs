@@ -136,11 +136,15 @@ fn cache_names_hold_no_credentials_and_the_directory_is_private() {
     ];
     let out = h.expect(0, &args, "no change");
     assert!(!out.contains("s3cret-pw"), "{out}");
-    let names: Vec<String> = fs::read_dir(&cache_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let names = cached_copies(&cache_dir);
     assert_eq!(names.len(), 1, "{names:?}");
+    // The refresh record names the source with its credentials hidden.
+    let record = fs::read_to_string(cache_dir.join(filter_user::refresh_record::FILE_NAME))
+        .expect("the refresh record");
+    assert!(
+        !record.contains("s3cret") && !record.contains("mxuser"),
+        "{record}"
+    );
     assert!(
         !names[0].contains("s3cret") && !names[0].contains("mxuser"),
         "{names:?}"

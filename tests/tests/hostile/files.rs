@@ -72,12 +72,7 @@ fn planted_temporaries_and_untrusted_caches_are_not_followed_or_used() {
         ],
         "no change",
     );
-    let copy = fs::read_dir(&cache_dir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let copy = cache_dir.join(&cached_copies(&cache_dir)[0]);
     assert_eq!(
         fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
         0o600

@@ -128,6 +128,18 @@ impl Drop for Cleanup {
     }
 }
 
+/// The copies of sources kept in `dir` (none when it does not exist):
+/// every file but the refresh record, which holds no source's text.
+fn cached_copies(dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != filter_user::refresh_record::FILE_NAME)
+        .collect()
+}
+
 fn ca_of(server: &Https) -> String {
     server.ca_file.display().to_string()
 }

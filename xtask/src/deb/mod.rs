@@ -137,6 +137,19 @@ pub fn build() -> anyhow::Result<PathBuf> {
         &s("/usr/share/fish/vendor_completions.d/mxgate.fish"),
         0o644,
     )?;
+    // The alert rules (with their unit tests) and the dashboard, for the
+    // admin to copy into Prometheus and Grafana (README: "Watching it").
+    for file in [
+        "prometheus/mxgate-alerts.yml",
+        "prometheus/mxgate-alerts.test.yml",
+        "grafana/mxgate.json",
+    ] {
+        install(
+            &dist.join(file),
+            &s("/usr/share/doc/mxgate/examples").join(file),
+            0o644,
+        )?;
+    }
     install(
         &pkg.join("lintian-overrides"),
         &s("/usr/share/lintian/overrides/mxgate"),
