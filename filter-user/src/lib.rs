@@ -43,6 +43,7 @@ pub mod snapshot;
 pub mod sources;
 pub mod spf;
 pub mod sys;
+pub mod text;
 pub mod top;
 pub mod warning;
 pub mod xdp_features;

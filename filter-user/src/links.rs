@@ -19,8 +19,8 @@ use crate::{
     interfaces,
     netlink::{self, AttachedMode, XdpAttachment},
     pins::{Entries, PinDir},
-    report::printable,
     sys::{self, XdpLinkInfo},
+    text::printable,
 };
 
 const LINK_PREFIX: &str = "link_";

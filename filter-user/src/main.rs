@@ -6,7 +6,7 @@ use filter_user::{
     cli::Cli,
     commands::{self, Invocation},
     error,
-    report::printable,
+    text::printable,
 };
 
 fn main() -> ExitCode {

@@ -7,7 +7,7 @@ use crate::{
     filter::KernelLog,
     install::{AttachOptions, AttachReport, attach_filter},
     pins::PinDir,
-    report::printable,
+    text::printable,
 };
 
 /// `mxgate attach`.

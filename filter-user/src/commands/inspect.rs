@@ -18,8 +18,9 @@ use crate::{
     links, metrics,
     netlink::AttachedMode,
     pins::PinDir,
-    report::{self, human_time, printable},
+    report,
     snapshot::{filter_state, metrics_snapshot, take_reading},
+    text::{human_time, printable},
 };
 
 /// How `stats` prints.

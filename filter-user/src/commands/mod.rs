@@ -190,7 +190,7 @@ fn nonempty_list(spec: &ListSpec, list: ParsedList) -> anyhow::Result<ParsedList
         // A warning may quote a line of a remote list.
         eprintln!(
             "mxgate: warning: {}",
-            crate::report::printable(&warning.to_string())
+            crate::text::printable(&warning.to_string())
         );
     }
     if list.allowlist.is_empty() {

@@ -12,9 +12,8 @@ use crate::{
     filter::{AllowMaps, ConfigMap, trie_writes::WriteMode},
     pins::PinDir,
     ranges::ParsedList,
-    refresh_record,
-    report::printable,
-    sources,
+    refresh_record, sources,
+    text::printable,
 };
 
 /// What, besides the sources' bytes, decides the list a refresh applies

@@ -1,7 +1,7 @@
 //! `open`, `enforce` and `detach`: the switches an administrator flips.
 
 use super::{DetachRequest, open_locked};
-use crate::{filter::ConfigMap, links, pins::PinDir, report::printable};
+use crate::{filter::ConfigMap, links, pins::PinDir, text::printable};
 
 /// `mxgate open` (`open` true) and `mxgate enforce` (`open` false). Needs
 /// only CONFIG, so it works on a filter missing any other pin.

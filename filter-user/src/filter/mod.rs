@@ -299,7 +299,7 @@ impl Installed {
     /// Prints each missing piece as a warning.
     pub fn warn_damage(&self) {
         for damage in self.damage() {
-            eprintln!("mxgate: warning: {}", crate::report::printable(&damage));
+            eprintln!("mxgate: warning: {}", crate::text::printable(&damage));
         }
     }
 

@@ -15,7 +15,7 @@ use crate::{
     filter::Counters,
     metrics::Snapshot,
     refresh_record::RefreshResult,
-    report::{human_time, printable},
+    text::{human_time, printable},
 };
 
 /// What the filter does with SYNs from outside the list, for the header.
