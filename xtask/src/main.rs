@@ -72,7 +72,8 @@ enum Task {
         #[arg(long)]
         write: bool,
         /// Also run the common path through the program of this commit (a
-        /// git revision), beside this build's, in the same run.
+        /// git revision), beside this build's, in the same run. Its program
+        /// must have this build's maps (the same map layout version).
         #[arg(long, value_name = "REV")]
         before: Option<String>,
     },

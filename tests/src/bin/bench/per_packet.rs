@@ -383,8 +383,15 @@ fn before_and_after(
             ..Policy::default()
         };
         let name = unique_name(&format!("bench-pp-before-{size}"));
-        let filter = LoadedFilter::from_object(&name, &policy, &bytes)
-            .with_context(|| format!("loading {}", object.to_string_lossy()))?;
+        // Its maps are filled by this build's user space: an earlier
+        // program with other maps (another map layout) cannot be measured.
+        let filter = LoadedFilter::from_object(&name, &policy, &bytes).with_context(|| {
+            format!(
+                "loading {label}'s program ({}): --before takes a commit whose program has \
+                 this build's maps (the same filter_common::LAYOUT_VERSION)",
+                object.to_string_lossy()
+            )
+        })?;
         let mut column = Vec::new();
         for i in &common {
             column.push(cost(filter.filter().program(), &frames[*i].2)?);
