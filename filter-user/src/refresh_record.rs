@@ -149,22 +149,21 @@ impl RefreshRecord {
                 RefreshResult::Failed => failed_at.is_some_and(|f| i < f),
                 RefreshResult::Invalid => false,
             };
-            if failed_at == Some(i) {
-                let record = self.sources.entry(name.clone()).or_insert(SourceRecord {
-                    result: RefreshResult::Failed,
-                    last_attempt: at,
-                    last_success: None,
-                });
-                record.result = RefreshResult::Failed;
-                record.last_attempt = at;
+            let this = if failed_at == Some(i) {
+                RefreshResult::Failed
             } else if read_ok {
-                let record = self.sources.entry(name.clone()).or_insert(SourceRecord {
-                    result: RefreshResult::Ok,
-                    last_attempt: at,
-                    last_success: None,
-                });
-                record.result = RefreshResult::Ok;
-                record.last_attempt = at;
+                RefreshResult::Ok
+            } else {
+                continue;
+            };
+            let record = self.sources.entry(name.clone()).or_insert(SourceRecord {
+                result: this,
+                last_attempt: at,
+                last_success: None,
+            });
+            record.result = this;
+            record.last_attempt = at;
+            if this == RefreshResult::Ok {
                 record.last_success = Some(at);
             }
         }

@@ -312,31 +312,27 @@ fn dist() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist")
 }
 
-#[test]
-fn the_alert_rules_pass_their_promtool_unit_tests() {
-    let rules = dist().join("prometheus");
-    let check = Command::new("promtool")
-        .args(["check", "rules", "mxgate-alerts.yml"])
-        .current_dir(&rules)
+/// Runs `promtool ARGS` in dist/prometheus and fails the test with its
+/// output unless it succeeds.
+fn promtool(args: &[&str]) {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(dist().join("prometheus"))
         .output()
         .expect("promtool (Debian package prometheus, installed by `cargo xtask setup`)");
     assert!(
-        check.status.success(),
-        "promtool check rules: {}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
+        out.status.success(),
+        "promtool {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
-    let test = Command::new("promtool")
-        .args(["test", "rules", "mxgate-alerts.test.yml"])
-        .current_dir(&rules)
-        .output()
-        .expect("promtool");
-    assert!(
-        test.status.success(),
-        "promtool test rules: {}{}",
-        String::from_utf8_lossy(&test.stdout),
-        String::from_utf8_lossy(&test.stderr)
-    );
+}
+
+#[test]
+fn the_alert_rules_pass_their_promtool_unit_tests() {
+    promtool(&["check", "rules", "mxgate-alerts.yml"]);
+    promtool(&["test", "rules", "mxgate-alerts.test.yml"]);
 }
 
 /// Where Prometheus listens in the mail server's namespace.
