@@ -303,20 +303,7 @@ fn budget<K: Copy + Ord>(
 /// /32s the prefixes of one /24 need: every /32 of a prefix up to /32
 /// long, and each /32 holding longer ones once.
 fn mids_needed(nets: &[Ipv6Net]) -> u64 {
-    let mut need = 0u64;
-    let mut last_partial: Option<Mid> = None;
-    for net in nets {
-        if net.prefix_len() <= MID_LEN {
-            need += 1u64 << (MID_LEN - net.prefix_len());
-        } else {
-            let mid = v6_mid(&net.network().octets());
-            if last_partial != Some(mid) {
-                need += 1;
-                last_partial = Some(mid);
-            }
-        }
-    }
-    need
+    units_needed(nets, MID_LEN, v6_mid)
 }
 
 /// How many blocks a prefix of length `len` covers in full, or `None` if
@@ -328,16 +315,23 @@ fn blocks_covered(len: u8) -> Option<u32> {
 /// /48s the prefixes of one /32 need: every /48 of a prefix up to /48
 /// long, and each /48 holding longer ones once.
 fn subblocks_needed(nets: &[Ipv6Net]) -> u64 {
+    units_needed(nets, SUBBLOCK_LEN, v6_subblock)
+}
+
+/// Units of `unit_len` bits (`unit_of` an address's) the sorted prefixes
+/// `nets` need: every unit of a prefix up to `unit_len` long, and each
+/// unit holding longer ones once.
+fn units_needed(nets: &[Ipv6Net], unit_len: u8, unit_of: fn(&[u8; 16]) -> u64) -> u64 {
     let mut need = 0u64;
-    let mut last_partial: Option<Subblock> = None;
+    let mut last_partial = None;
     for net in nets {
-        if net.prefix_len() <= SUBBLOCK_LEN {
-            need += 1u64 << (SUBBLOCK_LEN - net.prefix_len());
+        if net.prefix_len() <= unit_len {
+            need += 1u64 << (unit_len - net.prefix_len());
         } else {
-            let subblock = v6_subblock(&net.network().octets());
-            if last_partial != Some(subblock) {
+            let unit = unit_of(&net.network().octets());
+            if last_partial != Some(unit) {
                 need += 1;
-                last_partial = Some(subblock);
+                last_partial = Some(unit);
             }
         }
     }

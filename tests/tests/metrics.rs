@@ -460,26 +460,16 @@ fn prometheus_sees_the_drops_the_dashboard_has_data_and_the_alerts_fire() {
     let cache = dir.path().join("cache");
     let cache = cache.to_str().expect("a UTF-8 path");
     let ranges = s.ranges();
-    s.mx.ok(&[
-        "attach",
+    let list = [
         "--iface",
         SERVER_IF,
         "--ranges",
         &ranges,
         "--cache-dir",
         cache,
-    ]);
-    let (_run, _lines) = run_with_metrics(
-        &s,
-        &[
-            "--iface",
-            SERVER_IF,
-            "--ranges",
-            &ranges,
-            "--cache-dir",
-            cache,
-        ],
-    );
+    ];
+    s.mx.ok(&[&["attach"][..], &list].concat());
+    let (_run, _lines) = run_with_metrics(&s, &list);
     let prometheus = Prometheus::start(&s.wire.server, dir.path(), &rules_for_the_test());
     let ns = &s.wire.server;
     let long = Duration::from_secs(60);
