@@ -46,7 +46,7 @@
 //! of the program.
 
 use std::{
-    collections::BTreeMap,
+    cmp::Reverse,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
@@ -150,8 +150,8 @@ impl FastPath {
         let (mids, subblocks) = v6_states(&list.v6, &mut fast.v6);
         summarise(&mut fast.v4);
         summarise(&mut fast.v6);
-        hash_into(&mut fast.mids, mids, mid_bucket);
-        hash_into(&mut fast.slots, subblocks, subblock_bucket);
+        hash_into(&mut fast.mids, &mids, mid_bucket);
+        hash_into(&mut fast.slots, &subblocks, subblock_bucket);
         fast
     }
 
@@ -189,31 +189,33 @@ fn summarise(words: &mut [u64]) {
     }
 }
 
-/// Writes `entries` into a hashed table's `slots`, each key into the
-/// bucket `bucket` gives; a bucket more keys hash to than it has slots
-/// holds the shared mark.
-fn hash_into(slots: &mut [u64], entries: BTreeMap<u64, BlockState>, bucket: fn(u64) -> u32) {
-    let mut buckets: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-    for (key, state) in entries {
-        buckets
-            .entry(bucket(key))
-            .or_default()
-            .push(slot_value(key, state));
-    }
-    for (bucket, values) in buckets {
-        let at = bucket as usize * SLOTS_PER_BUCKET;
-        if values.len() <= SLOTS_PER_BUCKET {
-            // In the order of their keys: the same set, the same slots.
-            slots[at..at + values.len()].copy_from_slice(&values);
-        } else {
-            // More keys than slots: the trie decides for all of them.
-            slots[at] = SLOT_SHARED;
+/// Writes `entries` (in order of key, each key once) into a hashed table's
+/// `slots`, all empty, each key into the bucket `bucket` gives; a bucket
+/// more keys hash to than it has slots holds the shared mark.
+fn hash_into(slots: &mut [u64], entries: &[(u64, BlockState)], bucket: fn(u64) -> u32) {
+    for &(key, state) in entries {
+        let at = bucket(key) as usize * SLOTS_PER_BUCKET;
+        let held = &mut slots[at..at + SLOTS_PER_BUCKET];
+        if held[0] == SLOT_SHARED {
+            // Already more keys than slots: the trie decides for all of them.
+            continue;
+        }
+        // The entries come in order of key, so a bucket's keys take its
+        // slots in that order: the same set, the same slots. No key's
+        // value is 0 (no entry is `None`), so 0 is a free slot.
+        match held.iter().position(|slot| *slot == 0) {
+            Some(free) => held[free] = slot_value(key, state),
+            None => {
+                held.fill(0);
+                held[0] = SLOT_SHARED;
+            }
         }
     }
 }
 
-/// The /32 and /48 table entries of an IPv6 list.
-type V6Entries = (BTreeMap<Mid, BlockState>, BTreeMap<Subblock, BlockState>);
+/// The /32 and /48 table entries of an IPv6 list, each in order of key
+/// and each key once.
+type V6Entries = (Vec<(Mid, BlockState)>, Vec<(Subblock, BlockState)>);
 
 /// Sets the IPv6 /24 states in `words` and returns the /32s the /24s in
 /// state `Next` need and the /48s the /32s in state `Next` need, with
@@ -229,75 +231,135 @@ fn v6_states(list: &[Ipv6Net], words: &mut [u64]) -> V6Entries {
             );
         }
     }
-    // Prefixes longer than a block, grouped by block (the list is sorted),
-    // in blocks no shorter prefix covers whole.
-    let mut partial: BTreeMap<u32, Vec<Ipv6Net>> = BTreeMap::new();
-    for net in list.iter().filter(|n| n.prefix_len() > BLOCK_LEN) {
-        let block = v6_block(&net.network().octets());
-        if state_in(words[word_of(block) as usize], block) != BlockState::Full {
-            partial.entry(block).or_default().push(*net);
-        }
-    }
-    // The /32 level: those /24s needing most give way first.
-    let mut mids: BTreeMap<Mid, BlockState> = BTreeMap::new();
-    let mut within: BTreeMap<Mid, Vec<Ipv6Net>> = BTreeMap::new();
-    for (block, fits) in budget(&partial, mids_needed, u64::MAX, MAX_MIDS) {
+    // Prefixes longer than a block, in blocks no shorter prefix covers
+    // whole, sorted: then the prefixes of a /24, and the longer ones of a
+    // /32, are runs. The list is sorted already, so this is one pass.
+    let mut partial: Vec<Ipv6Net> = list
+        .iter()
+        .filter(|net| {
+            let block = v6_block(&net.network().octets());
+            net.prefix_len() > BLOCK_LEN
+                && state_in(words[word_of(block) as usize], block) != BlockState::Full
+        })
+        .copied()
+        .collect();
+    partial.sort_unstable();
+    let blocks = runs(&partial, |net| v6_block(&net.network().octets()));
+    let (mut mids, within) = mid_entries(&blocks, words);
+    let (partial_mids, subblocks) = subblock_entries(&within, &mids);
+    // Two sorted runs of different /32s: the stable sort merges runs.
+    mids.extend(partial_mids);
+    mids.sort();
+    (mids, subblocks)
+}
+
+/// The runs of the sorted `nets` that share `key`, each with it.
+fn runs<K: PartialEq>(nets: &[Ipv6Net], key: fn(&Ipv6Net) -> K) -> Vec<(K, &[Ipv6Net])> {
+    nets.chunk_by(|a, b| key(a) == key(b))
+        .filter_map(|run| Some((key(run.first()?), run)))
+        .collect()
+}
+
+/// The /32 level: sets each of `blocks` (a /24 with its prefixes, in
+/// order of /24) to `Next`, or to `Trie` for those needing most when all
+/// need more than [`MAX_MIDS`] /32s. Returns the /32s the `Next` ones'
+/// prefixes cover whole (in order, each once, all `Full`) and their
+/// prefixes longer than a /32 (in order).
+fn mid_entries(
+    blocks: &[(u32, &[Ipv6Net])],
+    words: &mut [u64],
+) -> (Vec<(Mid, BlockState)>, Vec<Ipv6Net>) {
+    let mut full = Vec::new();
+    let mut within = Vec::new();
+    let fits = budget(blocks, mids_needed, u64::MAX, MAX_MIDS);
+    for (&(block, nets), fits) in blocks.iter().zip(fits) {
         if !fits {
             raise(words, block, BlockState::Trie);
             continue;
         }
         raise(words, block, BlockState::Next);
-        for net in &partial[&block] {
+        for net in nets {
             let first = v6_mid(&net.network().octets());
             if net.prefix_len() <= MID_LEN {
-                for mid in first..first + (1u64 << (MID_LEN - net.prefix_len())) {
-                    mids.insert(mid, BlockState::Full);
-                }
+                let count = 1u64 << (MID_LEN - net.prefix_len());
+                full.extend((first..first + count).map(|mid| (mid, BlockState::Full)));
             } else {
-                within.entry(first).or_default().push(*net);
+                within.push(*net);
             }
         }
     }
-    // The /48 level, for /32s no shorter prefix covers whole.
-    within.retain(|mid, _| mids.get(mid) != Some(&BlockState::Full));
-    let mut subblocks = BTreeMap::new();
+    // An unmerged list may cover a /32 twice, or nest its prefixes.
+    full.sort_unstable();
+    full.dedup();
+    (full, within)
+}
+
+/// The /48 level, for the /32s of `within` (the sorted prefixes longer
+/// than a /32 in /24s in state `Next`) that no shorter prefix covers whole
+/// (`full`, in order): each is `Next`, or `Trie` if it alone needs more
+/// than [`MAX_SUBBLOCKS_PER_MID`] /48s or, needing most, when all need
+/// more than [`MAX_SUBBLOCKS`]. Returns those /32s with their states and
+/// the /48s of the `Next` ones, each in order of key.
+fn subblock_entries(within: &[Ipv6Net], full: &[(Mid, BlockState)]) -> V6Entries {
+    let partial: Vec<(Mid, &[Ipv6Net])> = runs(within, |net| v6_mid(&net.network().octets()))
+        .into_iter()
+        .filter(|(mid, _)| full.binary_search_by_key(mid, |(m, _)| *m).is_err())
+        .collect();
     let limit = u64::from(MAX_SUBBLOCKS_PER_MID);
-    for (mid, fits) in budget(&within, subblocks_needed, limit, MAX_SUBBLOCKS) {
+    let fits = budget(&partial, subblocks_needed, limit, MAX_SUBBLOCKS);
+    let mut mids = Vec::with_capacity(partial.len());
+    let mut subblocks = Vec::new();
+    for (&(mid, nets), fits) in partial.iter().zip(fits) {
         if !fits {
-            mids.insert(mid, BlockState::Trie);
+            mids.push((mid, BlockState::Trie));
             continue;
         }
-        mids.insert(mid, BlockState::Next);
-        for net in &within[&mid] {
+        mids.push((mid, BlockState::Next));
+        for net in nets {
             add_subblocks(&mut subblocks, net);
         }
     }
+    // A /48 one prefix covers whole and others in part (an unmerged list)
+    // is `Full`: `Full` sorts before `Trie`, and the first of a key stays.
+    subblocks.sort_unstable();
+    subblocks.dedup_by_key(|(subblock, _)| *subblock);
     (mids, subblocks)
 }
 
-/// Which of `groups` get entries in a table of `total` entries, each
-/// needing `need` of its prefixes and at most `limit`: those needing most
-/// give way first, so the fewest ask the trie. Every group, with whether
-/// it fits.
-fn budget<K: Copy + Ord>(
-    groups: &BTreeMap<K, Vec<Ipv6Net>>,
+/// Which of `groups` (keys with their prefixes, in order of key) get
+/// entries in a table of `total` entries, each needing `need` of its
+/// prefixes and at most `limit`: those needing most give way first (of
+/// equal needs, the first key first), so the fewest ask the trie. Whether
+/// each group fits, in the order of `groups`.
+fn budget<K>(
+    groups: &[(K, &[Ipv6Net])],
     need: fn(&[Ipv6Net]) -> u64,
     limit: u64,
     total: u32,
-) -> Vec<(K, bool)> {
-    let mut needs: Vec<(K, u64)> = groups.iter().map(|(k, nets)| (*k, need(nets))).collect();
-    needs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut sum: u64 = needs.iter().map(|(_, n)| n).sum();
-    needs
-        .into_iter()
-        .map(|(key, n)| {
-            let fits = n <= limit && sum <= u64::from(total);
-            if !fits {
-                sum -= n;
-            }
-            (key, fits)
-        })
-        .collect()
+) -> Vec<bool> {
+    let needs: Vec<u64> = groups.iter().map(|(_, nets)| need(nets)).collect();
+    let mut sum: u64 = needs.iter().sum();
+    if sum <= u64::from(total) {
+        // All fit but those over the limit, whose leaving only lowers the
+        // sum: no need to rank them.
+        return needs.iter().map(|n| *n <= limit).collect();
+    }
+    // Neediest first, of equal needs the first key (the groups are in
+    // order of key) first.
+    let mut ranked: Vec<(Reverse<u64>, usize)> = needs
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (Reverse(*n), i))
+        .collect();
+    ranked.sort_unstable();
+    let mut fits = vec![false; needs.len()];
+    for (Reverse(n), i) in ranked {
+        fits[i] = n <= limit && sum <= u64::from(total);
+        if !fits[i] {
+            sum -= n;
+        }
+    }
+    fits
 }
 
 /// /32s the prefixes of one /24 need: every /32 of a prefix up to /32
@@ -338,15 +400,16 @@ fn units_needed(nets: &[Ipv6Net], unit_len: u8, unit_of: fn(&[u8; 16]) -> u64) -
     need
 }
 
-fn add_subblocks(entries: &mut BTreeMap<Subblock, BlockState>, net: &Ipv6Net) {
+/// Adds the /48s `net` needs to `entries`: `Full` for each it covers
+/// whole, else `Trie` for the one it is in. A /48 may come twice (an
+/// unmerged list); the caller keeps the `Full` one.
+fn add_subblocks(entries: &mut Vec<(Subblock, BlockState)>, net: &Ipv6Net) {
     let first = v6_subblock(&net.network().octets());
     if net.prefix_len() <= SUBBLOCK_LEN {
-        for subblock in first..first + (1u64 << (SUBBLOCK_LEN - net.prefix_len())) {
-            entries.insert(subblock, BlockState::Full);
-        }
+        let count = 1u64 << (SUBBLOCK_LEN - net.prefix_len());
+        entries.extend((first..first + count).map(|subblock| (subblock, BlockState::Full)));
     } else {
-        // A /48 already covered in full (by an unmerged list) stays so.
-        entries.entry(first).or_insert(BlockState::Trie);
+        entries.push((first, BlockState::Trie));
     }
 }
 
@@ -953,7 +1016,7 @@ mod tests {
     }
 
     /// The /48s a list's IPv6 /32s in state `Next` need.
-    fn entries(l: &Allowlist) -> BTreeMap<Subblock, BlockState> {
+    fn entries(l: &Allowlist) -> Vec<(Subblock, BlockState)> {
         v6_states(&l.v6, &mut vec![0; WORDS as usize]).1
     }
 
