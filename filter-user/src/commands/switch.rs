@@ -97,7 +97,7 @@ pub fn detach(pins: &PinDir, request: &DetachRequest) -> anyhow::Result<()> {
     if left.is_empty() {
         println!(
             "the filter stays installed in {} but is attached to no interface \
-             (`mxgate detach` removes it)",
+             (`mxgate detach` without --iface removes it)",
             pins.root().display()
         );
     } else {
