@@ -67,9 +67,9 @@ pub enum ApplyMode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verify {
     /// Compare the tries' counts and checksums and the fast path's
-    /// checksum with the record (a walk of the tries' keys and one read of
-    /// the fast path); read everything back and repair only when they
-    /// differ. What every refresh does.
+    /// checksum with the record (from the tries as read back, and one read
+    /// of the fast path); repair only when they differ. What every refresh
+    /// does.
     Cheap,
     /// Read everything back and repair any difference from the list,
     /// whatever the record says (`refresh --force`, `attach`).
@@ -81,6 +81,10 @@ pub enum Verify {
 /// otherwise every insert, then every delete (see [`crate::fast_path`] for
 /// the fast path's writes in between).
 ///
+/// `live` is the list the tries hold, as the caller read it back under
+/// the lock ([`AllowMaps::read`]; a refresh reads it while it parses
+/// `new`).
+///
 /// When the maps' record says they hold `new` already, the guards have
 /// nothing to judge: the maps are checked as `verify` says, and whatever
 /// drifted from `new` behind mxgate's back (a key added to a trie, a word
@@ -88,6 +92,7 @@ pub enum Verify {
 pub fn apply_list(
     allow: &mut AllowMaps,
     config: &mut ConfigMap,
+    live: Allowlist,
     new: &Allowlist,
     guard: Guard,
     mode: ApplyMode,
@@ -98,12 +103,11 @@ pub fn apply_list(
         .filter(|r| r.digest == fast_path::digest(new));
     let mut drift = Vec::new();
     if let Some(record) = record {
-        drift = record.drift(&allow.survey()?);
+        drift = record.drift(&allow.survey_of(&live));
         if drift.is_empty() && verify == Verify::Cheap {
             return Ok(unchanged(new));
         }
     }
-    let live = allow.read()?;
     let diff = Diff::between(&live, new);
     let judgement = guard.judge(&live, new);
     // The list applied already: putting drifted maps back changes no list.

@@ -143,7 +143,8 @@ fn attach_locked(
     }
     // The allowlist is filled before the program is attached anywhere new,
     // so no allowed sender ever meets an empty list.
-    undo.list_before = Some(filter.allowlist()?);
+    let live = filter.allowlist()?;
+    undo.list_before = Some(live.clone());
     let mode = if options.keep_live_list_when_refused {
         ApplyMode::ApplyUnlessRefused
     } else {
@@ -154,6 +155,7 @@ fn attach_locked(
             apply_list(
                 &mut filter.maps.allow,
                 &mut filter.maps.config,
+                live,
                 &list.allowlist,
                 options.guard,
                 mode,

@@ -151,10 +151,20 @@ fn refresh(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<RefreshOut
         }
         return Ok(outcome);
     }
-    let list = nonempty_list(
-        &request.list,
-        raw.parse(&request.list.allow, &request.list.options)?,
-    )?;
+    // Parsing needs nothing of the maps, reading the live list back nothing
+    // of the sources: the kernel walks the tries on another thread
+    // meanwhile.
+    let tries = allow.tries();
+    let (parsed, live) = std::thread::scope(|scope| {
+        let reading = scope.spawn(move || tries.read());
+        let parsed = raw.parse(&request.list.allow, &request.list.options);
+        let live = reading
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (parsed, live)
+    });
+    let list = nonempty_list(&request.list, parsed?)?;
+    let live = live?;
     let mut config = ConfigMap::open(&installed)?;
     let mode = if request.preview {
         ApplyMode::Preview
@@ -171,6 +181,7 @@ fn refresh(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<RefreshOut
     let outcome = apply_list(
         &mut allow,
         &mut config,
+        live,
         &list.allowlist,
         request.guard,
         mode,

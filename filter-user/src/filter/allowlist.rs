@@ -14,7 +14,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{
     ConfigMap, FastMaps, Installed,
-    trie_writes::{BATCH_LEN, Pending, Tries, WriteMode, remove_all},
+    trie_writes::{BATCH_LEN, Pending, Tries, WriteMode, insert_all, remove_all},
 };
 use crate::{
     allowlist::{Allowlist, Prefix},
@@ -36,6 +36,23 @@ pub struct AllowMaps {
     /// How the tries are written: batched where the kernel can.
     writes: WriteMode,
 }
+/// The two tries, borrowed to be read back ([`AllowMaps::tries`]).
+#[derive(Clone, Copy)]
+pub struct TrieReader<'a> {
+    v4: &'a LpmTrie<MapData, Ipv4Key, u8>,
+    v6: &'a LpmTrie<MapData, Ipv6Key, u8>,
+}
+
+impl TrieReader<'_> {
+    /// The live allowlist, read back from the tries.
+    pub fn read(&self) -> anyhow::Result<Allowlist> {
+        Ok(Allowlist {
+            v4: read_trie(self.v4, map_names::ALLOW_V4)?,
+            v6: read_trie(self.v6, map_names::ALLOW_V6)?,
+        })
+    }
+}
+
 /// What the program does with one source, read from the live maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lookup {
@@ -84,10 +101,16 @@ impl AllowMaps {
 
     /// The live allowlist, read back from the tries.
     pub fn read(&self) -> anyhow::Result<Allowlist> {
-        Ok(Allowlist {
-            v4: read_trie(&self.v4, map_names::ALLOW_V4)?,
-            v6: read_trie(&self.v6, map_names::ALLOW_V6)?,
-        })
+        self.tries().read()
+    }
+
+    /// The tries, to read back on another thread (a refresh reads the live
+    /// list while it parses the new one).
+    pub fn tries(&self) -> TrieReader<'_> {
+        TrieReader {
+            v4: &self.v4,
+            v6: &self.v6,
+        }
     }
 
     /// Makes the tries hold `new` (by `diff`, their change from the live
@@ -114,24 +137,43 @@ impl AllowMaps {
         let new_v6 = live_after(&live.v6, &diff.v6.added, &diff.v6.removed);
         let early_v4 = make_room(live.v4.len(), &diff.v4.added, &diff.v4.removed, &new_v4)?;
         let early_v6 = make_room(live.v6.len(), &diff.v6.added, &diff.v6.removed, &new_v6)?;
-        let wanted = FastPath::from_list(new);
-        // SAFETY: the maps are written only by the mxgate that holds the pin
-        // directory's lock (the caller), and only below, once `live_maps`
-        // is no longer used.
-        let live_maps = unsafe {
-            BlockMaps {
-                v4: self.fast.v4.unshared(),
-                v6: self.fast.v6.unshared(),
-                mids: self.fast.mids.unshared(),
-                slots: self.fast.slots.unshared(),
-            }
-        };
-        let update = Update::new(diff.clone(), live_maps, &wanted);
         if self.fast.record()?.is_some() {
             self.fast.set_record(None, self.owner)?;
         }
         remove_all(&mut self.v4, &early_v4, &mut self.writes)?;
         remove_all(&mut self.v6, &early_v6, &mut self.writes)?;
+        // The trie inserts come first in the proven order and need nothing
+        // of the fast path: the kernel makes them on another thread while
+        // this one computes the fast path's words (a refresh that loads a
+        // list waits for the longer of the two, not for both).
+        let (v4, v6, mut mode) = (&mut self.v4, &mut self.v6, self.writes);
+        let fast = &self.fast;
+        let (inserted, (wanted, update)) = std::thread::scope(|scope| {
+            let inserting = scope.spawn(move || -> anyhow::Result<WriteMode> {
+                insert_all(v4, &diff.v4.added, &mut mode)?;
+                insert_all(v6, &diff.v6.added, &mut mode)?;
+                Ok(mode)
+            });
+            let wanted = FastPath::from_list(new);
+            // SAFETY: the fast path's maps are written only by the mxgate
+            // that holds the pin directory's lock (the caller), and only
+            // below, once `live_maps` is no longer used; the other thread
+            // writes the tries alone.
+            let live_maps = unsafe {
+                BlockMaps {
+                    v4: fast.v4.unshared(),
+                    v6: fast.v6.unshared(),
+                    mids: fast.mids.unshared(),
+                    slots: fast.slots.unshared(),
+                }
+            };
+            let update = Update::new(diff.clone(), live_maps, &wanted);
+            let inserted = inserting
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (inserted, (wanted, update))
+        });
+        self.writes = inserted?;
         let mut tries = Tries {
             v4: &mut self.v4,
             v6: &mut self.v6,
@@ -141,7 +183,11 @@ impl AllowMaps {
         // first makes every trie write before it (see `trie_writes`).
         let mut pending = Pending::default();
         let mut fast_writes = 0;
-        for write in update.writes() {
+        // The inserts, which lead the writes, are made.
+        let after_inserts = update
+            .writes()
+            .skip_while(|write| matches!(write, Write::Insert(_)));
+        for write in after_inserts {
             match write {
                 Write::Insert(net) => pending.insert(&mut tries, net)?,
                 // The early ones are gone already: removing them again is
@@ -193,6 +239,20 @@ impl AllowMaps {
             trie_sums: [v4_sum, v6_sum],
             fast_sum: self.fast.live_sum(),
         })
+    }
+
+    /// What [`AllowMaps::survey`] finds, with the tries already read back
+    /// as `live`: counted and summed from it instead of walked again.
+    pub fn survey_of(&self, live: &Allowlist) -> Survey {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Survey {
+            entries: [count(live.v4.len()), count(live.v6.len())],
+            trie_sums: [
+                fast_path::prefix_sum(&live.v4),
+                fast_path::prefix_sum(&live.v6),
+            ],
+            fast_sum: self.fast.live_sum(),
+        }
     }
 
     /// Every way the maps are out of step: with their record (the tries
