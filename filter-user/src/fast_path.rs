@@ -148,8 +148,14 @@ impl FastPath {
             }
         }
         let (mids, subblocks) = v6_states(&list.v6, &mut fast.v6);
-        summarise(&mut fast.v4);
-        summarise(&mut fast.v6);
+        // A family without prefixes has no /24 set, so its summaries are
+        // the zeroes (all `None`) they start as: no need to read its 4 MiB.
+        if !list.v4.is_empty() {
+            summarise(&mut fast.v4);
+        }
+        if !list.v6.is_empty() {
+            summarise(&mut fast.v6);
+        }
         hash_into(&mut fast.mids, &mids, mid_bucket);
         hash_into(&mut fast.slots, &subblocks, subblock_bucket);
         fast
@@ -166,27 +172,52 @@ impl FastPath {
     }
 }
 
+/// Words of the level after a summary under one word of it: each of the
+/// word's units has 16 children, one half of a word of that level.
+const CHILD_WORDS: usize = BLOCKS_PER_WORD as usize / 2;
+
 /// Writes the summaries from the /24s, the narrowest level first: a unit
 /// is `None` when all its 16 children are, `Full` when all are, else
-/// `Next`. Its children's 32 bits are one half of a word of the level
-/// after it.
+/// `Next`. Each summary word is computed whole from its [`CHILD_WORDS`]
+/// children and stored only where it differs: most summaries of a fresh
+/// (zeroed) table stay `None`, and their pages are then never written.
 fn summarise(words: &mut [u64]) {
-    let full_half = BlockState::Full as u64 * 0x5555_5555;
     for level in (0..SUMMARY_LEVELS).rev() {
-        let children = summary_base(level + 1);
-        for unit in 0..1u32 << SUMMARY_LENS[level] {
-            let child_word = words[(children + unit / 2) as usize];
-            let half = (child_word >> ((unit % 2) * 32)) & 0xffff_ffff;
-            let state = match half {
-                0 => BlockState::None,
-                h if h == full_half => BlockState::Full,
-                _ => BlockState::Next,
-            };
-            let word = &mut words[summary_word_of(level, unit) as usize];
-            let shift = shift_of(unit);
-            *word = (*word & !(3 << shift)) | ((state as u64) << shift);
+        let (start, children) = (summary_base(level), summary_base(level + 1));
+        let (summary, after) = words[start as usize..].split_at_mut((children - start) as usize);
+        let (whole, _) = after.as_chunks::<CHILD_WORDS>();
+        for (word, children) in summary.iter_mut().zip(whole) {
+            let wanted = summary_word(children);
+            if *word != wanted {
+                *word = wanted;
+            }
         }
     }
+}
+
+/// The summary word of the units whose children are `children`
+/// (two units' children each, low half first).
+fn summary_word(children: &[u64; CHILD_WORDS]) -> u64 {
+    // Most of a sparse list's space: every unit `None`, found without
+    // looking at the halves.
+    if children.iter().fold(0, |any, child| any | child) == 0 {
+        return 0;
+    }
+    children.iter().enumerate().fold(0, |word, (i, child)| {
+        let pair = unit_state(*child as u32) | unit_state((child >> 32) as u32) << BLOCK_BITS;
+        word | pair << (2 * BLOCK_BITS * i as u32)
+    })
+}
+
+/// The state's bits of a unit whose 16 children are `half`.
+fn unit_state(half: u32) -> u64 {
+    const FULL_HALF: u32 = BlockState::Full as u32 * 0x5555_5555;
+    let state = match half {
+        0 => BlockState::None,
+        FULL_HALF => BlockState::Full,
+        _ => BlockState::Next,
+    };
+    state as u64
 }
 
 /// Writes `entries` (in order of key, each key once) into a hashed table's
@@ -475,18 +506,27 @@ pub fn digest(list: &Allowlist) -> [u8; 32] {
         ctx.update(&n.to_le_bytes());
     }
     ctx.update(&(list.v4.len() as u64).to_le_bytes());
-    for net in &list.v4 {
-        ctx.update(&net.network().octets());
-        ctx.update(&[net.prefix_len()]);
-    }
+    ctx.update(&prefix_bytes(&list.v4));
     ctx.update(&(list.v6.len() as u64).to_le_bytes());
-    for net in &list.v6 {
-        ctx.update(&net.network().octets());
-        ctx.update(&[net.prefix_len()]);
-    }
+    ctx.update(&prefix_bytes(&list.v6));
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out
+}
+
+/// The bytes [`digest`] hashes of `nets`: each network, then its length,
+/// in order. Hashed in one piece, since a call per prefix cost more than
+/// the hashing.
+fn prefix_bytes<N: Prefix>(nets: &[N]) -> Vec<u8>
+where
+    N::Octets: AsRef<[u8]>,
+{
+    let mut bytes = Vec::with_capacity(nets.len() * (size_of::<N::Octets>() + 1));
+    for net in nets {
+        bytes.extend_from_slice(net.octets().as_ref());
+        bytes.push(net.length());
+    }
+    bytes
 }
 
 /// One write of a refresh, in the order [`Update::writes`] gives.
