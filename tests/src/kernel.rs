@@ -23,26 +23,38 @@ impl LoadedFilter {
 
     /// As [`LoadedFilter::new`], with the kernel log level `log`.
     pub fn with_log(name: &str, policy: &Policy, log: KernelLog) -> anyhow::Result<Self> {
-        let pins = PinDir::new(format!("/sys/fs/bpf/{name}"));
-        // Pins left by a killed earlier run with the same pid.
-        remove(&pins);
-        pins.prepare()?;
-        Filter::install(&pins, log)?;
-        let filter = Filter::open(&pins)?;
-        let mut loaded = Self { pins, filter };
-        loaded.set_policy(policy)?;
-        Ok(loaded)
+        Self::load(name, policy, |pins| Filter::install(pins, log).map(drop))
     }
 
     /// As [`LoadedFilter::new`], with another build of the program: the
     /// benchmark's "before", an ELF object of an earlier commit.
     #[cfg(feature = "bench")]
     pub fn from_object(name: &str, policy: &Policy, object: &[u8]) -> anyhow::Result<Self> {
+        Self::load(name, policy, |pins| {
+            Filter::install_from(pins, KernelLog::Quiet, object).map(drop)
+        })
+    }
+
+    /// Installs a filter with `install` under `/sys/fs/bpf/{name}`, opens
+    /// it and applies `policy`; whatever fails leaves no pins behind.
+    fn load(
+        name: &str,
+        policy: &Policy,
+        install: impl FnOnce(&PinDir) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Self> {
         let pins = PinDir::new(format!("/sys/fs/bpf/{name}"));
+        // Pins left by a killed earlier run with the same pid.
         remove(&pins);
         pins.prepare()?;
-        Filter::install_from(&pins, KernelLog::Quiet, object)?;
-        let filter = Filter::open(&pins)?;
+        // Before `Self` exists, no Drop removes them: an object of another
+        // map layout, refused by `open`, left its pins here once.
+        let filter = match install(&pins).and_then(|()| Filter::open(&pins)) {
+            Ok(filter) => filter,
+            Err(e) => {
+                remove(&pins);
+                return Err(e);
+            }
+        };
         let mut loaded = Self { pins, filter };
         loaded.set_policy(policy)?;
         Ok(loaded)
