@@ -2,7 +2,7 @@
 //! to delete. What the change may do is the guards' to judge
 //! ([`crate::guard`]).
 
-use std::collections::BTreeSet;
+use std::{borrow::Cow, cmp::Ordering};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Serialize;
@@ -23,20 +23,56 @@ pub struct FamilyDiff<N> {
 }
 
 impl<N: Ord + Copy> FamilyDiff<N> {
+    /// One walk over both lists in order, each added and removed prefix in
+    /// order: a list is sorted, without duplicates, as an [`Allowlist`]
+    /// holds it (a slice that is not is sorted first).
     fn between(live: &[N], new: &[N]) -> Self {
-        let live: BTreeSet<N> = live.iter().copied().collect();
-        let new: BTreeSet<N> = new.iter().copied().collect();
-        Self {
-            added: new.difference(&live).copied().collect(),
-            removed: live.difference(&new).copied().collect(),
-            unchanged: live.intersection(&new).count(),
+        let (live, new) = (ordered(live), ordered(new));
+        let mut diff = Self {
+            added: Vec::new(),
+            removed: Vec::new(),
+            unchanged: 0,
+        };
+        let (mut i, mut j) = (0, 0);
+        while let (Some(l), Some(n)) = (live.get(i), new.get(j)) {
+            match l.cmp(n) {
+                Ordering::Less => {
+                    diff.removed.push(*l);
+                    i += 1;
+                }
+                Ordering::Greater => {
+                    diff.added.push(*n);
+                    j += 1;
+                }
+                Ordering::Equal => {
+                    diff.unchanged += 1;
+                    i += 1;
+                    j += 1;
+                }
+            }
         }
+        diff.removed
+            .extend_from_slice(live.get(i..).unwrap_or_default());
+        diff.added
+            .extend_from_slice(new.get(j..).unwrap_or_default());
+        diff
     }
 
     /// True when nothing is added or removed.
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty()
     }
+}
+
+/// `nets` sorted and without duplicates: as it is when it already is.
+fn ordered<N: Ord + Copy>(nets: &[N]) -> Cow<'_, [N]> {
+    if nets.is_sorted_by(|a, b| a < b) {
+        return Cow::Borrowed(nets);
+    }
+    let mut owned = nets.to_vec();
+    owned.sort_unstable();
+    owned.dedup();
+    Cow::Owned(owned)
 }
 
 /// The change from the live allowlist to a new one.
@@ -110,6 +146,35 @@ mod tests {
         );
         assert_eq!((d.unchanged(), d.added(), d.removed()), (2, 1, 1));
         assert!(!d.is_empty());
+    }
+
+    #[test]
+    fn the_walk_finds_what_set_differences_find_in_any_order() {
+        use std::collections::BTreeSet;
+        let mut seed = 0x9e37_79b9_u32;
+        let mut next = |below: u32| {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) % below
+        };
+        for round in 0..500 {
+            let mut pick = || -> Vec<u32> { (0..next(60)).map(|_| next(80)).collect() };
+            let (mut live, mut new) = (pick(), pick());
+            // Half the rounds as an Allowlist holds them: sorted, unique.
+            if round % 2 == 0 {
+                for v in [&mut live, &mut new] {
+                    v.sort_unstable();
+                    v.dedup();
+                }
+            }
+            let d = FamilyDiff::between(&live, &new);
+            let (l, n): (BTreeSet<u32>, BTreeSet<u32>) = (
+                live.iter().copied().collect(),
+                new.iter().copied().collect(),
+            );
+            assert_eq!(d.added, n.difference(&l).copied().collect::<Vec<_>>());
+            assert_eq!(d.removed, l.difference(&n).copied().collect::<Vec<_>>());
+            assert_eq!(d.unchanged, l.intersection(&n).count());
+        }
     }
 
     #[test]

@@ -133,10 +133,13 @@ impl AllowMaps {
         new: &Allowlist,
         config: &mut ConfigMap,
     ) -> anyhow::Result<usize> {
-        let new_v4 = live_after(&live.v4, &diff.v4.added, &diff.v4.removed);
-        let new_v6 = live_after(&live.v6, &diff.v6.added, &diff.v6.removed);
-        let early_v4 = make_room(live.v4.len(), &diff.v4.added, &diff.v4.removed, &new_v4)?;
-        let early_v6 = make_room(live.v6.len(), &diff.v6.added, &diff.v6.removed, &new_v6)?;
+        let (d4, d6) = (&diff.v4, &diff.v6);
+        let early_v4 = make_room(live.v4.len(), &d4.added, &d4.removed, || {
+            live_after(&live.v4, &d4.added, &d4.removed)
+        })?;
+        let early_v6 = make_room(live.v6.len(), &d6.added, &d6.removed, || {
+            live_after(&live.v6, &d6.added, &d6.removed)
+        })?;
         if self.fast.record()?.is_some() {
             self.fast.set_record(None, self.owner)?;
         }
@@ -411,20 +414,22 @@ fn live_after<N: Prefix>(live: &[N], added: &[N], removed: &[N]) -> Vec<N> {
 
 /// The removed prefixes to delete before inserting, when `live_len` plus
 /// the inserts would not fit in a trie: those sharing no address with the
-/// list after the change (`after`). Errors when even that is not enough.
+/// list after the change (`after` makes it, only then). Errors when even
+/// that is not enough.
 fn make_room<N: Prefix>(
     live_len: usize,
     added: &[N],
     removed: &[N],
-    after: &[N],
+    after: impl FnOnce() -> Vec<N>,
 ) -> anyhow::Result<Vec<N>> {
     let capacity = MAX_PREFIXES as usize;
     if live_len + added.len() <= capacity {
         return Ok(Vec::new());
     }
+    let after = after();
     let early: Vec<N> = removed
         .iter()
-        .filter(|r| !crate::allowlist::overlaps(after, r))
+        .filter(|r| !crate::allowlist::overlaps(&after, r))
         .copied()
         .collect();
     if live_len - early.len() + added.len() > capacity {
@@ -467,7 +472,7 @@ mod tests {
     #[test]
     fn inserts_that_fit_remove_nothing_first() {
         let added = [v4(1, 24)];
-        let early = make_room(CAPACITY - 1, &added, &[v4(2, 24)], &added).expect("fits");
+        let early = make_room(CAPACITY - 1, &added, &[v4(2, 24)], || added.to_vec()).expect("fits");
         assert!(early.is_empty());
     }
 
@@ -481,7 +486,10 @@ mod tests {
         let added = [kept_half, v4(7, 24)];
         // Sorted, as `live_after` gives it.
         let after = [v4(7, 24), kept_half];
-        let early = make_room(CAPACITY - 1, &added, &[leaving, narrowed], &after).expect("fits");
+        let early = make_room(CAPACITY - 1, &added, &[leaving, narrowed], || {
+            after.to_vec()
+        })
+        .expect("fits");
         assert_eq!(early, vec![leaving]);
     }
 
@@ -490,7 +498,7 @@ mod tests {
         let added: Vec<Ipv6Net> = (0..3u128)
             .map(|i| Ipv6Net::new((0x2001_0db8u128 << 96 | i << 64).into(), 64).expect("a /64"))
             .collect();
-        let err = make_room(CAPACITY, &added, &[], &added).expect_err("no room");
+        let err = make_room(CAPACITY, &added, &[], || added.to_vec()).expect_err("no room");
         let text = format!("{err:#}");
         assert!(err.downcast_ref::<Refused>().is_some(), "{text}");
         assert!(
