@@ -6,6 +6,19 @@ use std::{fmt, net::IpAddr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+/// `nets` split by family, each in the order given, neither merged nor
+/// sorted.
+pub fn by_family(nets: impl IntoIterator<Item = IpNet>) -> (Vec<Ipv4Net>, Vec<Ipv6Net>) {
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for net in nets {
+        match net {
+            IpNet::V4(n) => v4.push(n),
+            IpNet::V6(n) => v6.push(n),
+        }
+    }
+    (v4, v6)
+}
+
 /// The merged allowlist: sorted, without overlaps or duplicates, adjacent
 /// prefixes joined.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -28,13 +41,7 @@ impl Allowlist {
     /// The merged allowlist of `entries` (CIDRs), for tests.
     #[cfg(test)]
     pub(crate) fn of(entries: &[&str]) -> Self {
-        let (mut v4, mut v6) = (Vec::new(), Vec::new());
-        for e in entries {
-            match e.parse::<IpNet>().expect("a CIDR") {
-                IpNet::V4(n) => v4.push(n),
-                IpNet::V6(n) => v6.push(n),
-            }
-        }
+        let (v4, v6) = by_family(entries.iter().map(|e| e.parse().expect("a CIDR")));
         Self::from_prefixes(v4, v6)
     }
 

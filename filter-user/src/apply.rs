@@ -10,7 +10,7 @@ use crate::{
     allowlist::Allowlist,
     diff::{Diff, FamilyDiff},
     error::Refused,
-    fast_path,
+    fast_path::{self, Survey},
     filter::{AllowMaps, ConfigMap, trie_writes::WriteMode},
     guard::{Guard, Judgement},
     ranges::ParsedList,
@@ -103,7 +103,8 @@ pub fn apply_list(
         .filter(|r| r.digest == fast_path::digest(new));
     let mut drift = Vec::new();
     if let Some(record) = record {
-        drift = record.drift(&allow.survey_of(&live));
+        // What `allow.survey()` finds, from the tries as read already.
+        drift = record.drift(&Survey::of(&live, allow.fast.live_sum()));
         if drift.is_empty() && verify == Verify::Cheap {
             return Ok(unchanged(new));
         }

@@ -904,20 +904,37 @@ pub struct Survey {
     pub fast_sum: u64,
 }
 
+impl Survey {
+    /// The survey of tries holding `list` and a fast path whose
+    /// [`fast_sum`] is `fast_sum`: counted and summed from the list, the
+    /// tries not walked again.
+    pub fn of(list: &Allowlist, fast_sum: u64) -> Self {
+        Self {
+            entries: [saturating_u32(list.v4.len()), saturating_u32(list.v6.len())],
+            trie_sums: [prefix_sum(&list.v4), prefix_sum(&list.v6)],
+            fast_sum,
+        }
+    }
+}
+
 impl Record {
     /// The record of `list` once applied: the tries hold it, and the fast
     /// path `fast` (its [`FastPath::from_list`]).
     pub fn of(list: &Allowlist, fast: &FastPath) -> Self {
-        Self {
-            digest: digest(list),
-            entries: [saturating_u32(list.v4.len()), saturating_u32(list.v6.len())],
-            trie_sums: [prefix_sum(&list.v4), prefix_sum(&list.v6)],
-            fast_sum: fast_sum(
+        let seen = Survey::of(
+            list,
+            fast_sum(
                 fast.v4.iter().copied(),
                 fast.v6.iter().copied(),
                 fast.mids.iter().copied(),
                 fast.slots.iter().copied(),
             ),
+        );
+        Self {
+            digest: digest(list),
+            entries: seen.entries,
+            trie_sums: seen.trie_sums,
+            fast_sum: seen.fast_sum,
         }
     }
 
@@ -1029,14 +1046,7 @@ mod tests {
     }
 
     fn list(entries: &[&str]) -> Allowlist {
-        let (mut v4, mut v6) = (Vec::new(), Vec::new());
-        for e in entries {
-            match e.parse::<IpNet>().unwrap() {
-                IpNet::V4(n) => v4.push(n),
-                IpNet::V6(n) => v6.push(n),
-            }
-        }
-        Allowlist::from_prefixes(v4, v6)
+        Allowlist::of(entries)
     }
 
     fn ip(text: &str) -> IpAddr {
@@ -1401,24 +1411,8 @@ mod tests {
         /// (read back, unmerged after a kill) against the new list, and the
         /// live maps against the new list's.
         fn update_to(&self, new: &Allowlist) -> Update {
-            let live = Allowlist {
-                v4: self
-                    .trie
-                    .iter()
-                    .filter_map(|n| match n {
-                        IpNet::V4(n) => Some(*n),
-                        IpNet::V6(_) => None,
-                    })
-                    .collect(),
-                v6: self
-                    .trie
-                    .iter()
-                    .filter_map(|n| match n {
-                        IpNet::V6(n) => Some(*n),
-                        IpNet::V4(_) => None,
-                    })
-                    .collect(),
-            };
+            let (v4, v6) = crate::allowlist::by_family(self.trie.iter().copied());
+            let live = Allowlist { v4, v6 };
             Update::new(
                 Diff::between(&live, new),
                 self.fast.maps(),

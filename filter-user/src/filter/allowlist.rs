@@ -244,20 +244,6 @@ impl AllowMaps {
         })
     }
 
-    /// What [`AllowMaps::survey`] finds, with the tries already read back
-    /// as `live`: counted and summed from it instead of walked again.
-    pub fn survey_of(&self, live: &Allowlist) -> Survey {
-        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        Survey {
-            entries: [count(live.v4.len()), count(live.v6.len())],
-            trie_sums: [
-                fast_path::prefix_sum(&live.v4),
-                fast_path::prefix_sum(&live.v6),
-            ],
-            fast_sum: self.fast.live_sum(),
-        }
-    }
-
     /// Every way the maps are out of step: with their record (the tries
     /// or the fast path changed since the list was applied, or no record
     /// at all), and the fast path with the tries. Empty when in step.

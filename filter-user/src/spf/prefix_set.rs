@@ -137,16 +137,10 @@ mod tests {
     use super::*;
 
     fn set(prefixes: &[&str]) -> PrefixSet {
-        let (mut v4, mut v6) = (Vec::new(), Vec::new());
-        for p in prefixes {
-            let net = p
-                .parse::<IpNet>()
-                .unwrap_or_else(|_| IpNet::from(p.parse::<IpAddr>().unwrap()));
-            match net {
-                IpNet::V4(n) => v4.push(n),
-                IpNet::V6(n) => v6.push(n),
-            }
-        }
+        let (v4, v6) = crate::allowlist::by_family(prefixes.iter().map(|p| {
+            p.parse::<IpNet>()
+                .unwrap_or_else(|_| IpNet::from(p.parse::<IpAddr>().unwrap()))
+        }));
         PrefixSet::new(v4, v6)
     }
 

@@ -19,7 +19,7 @@ use aya::{
     maps::{IterableMap as _, LpmTrie, MapData, lpm_trie::Key},
 };
 use filter_user::{
-    allowlist::Prefix,
+    allowlist::{Prefix, by_family},
     filter::{
         Installed,
         memory::{human, map_memory},
@@ -61,10 +61,7 @@ fn measure(mx: &Mxgate, args: &[&str], writes: WriteMode) -> anyhow::Result<Cost
     cmd.args(["-f", "%M"])
         .arg(inner.get_program())
         .args(inner.get_args());
-    match writes {
-        WriteMode::Single => cmd.env(WRITE_MODE_ENV, "single"),
-        WriteMode::Batched => cmd.env_remove(WRITE_MODE_ENV),
-    };
+    written(&mut cmd, writes);
     let started = Instant::now();
     let out = cmd.output().context("running mxgate under /usr/bin/time")?;
     let wall = started.elapsed();
@@ -81,6 +78,15 @@ fn measure(mx: &Mxgate, args: &[&str], writes: WriteMode) -> anyhow::Result<Cost
         .and_then(|l| l.trim().parse().ok())
         .context("no peak RSS from /usr/bin/time")?;
     Ok(Cost { wall, peak_kib })
+}
+
+/// Makes `cmd` write the tries as `writes` says, whatever the bench's own
+/// environment holds.
+fn written(cmd: &mut Command, writes: WriteMode) {
+    match writes {
+        WriteMode::Single => cmd.env(WRITE_MODE_ENV, "single"),
+        WriteMode::Batched => cmd.env_remove(WRITE_MODE_ENV),
+    };
 }
 
 fn write(dir: &std::path::Path, name: &str, nets: &[IpNet]) -> String {
@@ -338,9 +344,7 @@ fn measure_row(
     }
     // The refresh wrote the tries the way the row says.
     let mut cmd = mx.command(&[&["refresh", "--ranges", &full_path, "--json"][..], &grow].concat());
-    if writes == WriteMode::Single {
-        cmd.env(WRITE_MODE_ENV, "single");
-    }
+    written(&mut cmd, writes);
     let json = cmd.output().context("refresh --json")?;
     let value: serde_json::Value =
         serde_json::from_slice(&json.stdout).context("refresh --json")?;
@@ -372,20 +376,7 @@ fn kernel_baseline(nets: &[IpNet], writes: WriteMode) -> anyhow::Result<(f64, f6
     let name = unique_name("bench-trie");
     let filter = LoadedFilter::new(&name, &Policy::default())?;
     let installed = Installed::find(filter.filter().pins())?.context("the bench's filter")?;
-    let v4: Vec<Ipv4Net> = nets
-        .iter()
-        .filter_map(|n| match n {
-            IpNet::V4(n) => Some(*n),
-            IpNet::V6(_) => None,
-        })
-        .collect();
-    let v6: Vec<Ipv6Net> = nets
-        .iter()
-        .filter_map(|n| match n {
-            IpNet::V6(n) => Some(*n),
-            IpNet::V4(_) => None,
-        })
-        .collect();
+    let (v4, v6) = by_family(nets.iter().copied());
     let (mut insert, mut read) = (Vec::new(), Vec::new());
     for _ in 0..RUNS {
         let mut v4_trie = installed.map(filter_common::map_names::ALLOW_V4)?;
