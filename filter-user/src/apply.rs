@@ -48,6 +48,10 @@ pub struct RefreshOutcome {
     /// options) the live list was read from, and the maps matched their
     /// record: the refresh stopped before parsing anything.
     pub sources_unchanged: bool,
+    /// True when the refresh compared the tries with their record by the
+    /// entry counts the kernel keeps, reading no key back (sources
+    /// unchanged, Linux 6.6+).
+    pub counted_by_kernel: bool,
 }
 
 /// What [`apply_list`] does with the change it computes.
@@ -130,6 +134,7 @@ pub fn apply_list(
         fast_path_writes: 0,
         trie_writes: None,
         sources_unchanged: false,
+        counted_by_kernel: false,
     };
     if mode == ApplyMode::Preview {
         return Ok(outcome);
@@ -207,5 +212,6 @@ pub(crate) fn unchanged_counts(v4: usize, v6: usize) -> RefreshOutcome {
         fast_path_writes: 0,
         trie_writes: None,
         sources_unchanged: false,
+        counted_by_kernel: false,
     }
 }

@@ -108,11 +108,30 @@ fn kind_of(meta: &Metadata) -> &'static str {
     }
 }
 
+/// Whether [`write_atomically`] waits for the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The file, then its directory, synced: after a crash the path holds
+    /// the old file or the new one. For what must survive (sources' last
+    /// good copies).
+    Synced,
+    /// Not synced: a crash may leave the path empty or old. For what is
+    /// rewritten anyway and costs nothing lost (metrics, the refresh
+    /// record); two syncs cost a refresh of unchanged sources a tenth of
+    /// its time.
+    Unsynced,
+}
+
 /// Writes `contents` to `path` whole, with permissions `mode`. A reader sees
 /// the old file or the new one, never half of one; a symlink or file an
 /// attacker planted at a temporary name is never followed or overwritten,
 /// and a symlink at `path` itself is replaced, not followed.
-pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+pub fn write_atomically(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    durability: Durability,
+) -> anyhow::Result<()> {
     let name = path
         .file_name()
         .with_context(|| format!("{} names no file", path.display()))?;
@@ -134,7 +153,10 @@ pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Resu
         .set_permissions(fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting the mode of {}", temporary.display()))?;
     file.write_all(contents)
-        .and_then(|()| file.as_file().sync_all())
+        .and_then(|()| match durability {
+            Durability::Synced => file.as_file().sync_all(),
+            Durability::Unsynced => Ok(()),
+        })
         .with_context(|| format!("writing {}", temporary.display()))?;
     file.persist(path).map_err(|e| {
         anyhow::Error::new(e.error).context(format!(
@@ -145,7 +167,9 @@ pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Resu
     })?;
     // The rename is durable once the directory is; losing that only costs a
     // fresh copy next time, so a failure here is not an error.
-    if let Ok(d) = File::open(dir) {
+    if durability == Durability::Synced
+        && let Ok(d) = File::open(dir)
+    {
         let _ = d.sync_all();
     }
     Ok(())
@@ -267,8 +291,8 @@ mod tests {
     fn writes_whole_files_with_the_mode_asked() {
         let dir = scratch("write");
         let path = dir.join("m.prom");
-        write_atomically(&path, b"one\n", 0o644).unwrap();
-        write_atomically(&path, b"two\n", 0o600).unwrap();
+        write_atomically(&path, b"one\n", 0o644, Durability::Synced).unwrap();
+        write_atomically(&path, b"two\n", 0o600, Durability::Unsynced).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two\n");
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         let left: Vec<_> = fs::read_dir(&dir).unwrap().collect();
@@ -282,7 +306,7 @@ mod tests {
         let path = dir.join("busy");
         fs::create_dir(&path).unwrap();
         fs::write(path.join("kept"), b"kept").unwrap();
-        let e = write_atomically(&path, b"new", 0o600).unwrap_err();
+        let e = write_atomically(&path, b"new", 0o600, Durability::Synced).unwrap_err();
         assert!(format!("{e:#}").contains("renaming"), "{e:#}");
         assert_eq!(fs::read(path.join("kept")).unwrap(), b"kept");
         let left: Vec<_> = fs::read_dir(&dir).unwrap().collect();
@@ -297,7 +321,7 @@ mod tests {
         fs::write(&victim, b"secret").unwrap();
         let path = dir.join("m.prom");
         symlink(&victim, &path).unwrap();
-        write_atomically(&path, b"metrics", 0o644).unwrap();
+        write_atomically(&path, b"metrics", 0o644, Durability::Unsynced).unwrap();
         assert_eq!(fs::read(&victim).unwrap(), b"secret");
         assert!(
             !fs::symlink_metadata(&path)

@@ -205,7 +205,7 @@ pub fn record(list: &ListSpec, started: SystemTime, outcome: Result<(), &anyhow:
         .map_err(anyhow::Error::from)
         .and_then(|text| {
             files::private_dir(dir)?;
-            files::write_atomically(&path_in(dir), &text, 0o600)
+            files::write_atomically(&path_in(dir), &text, 0o600, files::Durability::Unsynced)
         });
     if let Err(e) = written {
         eprintln!(

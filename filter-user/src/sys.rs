@@ -391,6 +391,95 @@ fn probe_lpm_batch() -> bool {
         && map_batch::<_, u8>(map.as_fd(), BatchOp::Delete, &keys, &[]).is_ok()
 }
 
+/// The bytes the kernel charges a map for, as `/proc/self/fdinfo` says
+/// (`memlock:`). Since Linux 6.6 that is the memory the map uses now; an
+/// LPM trie's is its entry count times the size of one entry (see
+/// [`lpm_entry_bytes`]). Before 6.6, what the map could use at most.
+pub fn map_memlock(map: BorrowedFd<'_>) -> io::Result<u64> {
+    use std::io::Read as _;
+    // The kernel writes a dozen short lines; 4 KiB bounds the read.
+    let mut text = String::new();
+    std::fs::File::open(format!("/proc/self/fdinfo/{}", map.as_raw_fd()))?
+        .take(4096)
+        .read_to_string(&mut text)?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("memlock:"))
+        .and_then(|value| value.trim().parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "fdinfo has no memlock line"))
+}
+
+/// What one entry of an LPM trie with keys of `key_size` bytes and values
+/// of `value_size` bytes adds to its [`map_memlock`], when this kernel
+/// charges a trie by its entries (Linux 6.6+: `trie_mem_usage`, entries
+/// times the size of a node with its key and value); `None` when it does
+/// not. Asked as the kernel feature probes ask, on a trie made for the
+/// question: empty it must be charged nothing, and each of two entries as
+/// much. Probed once per process and key size.
+pub fn lpm_entry_bytes(key_size: u32, value_size: u32) -> Option<u64> {
+    use std::{collections::BTreeMap, sync::Mutex};
+    static PROBED: Mutex<BTreeMap<(u32, u32), Option<u64>>> = Mutex::new(BTreeMap::new());
+    let mut probed = PROBED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    *probed.entry((key_size, value_size)).or_insert_with(|| {
+        let bytes = probe_lpm_entry_bytes(key_size, value_size);
+        log::debug!("kernel: LPM trie memory counts entries: {bytes:?} bytes each");
+        bytes
+    })
+}
+
+fn probe_lpm_entry_bytes(key_size: u32, value_size: u32) -> Option<u64> {
+    let map = create_map(
+        bpf_map_type::BPF_MAP_TYPE_LPM_TRIE,
+        "mxgate_probe",
+        key_size,
+        value_size,
+        2,
+        BPF_F_NO_PREALLOC,
+    )
+    .ok()?;
+    let charged = || map_memlock(map.as_fd()).ok();
+    if charged()? != 0 {
+        return None;
+    }
+    // Two keys of the trie's size: prefix length (host order), then the
+    // address; /1s of 0.0.0.0 and 128.0.0.0 (or their IPv6 twins).
+    let mut keys = vec![0u8; 2 * key_size as usize];
+    let data = usize::min(4, key_size as usize);
+    for (i, key) in keys.chunks_exact_mut(key_size as usize).enumerate() {
+        key[..data].copy_from_slice(&1u32.to_ne_bytes()[..data]);
+        if let Some(first) = key.get_mut(4) {
+            *first = if i == 0 { 0 } else { 0x80 };
+        }
+    }
+    let value = vec![0u8; value_size as usize];
+    let mut per_entry = None;
+    for (i, key) in keys.chunks_exact(key_size as usize).enumerate() {
+        update_elem(map.as_fd(), key, &value).ok()?;
+        let bytes = charged()?;
+        match per_entry {
+            None if bytes > 0 => per_entry = Some(bytes),
+            Some(one) if bytes == one * (i as u64 + 1) => {}
+            _ => return None,
+        }
+    }
+    per_entry
+}
+
+/// BPF_MAP_UPDATE_ELEM of `key` to `value`, each of the map's own size.
+fn update_elem(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> io::Result<()> {
+    let mut attr = zeroed_attr();
+    // SAFETY: writing Copy members of the union.
+    let elem = unsafe { &mut attr.__bindgen_anon_2 };
+    elem.map_fd = map.as_raw_fd() as u32;
+    elem.key = key.as_ptr() as u64;
+    elem.__bindgen_anon_1.value = value.as_ptr() as u64;
+    // SAFETY: `key` and `value` are the map's key and value sizes (the
+    // caller made the map so) and live until the call returns; the kernel
+    // only reads them.
+    unsafe { bpf(bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut attr) }.map(drop)
+}
+
 /// An all-zero `bpf_attr`, as every command wants the bytes it does not use.
 fn zeroed_attr() -> bpf_attr {
     // SAFETY: bpf_attr is a union of structs of plain integers; all zeroes

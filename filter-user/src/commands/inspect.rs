@@ -272,9 +272,10 @@ fn describe_link(link: &links::LinkStatus) -> String {
 }
 
 /// What repairs maps out of step, as `status` says it.
-const REPAIR: &str = "the next `mxgate refresh` repairs this (it compares the maps' counts and \
-     checksums with their record, and reads them back when they differ); `mxgate refresh \
-     --force` and `mxgate attach` always read every map back and repair it";
+const REPAIR: &str = "`mxgate refresh --force` and `mxgate attach` read every map back and repair \
+     this; so does the next `mxgate refresh` when the tries' entry counts or the fast path differ \
+     from their record, or its sources' bytes changed (with the same bytes it compares counts and \
+     checksums with the record, not every key)";
 
 /// What the filter does with a SYN from the looked-up address.
 fn verdict_text(allowed: bool, open: bool, dry_run: bool) -> &'static str {

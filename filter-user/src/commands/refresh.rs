@@ -49,11 +49,13 @@ fn unchanged_sources(
     let Some(record) = allow.record()? else {
         return Ok(None);
     };
-    if !record.drift(&allow.survey()?).is_empty() {
+    let seen = allow.counted_survey()?;
+    if !record.drift(&seen).is_empty() {
         return Ok(None);
     }
     let mut outcome = unchanged_counts(record.entries[0] as usize, record.entries[1] as usize);
     outcome.sources_unchanged = true;
+    outcome.counted_by_kernel = seen.trie_sums.is_none();
     Ok(Some(outcome))
 }
 
@@ -106,6 +108,12 @@ pub fn command(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<()> {
             eprintln!(
                 "mxgate: the sources delivered the bytes the live list was read from and the \
                  maps match their record: stopped before parsing"
+            );
+        }
+        if outcome.counted_by_kernel {
+            eprintln!(
+                "mxgate: the tries were checked by the entry counts the kernel keeps, no key \
+                 read back (`refresh --force` reads every key)"
             );
         }
     }

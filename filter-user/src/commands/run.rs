@@ -703,6 +703,7 @@ fn write_prom_file(
         path,
         metrics.render(installed, readout, watcher)?.as_bytes(),
         0o644,
+        files::Durability::Unsynced,
     )
 }
 

@@ -56,7 +56,12 @@ pub fn keep_last_good(fetched: &Fetched) {
 /// Writes the copy whole, readable by root only, in a directory of root's.
 fn save(dir: &Path, source: &str, text: &str) -> anyhow::Result<()> {
     files::private_dir(dir)?;
-    files::write_atomically(&cache_path(dir, source), text.as_bytes(), 0o600)
+    files::write_atomically(
+        &cache_path(dir, source),
+        text.as_bytes(),
+        0o600,
+        files::Durability::Synced,
+    )
 }
 
 /// The copy of `source`, if there is one; an error if it is there but not
