@@ -10,7 +10,7 @@ use crate::{
     allowlist::Allowlist,
     diff::{Diff, FamilyDiff},
     error::Refused,
-    fast_path::{self, Survey},
+    fast_path::{self, Plan, Survey},
     filter::{AllowMaps, ConfigMap, trie_writes::WriteMode},
     guard::{Guard, Judgement},
     ranges::ParsedList,
@@ -80,14 +80,22 @@ pub enum Verify {
     Full,
 }
 
-/// Compares `new` with the live allowlist and applies it as `mode` says:
-/// nothing when they are equal; a refusal when `guard` refuses the change;
-/// otherwise every insert, then every delete (see [`crate::fast_path`] for
-/// the fast path's writes in between).
-///
-/// `live` is the list the tries hold, as the caller read it back under
-/// the lock ([`AllowMaps::read`]; a refresh reads it while it parses
-/// `new`).
+/// The lists [`apply_list`] goes between.
+pub struct Change<'a> {
+    /// The list the tries hold, as the caller read it back under the lock
+    /// ([`AllowMaps::read`]; a refresh reads it while it parses `new`).
+    pub live: Allowlist,
+    /// The list to apply.
+    pub new: &'a Allowlist,
+    /// `new`'s [`Plan`], when the caller made it already (see
+    /// [`AllowMaps::apply`]).
+    pub plan: Option<Plan>,
+}
+
+/// Compares `change.new` with the live allowlist and applies it as `mode`
+/// says: nothing when they are equal; a refusal when `guard` refuses the
+/// change; otherwise every insert, then every delete (see
+/// [`crate::fast_path`] for the fast path's writes in between).
 ///
 /// When the maps' record says they hold `new` already, the guards have
 /// nothing to judge: the maps are checked as `verify` says, and whatever
@@ -96,15 +104,16 @@ pub enum Verify {
 pub fn apply_list(
     allow: &mut AllowMaps,
     config: &mut ConfigMap,
-    live: Allowlist,
-    new: &Allowlist,
+    change: Change<'_>,
     guard: Guard,
     mode: ApplyMode,
     verify: Verify,
 ) -> anyhow::Result<RefreshOutcome> {
-    let record = allow
-        .record()?
-        .filter(|r| r.digest == fast_path::digest(new));
+    let Change { live, new, plan } = change;
+    let digest = plan
+        .as_ref()
+        .map_or_else(|| fast_path::digest(new), |p| p.record.digest);
+    let record = allow.record()?.filter(|r| r.digest == digest);
     let mut drift = Vec::new();
     if let Some(record) = record {
         // What `allow.survey()` finds, from the tries as read already.
@@ -143,7 +152,7 @@ pub fn apply_list(
         // The tries hold the list, but the fast path or the record may not
         // (a refresh killed halfway, drift, another mxgate): bring them in
         // step.
-        outcome.fast_path_writes = allow.apply(&live, &outcome.diff, new, config)?;
+        outcome.fast_path_writes = allow.apply(&live, &outcome.diff, new, plan, config)?;
         outcome.applied = outcome.fast_path_writes > 0;
         return Ok(outcome);
     }
@@ -153,7 +162,7 @@ pub fn apply_list(
         }
         return Err(Refused(message).into());
     }
-    outcome.fast_path_writes = allow.apply(&live, &outcome.diff, new, config)?;
+    outcome.fast_path_writes = allow.apply(&live, &outcome.diff, new, plan, config)?;
     outcome.applied = true;
     outcome.trie_writes = Some(allow.write_mode());
     Ok(outcome)

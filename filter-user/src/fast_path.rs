@@ -123,10 +123,10 @@ impl FastPath {
     /// Every block not covered: what new maps hold.
     pub fn empty() -> Self {
         Self {
-            v4: vec![0; WORDS as usize],
-            v6: vec![0; WORDS as usize],
-            mids: vec![0; MID_SLOTS as usize],
-            slots: vec![0; SUBBLOCK_SLOTS as usize],
+            v4: zeroed_table(WORDS),
+            v6: zeroed_table(WORDS),
+            mids: zeroed_table(MID_SLOTS),
+            slots: zeroed_table(SUBBLOCK_SLOTS),
         }
     }
 
@@ -170,6 +170,35 @@ impl FastPath {
             slots: &self.slots,
         }
     }
+}
+
+/// A table of `words` zero words, in huge pages where the kernel gives
+/// them (transparent huge pages, on request): a list's /32 and /48
+/// entries land in random buckets of 8 MiB tables, and with 4 KiB pages
+/// each page written first costs a fault, each read a TLB miss. Measured
+/// on 100,000 IPv6 prefixes: the fast path in 17 ms, not 25; comparing it
+/// with the live maps in 3.5 ms, not 6.
+fn zeroed_table(words: u32) -> Vec<u64> {
+    let table = vec![0u64; words as usize];
+    // Only whole pages inside the table: madvise splits the mapping there.
+    const PAGE: usize = 4096;
+    let start = table.as_ptr() as usize;
+    let end = start + table.len() * size_of::<u64>();
+    let (first, last) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
+    if last > first {
+        // SAFETY: the range lies inside `table`'s allocation, untouched
+        // yet; MADV_HUGEPAGE changes how its pages are backed, not their
+        // contents (zero). A kernel without transparent huge pages refuses
+        // it, and the table is just as good.
+        unsafe {
+            libc::madvise(
+                first as *mut libc::c_void,
+                last - first,
+                libc::MADV_HUGEPAGE,
+            );
+        }
+    }
+    table
 }
 
 /// Words of the level after a summary under one word of it: each of the
@@ -545,6 +574,13 @@ pub enum Write {
 pub struct Update {
     /// The tries' change.
     pub diff: Diff,
+    /// The fast path's.
+    pub words: WordChanges,
+}
+
+/// The fast-path words a refresh writes, in the steps of the proven order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WordChanges {
     /// /48 slots that change, widened (step 2).
     pub slots_widened: Vec<(u32, u64)>,
     /// /32 slots that change, widened (step 3).
@@ -560,10 +596,9 @@ pub struct Update {
     pub slots_final: Vec<(u32, u64)>,
 }
 
-impl Update {
-    /// What turns the live tries (`diff`) and fast-path maps (`live`) into
-    /// `wanted`'s.
-    pub fn new(diff: Diff, live: BlockMaps<'_>, wanted: &FastPath) -> Self {
+impl WordChanges {
+    /// What turns the fast-path maps `live` into `wanted`.
+    pub fn new(live: BlockMaps<'_>, wanted: &FastPath) -> Self {
         let (slots_widened, slots_final) = slot_changes(live.slots, &wanted.slots);
         let (mids_widened, mids_final) = slot_changes(live.mids, &wanted.mids);
         let mut block_words = Vec::new();
@@ -581,7 +616,6 @@ impl Update {
             }
         }
         Self {
-            diff,
             slots_widened,
             mids_widened,
             block_words,
@@ -591,32 +625,71 @@ impl Update {
         }
     }
 
-    /// True when nothing is written.
+    /// True when no word changes.
     pub fn is_empty(&self) -> bool {
-        self.diff.is_empty()
-            && self.slots_widened.is_empty()
+        self.slots_widened.is_empty()
             && self.mids_widened.is_empty()
             && self.block_words.is_empty()
             && self.summary_words.is_empty()
             && self.mids_final.is_empty()
             && self.slots_final.is_empty()
     }
+}
+
+/// What a list makes of the fast path, computed before anything is
+/// written: its words, how they differ from the live maps', and the record
+/// the maps hold once it is applied. Needs the new list and the live fast
+/// path, not the tries: a refresh computes it while the kernel reads the
+/// tries back.
+pub struct Plan {
+    /// From the live maps to the list's fast path.
+    pub words: WordChanges,
+    /// [`Record::of`] the list and its fast path.
+    pub record: Record,
+}
+
+impl Plan {
+    /// The plan for `new` from the live fast-path maps `live`.
+    pub fn new(new: &Allowlist, live: BlockMaps<'_>) -> Self {
+        let wanted = FastPath::from_list(new);
+        Self {
+            words: WordChanges::new(live, &wanted),
+            record: Record::of(new, &wanted),
+        }
+    }
+}
+
+impl Update {
+    /// What turns the live tries (`diff`) and fast-path maps (`live`) into
+    /// `wanted`'s.
+    pub fn new(diff: Diff, live: BlockMaps<'_>, wanted: &FastPath) -> Self {
+        Self {
+            diff,
+            words: WordChanges::new(live, wanted),
+        }
+    }
+
+    /// True when nothing is written.
+    pub fn is_empty(&self) -> bool {
+        self.diff.is_empty() && self.words.is_empty()
+    }
 
     /// Every write, in the order the module's documentation proves safe.
     pub fn writes(&self) -> impl Iterator<Item = Write> + '_ {
+        let w = &self.words;
         let inserts = (self.diff.v4.added.iter().map(|n| IpNet::V4(*n)))
             .chain(self.diff.v6.added.iter().map(|n| IpNet::V6(*n)))
             .map(Write::Insert);
         let slot = |table: Table| move |(i, v): &(u32, u64)| Write::Word(table, *i, *v);
-        let widened = (self.slots_widened.iter().map(slot(Table::Slots)))
-            .chain(self.mids_widened.iter().map(slot(Table::Mids)));
-        let words = (self.block_words.iter().chain(&self.summary_words))
-            .map(|(t, i, w)| Write::Word(*t, *i, *w));
+        let widened = (w.slots_widened.iter().map(slot(Table::Slots)))
+            .chain(w.mids_widened.iter().map(slot(Table::Mids)));
+        let words =
+            (w.block_words.iter().chain(&w.summary_words)).map(|(t, i, w)| Write::Word(*t, *i, *w));
         let removes = (self.diff.v4.removed.iter().map(|n| IpNet::V4(*n)))
             .chain(self.diff.v6.removed.iter().map(|n| IpNet::V6(*n)))
             .map(Write::Remove);
-        let narrowed = (self.mids_final.iter().map(slot(Table::Mids)))
-            .chain(self.slots_final.iter().map(slot(Table::Slots)));
+        let narrowed = (w.mids_final.iter().map(slot(Table::Mids)))
+            .chain(w.slots_final.iter().map(slot(Table::Slots)));
         inserts
             .chain(widened)
             .chain(words)

@@ -15,7 +15,7 @@ use filter_common::{FLAG_OPEN, MAX_PROTECTED_DST};
 
 use crate::{
     allowlist::Allowlist,
-    apply::{ApplyMode, RefreshOutcome, Verify, apply_list, keep_if_live},
+    apply::{ApplyMode, Change, RefreshOutcome, Verify, apply_list, keep_if_live},
     diff::Guard,
     error::InvalidInput,
     filter::{Filter, Installed, KernelLog, Settings},
@@ -155,8 +155,11 @@ fn attach_locked(
             apply_list(
                 &mut filter.maps.allow,
                 &mut filter.maps.config,
-                live,
-                &list.allowlist,
+                Change {
+                    live,
+                    new: &list.allowlist,
+                    plan: None,
+                },
                 options.guard,
                 mode,
                 // attach makes the filter match the command line: whatever

@@ -915,3 +915,95 @@ fn a_killed_refresh_leaves_the_live_set_between_old_and_new_and_the_next_converg
     }
     println!("{mid_apply} of {rounds} kills landed mid-refresh");
 }
+
+/// A list of both families for [`a_fast_path_planned_while_the_tries_are_read_back_is_the_one_planned_during_the_inserts`]:
+/// `count` IPv4 /24s, and IPv6 /48s and /64s under a few /32s, so every
+/// table of the fast path has entries.
+fn mixed_list(rng: &mut Rng, count: usize) -> Allowlist {
+    let v4 = random_list(rng, count).into_iter().collect();
+    let mut v6 = BTreeSet::new();
+    while v6.len() < count {
+        let mid = u128::from(rng.below(8) as u16) << 96;
+        let rest = u128::from(rng.byte()) << 80 | u128::from(rng.byte()) << 72;
+        let len = if rng.below(2) == 0 { 48 } else { 64 };
+        let addr = (0x2001_0db8_u128 << 96) ^ mid ^ rest;
+        v6.insert(
+            Ipv6Net::new(Ipv6Addr::from(addr), len)
+                .expect("a prefix")
+                .trunc(),
+        );
+    }
+    let mut list = Allowlist {
+        v4,
+        v6: v6.into_iter().collect(),
+    };
+    list.v4.sort();
+    list
+}
+
+/// A refresh plans the fast path while the kernel reads the tries back
+/// when that is the longer wait, else while the kernel makes the inserts
+/// (DESIGN §6). Both plans write the same: the tries hold the new list,
+/// the fast path is the list's, the record is the same.
+#[test]
+fn a_fast_path_planned_while_the_tries_are_read_back_is_the_one_planned_during_the_inserts() {
+    use filter_user::apply::{ApplyMode, Change, Verify, apply_list};
+    let before = mixed_list(&mut Rng::new(0x706c_616e), 1000);
+    // A tenth of each family replaced.
+    let mut after = mixed_list(&mut Rng::new(0x6166_7465), 100);
+    after.v4.extend(before.v4.iter().skip(100).copied());
+    after.v6.extend(before.v6.iter().skip(100).copied());
+    after.v4.sort();
+    after.v4.dedup();
+    after.v6.sort();
+    after.v6.dedup();
+    let mut results = Vec::new();
+    for planned_early in [false, true] {
+        let name = unique_name(&format!("rf-plan{}", u8::from(planned_early)));
+        let mx = Mxgate::without_netns(&name);
+        let filter = LoadedFilter::new(&name, &policy(before.clone())).expect("loading");
+        let mut f = Filter::open(&PinDir::new(mx.pin_dir())).expect("opening");
+        let live = f.maps.allow.read().expect("reading the tries back");
+        // SAFETY: nothing else writes this test's maps.
+        let plan = planned_early.then(|| unsafe { f.maps.allow.plan(&after) });
+        let maps = &mut f.maps;
+        let outcome = apply_list(
+            &mut maps.allow,
+            &mut maps.config,
+            Change {
+                live,
+                new: &after,
+                plan,
+            },
+            filter_user::guard::Guard {
+                force: true,
+                ..filter_user::guard::Guard::DEFAULT
+            },
+            ApplyMode::Apply,
+            Verify::Cheap,
+        )
+        .expect("applying");
+        assert!(outcome.applied, "{outcome:?}");
+        let allow = &filter.filter().allow;
+        assert_eq!(
+            allow.read().unwrap(),
+            after,
+            "planned early: {planned_early}"
+        );
+        assert_eq!(
+            allow.check_fast_path().unwrap(),
+            None,
+            "planned early: {planned_early}"
+        );
+        assert!(
+            allow.consistency().unwrap().in_step(),
+            "planned early: {planned_early}"
+        );
+        results.push((
+            allow.record().unwrap(),
+            allow.fast.snapshot() == fast_path::FastPath::from_list(&after),
+        ));
+    }
+    assert_eq!(results[0], results[1]);
+    assert!(results[0].1, "the fast path is the list's");
+}

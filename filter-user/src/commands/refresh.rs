@@ -6,7 +6,9 @@ use serde_json::json;
 
 use super::{CheckRequest, RefreshRequest, nonempty_list, open_locked, read_nonempty_list};
 use crate::{
-    apply::{ApplyMode, RefreshOutcome, Verify, apply_list, keep_if_live, unchanged_counts},
+    apply::{
+        ApplyMode, Change, RefreshOutcome, Verify, apply_list, keep_if_live, unchanged_counts,
+    },
     error::{Refused, exit_status},
     fast_path,
     filter::{AllowMaps, ConfigMap, trie_writes::WriteMode},
@@ -161,15 +163,24 @@ fn refresh(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<RefreshOut
     }
     // Parsing needs nothing of the maps, reading the live list back nothing
     // of the sources: the kernel walks the tries on another thread
-    // meanwhile.
+    // meanwhile. If it is still walking once the list is parsed, this
+    // thread plans the fast path (which needs the new list and the live
+    // fast path, not the tries); otherwise that is left to overlap the
+    // trie inserts (see `AllowMaps::apply`).
     let tries = allow.tries();
-    let (parsed, live) = std::thread::scope(|scope| {
+    let (parsed, plan, live) = std::thread::scope(|scope| {
         let reading = scope.spawn(move || tries.read());
         let parsed = raw.parse(&request.list.allow, &request.list.options);
+        let plan = match &parsed {
+            // SAFETY: this refresh holds the pin directory's lock, and
+            // nothing is written before the plan is made.
+            Ok(list) if !reading.is_finished() => Some(unsafe { allow.plan(&list.allowlist) }),
+            _ => None,
+        };
         let live = reading
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (parsed, live)
+        (parsed, plan, live)
     });
     let list = nonempty_list(&request.list, parsed?)?;
     let live = live?;
@@ -189,8 +200,11 @@ fn refresh(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<RefreshOut
     let outcome = apply_list(
         &mut allow,
         &mut config,
-        live,
-        &list.allowlist,
+        Change {
+            live,
+            new: &list.allowlist,
+            plan,
+        },
         request.guard,
         mode,
         verify,

@@ -20,7 +20,7 @@ use crate::{
     allowlist::{Allowlist, Prefix},
     diff::Diff,
     error::Refused,
-    fast_path::{self, BlockMaps, FastPath, Path, Record, Survey, Table, Update, Write},
+    fast_path::{self, FastPath, Path, Plan, Record, Survey, Table, Update, Write},
     sys,
 };
 
@@ -126,11 +126,16 @@ impl AllowMaps {
     /// may not take them all at once. Then the prefixes that lose access
     /// anyway, holding no address the new list allows, go first: that opens
     /// no gap. If it still does not fit, nothing is written.
+    ///
+    /// `plan` is `new`'s [`Plan`] from the live fast path, when the caller
+    /// computed it already (a refresh does while the tries are read back);
+    /// otherwise it is computed here while the kernel makes the inserts.
     pub fn apply(
         &mut self,
         live: &Allowlist,
         diff: &Diff,
         new: &Allowlist,
+        plan: Option<Plan>,
         config: &mut ConfigMap,
     ) -> anyhow::Result<usize> {
         let (d4, d6) = (&diff.v4, &diff.v6);
@@ -147,36 +152,32 @@ impl AllowMaps {
         remove_all(&mut self.v6, &early_v6, &mut self.writes)?;
         // The trie inserts come first in the proven order and need nothing
         // of the fast path: the kernel makes them on another thread while
-        // this one computes the fast path's words (a refresh that loads a
-        // list waits for the longer of the two, not for both).
+        // this one computes the fast path's words, unless the caller did
+        // (a refresh that loads a list waits for the longer of the two,
+        // not for both).
         let (v4, v6, mut mode) = (&mut self.v4, &mut self.v6, self.writes);
         let fast = &self.fast;
-        let (inserted, (wanted, update)) = std::thread::scope(|scope| {
+        let (inserted, plan) = std::thread::scope(|scope| {
             let inserting = scope.spawn(move || -> anyhow::Result<WriteMode> {
                 insert_all(v4, &diff.v4.added, &mut mode)?;
                 insert_all(v6, &diff.v6.added, &mut mode)?;
                 Ok(mode)
             });
-            let wanted = FastPath::from_list(new);
             // SAFETY: the fast path's maps are written only by the mxgate
             // that holds the pin directory's lock (the caller), and only
-            // below, once `live_maps` is no longer used; the other thread
-            // writes the tries alone.
-            let live_maps = unsafe {
-                BlockMaps {
-                    v4: fast.v4.unshared(),
-                    v6: fast.v6.unshared(),
-                    mids: fast.mids.unshared(),
-                    slots: fast.slots.unshared(),
-                }
-            };
-            let update = Update::new(diff.clone(), live_maps, &wanted);
+            // below, once the plan is made; the other thread writes the
+            // tries alone.
+            let plan = plan.unwrap_or_else(|| Plan::new(new, unsafe { fast.live_maps() }));
             let inserted = inserting
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (inserted, (wanted, update))
+            (inserted, plan)
         });
         self.writes = inserted?;
+        let update = Update {
+            diff: diff.clone(),
+            words: plan.words,
+        };
         let mut tries = Tries {
             v4: &mut self.v4,
             v6: &mut self.v6,
@@ -205,8 +206,7 @@ impl AllowMaps {
         }
         pending.flush(&mut tries)?;
         self.writes = tries.mode;
-        self.fast
-            .set_record(Some(Record::of(new, &wanted)), self.owner)?;
+        self.fast.set_record(Some(plan.record), self.owner)?;
         if !update.is_empty() {
             config.bump_list_generation()?;
         }
@@ -261,6 +261,17 @@ impl AllowMaps {
             }),
             _ => self.survey(),
         }
+    }
+
+    /// `new`'s [`Plan`] from the live fast path.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the pin directory's lock (nothing writes the fast
+    /// path meanwhile) and writes the fast path only once the plan is made.
+    pub unsafe fn plan(&self, new: &Allowlist) -> Plan {
+        // SAFETY: the caller's guarantee.
+        Plan::new(new, unsafe { self.fast.live_maps() })
     }
 
     /// Every way the maps are out of step: with their record (the tries

@@ -16,7 +16,7 @@ use filter_common::{
 };
 
 use super::Installed;
-use crate::fast_path::{self, FastPath, Record, Table};
+use crate::fast_path::{self, BlockMaps, FastPath, Record, Table};
 
 /// An array map as its bare [`MapData`], to be mapped into memory.
 struct RawArray(MapData);
@@ -203,6 +203,24 @@ impl FastMaps {
             v6: self.v6.snapshot(),
             mids: self.mids.snapshot(),
             slots: self.slots.snapshot(),
+        }
+    }
+
+    /// The four maps' words, read in place.
+    ///
+    /// # Safety
+    ///
+    /// Nothing may write the maps while the slices live: the caller holds
+    /// the pin directory's lock (see [`Bitmap::unshared`]).
+    pub unsafe fn live_maps(&self) -> BlockMaps<'_> {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            BlockMaps {
+                v4: self.v4.unshared(),
+                v6: self.v6.unshared(),
+                mids: self.mids.unshared(),
+                slots: self.slots.unshared(),
+            }
         }
     }
 

@@ -585,8 +585,13 @@ impl Filter {
     pub fn apply(&mut self, new: &Allowlist) -> anyhow::Result<usize> {
         let live = self.allow.read()?;
         let maps = &mut self.maps;
-        maps.allow
-            .apply(&live, &Diff::between(&live, new), new, &mut maps.config)
+        maps.allow.apply(
+            &live,
+            &Diff::between(&live, new),
+            new,
+            None,
+            &mut maps.config,
+        )
     }
 
     /// What the program does with `addr`, read from the live maps.
