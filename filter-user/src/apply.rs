@@ -50,7 +50,7 @@ pub struct RefreshOutcome {
     pub sources_unchanged: bool,
     /// True when the refresh compared the tries with their record by the
     /// entry counts the kernel keeps, reading no key back (sources
-    /// unchanged, Linux 6.6+).
+    /// unchanged, Linux 6.4+).
     pub counted_by_kernel: bool,
 }
 
@@ -110,9 +110,9 @@ pub fn apply_list(
     verify: Verify,
 ) -> anyhow::Result<RefreshOutcome> {
     let Change { live, new, plan } = change;
-    let digest = plan
-        .as_ref()
-        .map_or_else(|| fast_path::digest(new), |p| p.record.digest);
+    let digest = fast_path::digest(new);
+    // A plan made for another list is no plan for this one.
+    let plan = plan.filter(|p| p.record.digest == digest);
     let record = allow.record()?.filter(|r| r.digest == digest);
     let mut drift = Vec::new();
     if let Some(record) = record {

@@ -181,15 +181,19 @@ impl FastPath {
 fn zeroed_table(words: u32) -> Vec<u64> {
     let table = vec![0u64; words as usize];
     // Only whole pages inside the table: madvise splits the mapping there.
-    const PAGE: usize = 4096;
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(0);
+    if page == 0 {
+        return table;
+    }
     let start = table.as_ptr() as usize;
     let end = start + table.len() * size_of::<u64>();
-    let (first, last) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
+    let (first, last) = (start.next_multiple_of(page), end / page * page);
     if last > first {
-        // SAFETY: the range lies inside `table`'s allocation, untouched
-        // yet; MADV_HUGEPAGE changes how its pages are backed, not their
-        // contents (zero). A kernel without transparent huge pages refuses
-        // it, and the table is just as good.
+        // SAFETY: the range lies inside `table`'s allocation, which this
+        // function owns; MADV_HUGEPAGE changes how its pages are backed,
+        // never their contents. A kernel without transparent huge pages
+        // refuses it, and the table is just as good.
         unsafe {
             libc::madvise(
                 first as *mut libc::c_void,

@@ -115,10 +115,12 @@ pub enum Durability {
     /// the old file or the new one. For what must survive (sources' last
     /// good copies).
     Synced,
-    /// Not synced: a crash may leave the path empty or old. For what is
-    /// rewritten anyway and costs nothing lost (metrics, the refresh
-    /// record); two syncs cost a refresh of unchanged sources a tenth of
-    /// its time.
+    /// Not synced: a crash right after may leave the path empty or as it
+    /// was. For what the next write puts right: the metrics file (within
+    /// an interval) and the refresh record (which then shows the refresh
+    /// before, or none, until the next refresh). Two syncs cost a refresh
+    /// of unchanged sources a tenth of its time, and far more on a busy
+    /// disk.
     Unsynced,
 }
 

@@ -392,9 +392,9 @@ fn probe_lpm_batch() -> bool {
 }
 
 /// The bytes the kernel charges a map for, as `/proc/self/fdinfo` says
-/// (`memlock:`). Since Linux 6.6 that is the memory the map uses now; an
+/// (`memlock:`). Since Linux 6.4 that is the memory the map uses now; an
 /// LPM trie's is its entry count times the size of one entry (see
-/// [`lpm_entry_bytes`]). Before 6.6, what the map could use at most.
+/// [`lpm_entry_bytes`]). Before 6.4, what the map could use at most.
 pub fn map_memlock(map: BorrowedFd<'_>) -> io::Result<u64> {
     use std::io::Read as _;
     // The kernel writes a dozen short lines; 4 KiB bounds the read.
@@ -410,7 +410,7 @@ pub fn map_memlock(map: BorrowedFd<'_>) -> io::Result<u64> {
 
 /// What one entry of an LPM trie with keys of `key_size` bytes and values
 /// of `value_size` bytes adds to its [`map_memlock`], when this kernel
-/// charges a trie by its entries (Linux 6.6+: `trie_mem_usage`, entries
+/// charges a trie by its entries (Linux 6.4+: `trie_mem_usage`, entries
 /// times the size of a node with its key and value); `None` when it does
 /// not. Asked as the kernel feature probes ask, on a trie made for the
 /// question: empty it must be charged nothing, and each of two entries as

@@ -246,7 +246,7 @@ impl AllowMaps {
 
     /// The maps as a refresh of unchanged sources checks them: the tries'
     /// entry counts as the kernel keeps them, and one read of the fast
-    /// path. Linux 6.6+ charges an LPM trie's memory per entry, so the
+    /// path. Linux 6.4+ charges an LPM trie's memory per entry, so the
     /// count costs no walk of the keys (which takes the kernel about 38 ms
     /// for 100,000 prefixes); a trie whose keys were swapped for as many
     /// others passes it, which [`Self::survey`] would catch (`status`,
