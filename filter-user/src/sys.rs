@@ -402,10 +402,16 @@ pub fn map_memlock(map: BorrowedFd<'_>) -> io::Result<u64> {
     std::fs::File::open(format!("/proc/self/fdinfo/{}", map.as_raw_fd()))?
         .take(4096)
         .read_to_string(&mut text)?;
-    text.lines()
+    memlock_of(&text)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "fdinfo has no memlock line"))
+}
+
+/// The `memlock:` value of a map's fdinfo text.
+fn memlock_of(fdinfo: &str) -> Option<u64> {
+    fdinfo
+        .lines()
         .find_map(|line| line.strip_prefix("memlock:"))
         .and_then(|value| value.trim().parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "fdinfo has no memlock line"))
 }
 
 /// What one entry of an LPM trie with keys of `key_size` bytes and values
@@ -510,4 +516,16 @@ unsafe fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i32> {
         return Err(io::Error::last_os_error());
     }
     i32::try_from(rc).map_err(|_| io::Error::other("bpf(2) returned an out-of-range value"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memlock_is_read_from_fdinfo() {
+        let text = "pos:\t0\nflags:\t02000002\nmap_type:\t1\nmemlock:\t4198400\nmap_id:\t7\n";
+        assert_eq!(memlock_of(text), Some(4_198_400));
+        assert_eq!(memlock_of("pos:\t0\n"), None);
+    }
 }

@@ -1,11 +1,11 @@
 //! The memory each of the filter's maps takes, as the kernel charges it.
 
-use std::os::fd::{AsFd as _, AsRawFd as _};
+use std::os::fd::AsFd as _;
 
 use aya::maps::MapData;
 use filter_common::map_names;
 
-use crate::pins::PinDir;
+use crate::{pins::PinDir, sys};
 
 /// One map's memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -26,22 +26,12 @@ pub fn map_memory(pins: &PinDir) -> Vec<MapMemory> {
         .iter()
         .filter_map(|name| {
             let map = MapData::from_pin(pins.map(name)).ok()?;
-            let fdinfo = format!("/proc/self/fdinfo/{}", map.fd().as_fd().as_raw_fd());
-            let text = std::fs::read_to_string(&fdinfo).ok()?;
             Some(MapMemory {
                 name,
-                bytes: memlock(&text)?,
+                bytes: sys::map_memlock(map.fd().as_fd()).ok()?,
             })
         })
         .collect()
-}
-
-/// The `memlock:` value of a map's fdinfo.
-fn memlock(fdinfo: &str) -> Option<u64> {
-    fdinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("memlock:"))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// `bytes` for people: "4.0 MiB", "12 KiB".
@@ -62,10 +52,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn memlock_is_read_from_fdinfo() {
-        let text = "pos:\t0\nflags:\t02000002\nmap_type:\t1\nmemlock:\t4198400\nmap_id:\t7\n";
-        assert_eq!(memlock(text), Some(4_198_400));
-        assert_eq!(memlock("pos:\t0\n"), None);
+    fn sizes_are_said_for_people() {
         assert_eq!(human(4_198_400), "4.0 MiB");
         assert_eq!(human(12_288), "12 KiB");
         assert_eq!(human(12), "12 B");

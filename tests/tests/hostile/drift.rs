@@ -72,6 +72,21 @@ fn status_in_step(h: &Host) {
     h.expect(0, &["status"], "maps: in step with the list applied last");
 }
 
+/// Runs `repair`, which must say `said` and show the IPv4 trie's change
+/// `change` ("+0 -1"): after "IPv4" in a refresh's summary, in brackets in
+/// attach's. The filter then protects again, its maps in step.
+fn repairs(h: &Host, repair: &[&str], said: &str, change: &str) {
+    let out = h.expect(0, repair, said);
+    let shown = if repair[0] == "refresh" {
+        format!("IPv4 {change}")
+    } else {
+        format!("({change})")
+    };
+    assert!(out.contains(&shown), "{repair:?}: {out}");
+    h.protects();
+    status_in_step(h);
+}
+
 #[test]
 fn a_fast_path_word_edited_behind_mxgates_back_is_named_and_repaired() {
     let h = Host::new("ho-driftf");
@@ -140,20 +155,13 @@ fn a_prefix_added_to_a_trie_behind_mxgates_back_is_named_and_repaired() {
             &h,
             "the IPv4 trie holds 3 prefixes, the list applied last 2",
         );
-        let out = h.expect(
-            0,
+        repairs(
+            &h,
             repair,
             "repaired drift: the maps had drifted from the list applied last (the IPv4 trie \
              holds 3 prefixes, the list applied last 2",
+            "+0 -1",
         );
-        let removed = if repair[0] == "refresh" {
-            "IPv4 +0 -1"
-        } else {
-            "(+0 -1)"
-        };
-        assert!(out.contains(removed), "{repair:?}: {out}");
-        h.protects();
-        status_in_step(&h);
     }
 
     // One prefix swapped for another: as many entries, other ones.
@@ -181,15 +189,7 @@ fn a_prefix_added_to_a_trie_behind_mxgates_back_is_named_and_repaired() {
         &["attach", "--iface", SERVER_IF, "--ranges", &list],
     ] {
         swap();
-        let out = h.expect(0, repair, "repaired drift");
-        let swapped = if repair[0] == "refresh" {
-            "IPv4 +1 -1"
-        } else {
-            "(+1 -1)"
-        };
-        assert!(out.contains(swapped), "{repair:?}: {out}");
-        h.protects();
-        status_in_step(&h);
+        repairs(&h, repair, "repaired drift", "+1 -1");
     }
 }
 
