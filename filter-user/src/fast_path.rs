@@ -140,6 +140,8 @@ impl FastPath {
     /// trie).
     pub fn from_list(list: &Allowlist) -> Self {
         let mut fast = Self::empty();
+        prefault(&mut fast.v4, list.v4.len());
+        prefault(&mut fast.v6, list.v6.len());
         for net in &list.v4 {
             let first = v4_block(&net.network().octets());
             match blocks_covered(net.prefix_len()) {
@@ -156,6 +158,8 @@ impl FastPath {
         if !list.v6.is_empty() {
             summarise(&mut fast.v6);
         }
+        prefault(&mut fast.mids, mids.len());
+        prefault(&mut fast.slots, subblocks.len());
         hash_into(&mut fast.mids, &mids, mid_bucket);
         hash_into(&mut fast.slots, &subblocks, subblock_bucket);
         fast
@@ -180,29 +184,58 @@ impl FastPath {
 /// with the live maps in 3.5 ms, not 6.
 fn zeroed_table(words: u32) -> Vec<u64> {
     let table = vec![0u64; words as usize];
-    // Only whole pages inside the table: madvise splits the mapping there.
-    // SAFETY: sysconf has no preconditions.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(0);
+    // SAFETY: MADV_HUGEPAGE changes how the table's pages are backed,
+    // never their contents. A kernel without transparent huge pages
+    // refuses it, and the table is just as good.
+    unsafe { advise(&table, libc::MADV_HUGEPAGE) };
+    table
+}
+
+/// Faults every page of `table` in, writable, in one call, when `writes`
+/// entries spread over it would write most of its pages anyway (4 a page:
+/// 98 % of them at random). A state is read before it is written, so each
+/// page would otherwise take two faults, the second replacing the shared
+/// zero page and, while the kernel reads the tries back on another
+/// thread, interrupting that thread's CPU to flush its TLB. Measured on a
+/// refresh of 100,000 IPv4 prefixes, 1 % changed: 0.91 × the time (30
+/// pairs); on 1,000, where most pages stay unwritten, 1.08 ×, hence the
+/// bound. Kernels before 5.14 refuse it; the faults then come one by one.
+fn prefault(table: &mut [u64], writes: usize) {
+    let pages = size_of_val(table) / page_size().max(1);
+    if writes < 4 * pages {
+        return;
+    }
+    // SAFETY: MADV_POPULATE_WRITE allocates the pages, which still read
+    // as the zeroes they are; the table's contents do not change.
+    unsafe { advise(table, libc::MADV_POPULATE_WRITE) };
+}
+
+/// `madvise(advice)` over the whole pages inside `table` (the advice
+/// splits the mapping at its range's ends: it must not reach memory the
+/// table does not own). Failures are ignored: every advice given here
+/// only changes speed.
+///
+/// # Safety
+/// `advice` must leave the contents of the pages unchanged.
+unsafe fn advise(table: &[u64], advice: libc::c_int) {
+    let page = page_size();
     if page == 0 {
-        return table;
+        return;
     }
     let start = table.as_ptr() as usize;
-    let end = start + table.len() * size_of::<u64>();
+    let end = start + size_of_val(table);
     let (first, last) = (start.next_multiple_of(page), end / page * page);
     if last > first {
-        // SAFETY: the range lies inside `table`'s allocation, which this
-        // function owns; MADV_HUGEPAGE changes how its pages are backed,
-        // never their contents. A kernel without transparent huge pages
-        // refuses it, and the table is just as good.
-        unsafe {
-            libc::madvise(
-                first as *mut libc::c_void,
-                last - first,
-                libc::MADV_HUGEPAGE,
-            );
-        }
+        // SAFETY: the range lies inside `table`'s allocation, and the
+        // caller vouches that the advice changes no contents.
+        unsafe { libc::madvise(first as *mut libc::c_void, last - first, advice) };
     }
-    table
+}
+
+/// The size of a memory page, 0 if the system does not say.
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(0)
 }
 
 /// Words of the level after a summary under one word of it: each of the
