@@ -83,6 +83,10 @@ pub mod globals {
     /// `u8`: 1 (the default) records denied sources in the DENIED table; 0
     /// leaves it out, so the benchmark can measure what it costs.
     pub const DENIED_SOURCES: &str = "MXGATE_DENIED_SOURCES";
+    /// `u8`: 1 where the kernel reads misaligned words of a frame (x86-64,
+    /// arm64): the program copies addresses a word at a time; 0 (the
+    /// default), a byte at a time.
+    pub const WIDE_LOADS: &str = "MXGATE_WIDE_LOADS";
 }
 
 /// Capacity of each allowlist trie. Entries are allocated on insert

@@ -15,12 +15,16 @@
 //! the list covers in part.
 #![no_std]
 #![no_main]
+// BPF assembly: the word loads of `addrs`.
+#![feature(asm_experimental_arch)]
 
 #[allow(
     dead_code,
     reason = "each header names all its fields; the parser reads some"
 )]
 mod headers;
+
+mod addrs;
 
 use aya_ebpf::{
     Global,
@@ -43,6 +47,7 @@ use filter_common::{
     no_ip_header_index, v4_mapped,
 };
 
+use crate::addrs::{V4Addr, V6Addr};
 use crate::headers::{
     EthHdr, ExtHdr, FragHdr, Header, Ipv4Hdr, Ipv6Hdr, RoutingHdr, TcpHdr, TcpPorts, VlanTag, be16,
 };
@@ -89,6 +94,11 @@ static MXGATE_COARSE_CLOCK: Global<u8> = Global::new(1);
 /// it, to measure what the table costs).
 #[unsafe(no_mangle)]
 static MXGATE_DENIED_SOURCES: Global<u8> = Global::new(1);
+/// 1 where the kernel reads misaligned frame words: addresses are copied
+/// a word at a time (see [`addrs`]). User space sets it; the default is
+/// the copy every kernel takes.
+#[unsafe(no_mangle)]
+static MXGATE_WIDE_LOADS: Global<u8> = Global::new(0);
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -161,8 +171,8 @@ const REROUTED: u32 = 1 << 2;
 
 /// Source and destination of a judged packet, copied out of the frame.
 enum Addrs {
-    V4 { src: Ipv4Key, dst: Ipv4Key },
-    V6 { src: Ipv6Key, dst: Ipv6Key },
+    V4 { src: V4Addr, dst: V4Addr },
+    V6 { src: V6Addr, dst: V6Addr },
 }
 
 /// Judges a SYN or an unparsed frame, counts it and remembers a denied
@@ -213,17 +223,17 @@ fn judge(ctx: &XdpContext, addrs: &Addrs, bits: u32, port: u32) -> Option<Outcom
     let (family, allowed) = match addrs {
         Addrs::V4 { src, dst } => {
             // SAFETY: a hash map lookup; the value is only compared with None.
-            if check_dst && unsafe { PROTECT_V4.get(dst) }.is_none() {
+            if check_dst && unsafe { PROTECT_V4.get(&dst.bytes()) }.is_none() {
                 return None;
             }
-            (Family::V4, bits & OVERLAP == 0 && allowed_v4(*src))
+            (Family::V4, bits & OVERLAP == 0 && allowed_v4(src.bytes()))
         }
         Addrs::V6 { src, dst } => {
             // SAFETY: as above.
-            if check_dst && unsafe { PROTECT_V6.get(dst) }.is_none() {
+            if check_dst && unsafe { PROTECT_V6.get(&dst.bytes()) }.is_none() {
                 return None;
             }
-            (Family::V6, allowed_v6(src))
+            (Family::V6, allowed_v6(&src.bytes()))
         }
     };
     // V7.
@@ -248,15 +258,15 @@ fn judge(ctx: &XdpContext, addrs: &Addrs, bits: u32, port: u32) -> Option<Outcom
         match addrs {
             Addrs::V4 { src, .. } => {
                 if record {
-                    remember_denied(|| v4_mapped(*src));
+                    remember_denied(|| v4_mapped(src.bytes()));
                 }
-                debug!(ctx, "denied SYN from {:i} to port {}", *src, port);
+                debug!(ctx, "denied SYN from {:i} to port {}", src.bytes(), port);
             }
             Addrs::V6 { src, .. } => {
                 if record {
-                    remember_denied(|| *src);
+                    remember_denied(|| src.bytes());
                 }
-                debug!(ctx, "denied SYN from {:i} to port {}", *src, port);
+                debug!(ctx, "denied SYN from {:i} to port {}", src.bytes(), port);
             }
         }
     }
@@ -424,8 +434,8 @@ fn ipv4(ctx: &XdpContext, l3: usize) -> Found {
     }
     Found::Judge(Suspect {
         addrs: Addrs::V4 {
-            src: ip.src,
-            dst: ip.dst,
+            src: V4Addr::read(&ip.src),
+            dst: V4Addr::read(&ip.dst),
         },
         // At offset 1 the bytes after the header are the TCP header's
         // from byte 8 on: no ports, and flags the program must not trust.
@@ -446,8 +456,8 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Found {
     }
     let mut suspect = Suspect {
         addrs: Addrs::V6 {
-            src: ip.src,
-            dst: ip.dst,
+            src: V6Addr::read(&ip.src),
+            dst: V6Addr::read(&ip.dst),
         },
         tcp: None,
         bits: 0,

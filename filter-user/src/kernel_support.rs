@@ -2,7 +2,8 @@
 //! it: a kernel without something the program needs is refused with one
 //! line naming the feature and the release that brought it, instead of a
 //! verifier log; where the program has a variant for older kernels (the
-//! clock that stamps denied sources), the probe picks it.
+//! clock that stamps denied sources) or for the architecture (word loads
+//! from the frame), the probe picks it.
 
 use aya::{
     maps::MapType,
@@ -32,12 +33,25 @@ pub struct KernelSupport {
     /// `bpf_ktime_get_coarse_ns` is there (5.11+); without it the program
     /// stamps denied sources with `bpf_ktime_get_ns`.
     pub coarse_clock: bool,
+    /// The verifier lets the program read misaligned words of a frame; it
+    /// then copies addresses a word at a time, else a byte at a time.
+    pub wide_loads: bool,
 }
+
+/// Whether the kernel mxgate runs on lets BPF programs read misaligned
+/// words of a frame. It does where the architecture has efficient
+/// unaligned access (the verifier checks alignment only without
+/// CONFIG_HAVE_EFFICIENT_UNALIGNED_ACCESS), which x86-64 and arm64 always
+/// have; other architectures keep the byte copies every kernel takes.
+const WIDE_LOADS: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
 impl KernelSupport {
     /// The `.rodata` globals to set for this kernel, by name.
-    pub fn globals(&self) -> [(&'static str, u8); 1] {
-        [(globals::COARSE_CLOCK, u8::from(self.coarse_clock))]
+    pub fn globals(&self) -> [(&'static str, u8); 2] {
+        [
+            (globals::COARSE_CLOCK, u8::from(self.coarse_clock)),
+            (globals::WIDE_LOADS, u8::from(self.wide_loads)),
+        ]
     }
 }
 
@@ -104,7 +118,10 @@ pub fn probe() -> Result<KernelSupport, Unsupported> {
             "no (using bpf_ktime_get_ns)"
         }
     );
-    Ok(KernelSupport { coarse_clock })
+    Ok(KernelSupport {
+        coarse_clock,
+        wide_loads: WIDE_LOADS,
+    })
 }
 
 /// One line for a program the verifier refused, ending with the log's last
@@ -158,8 +175,16 @@ mod tests {
     fn the_globals_follow_the_probe() {
         let old = KernelSupport {
             coarse_clock: false,
+            wide_loads: false,
         };
-        assert_eq!(old.globals(), [(globals::COARSE_CLOCK, 0)]);
-        assert_eq!(KernelSupport { coarse_clock: true }.globals()[0].1, 1);
+        assert_eq!(
+            old.globals(),
+            [(globals::COARSE_CLOCK, 0), (globals::WIDE_LOADS, 0)]
+        );
+        let new = KernelSupport {
+            coarse_clock: true,
+            wide_loads: true,
+        };
+        assert_eq!(new.globals().map(|(_, value)| value), [1, 1]);
     }
 }

@@ -26,6 +26,18 @@ impl LoadedFilter {
         Self::load(name, policy, |pins| Filter::install(pins, log).map(drop))
     }
 
+    /// As [`LoadedFilter::new`], with the program's load-time constants
+    /// `globals` (`filter_common::globals`) set: another variant of it.
+    pub fn with_globals(
+        name: &str,
+        policy: &Policy,
+        globals: &[(&str, u8)],
+    ) -> anyhow::Result<Self> {
+        Self::load(name, policy, |pins| {
+            Filter::install_with(pins, KernelLog::Quiet, globals).map(drop)
+        })
+    }
+
     /// As [`LoadedFilter::new`], with another build of the program: the
     /// benchmark's "before", an ELF object of an earlier commit.
     #[cfg(feature = "bench")]

@@ -4,7 +4,10 @@
 //! outcomes. Every segment of frames brings a new random allowlist, applied
 //! as a refresh applies it, with blocks the list covers in full, in part
 //! (with /25–/32 and /49–/128 holes) and not at all, in both families, and
-//! sources in and around all of them. `MXGATE_FUZZ_FRAMES` and
+//! sources in and around all of them. Every frame goes through both
+//! variants of the program: the one mxgate loads here (on x86-64 and arm64
+//! it copies addresses a word at a time) and the byte-copying one other
+//! architectures get. `MXGATE_FUZZ_FRAMES` and
 //! `MXGATE_FUZZ_SEED` change the count and the seed (`cargo xtask fuzz
 //! --frames N --seed S`).
 
@@ -14,7 +17,7 @@ use std::{
     time::Instant,
 };
 
-use filter_common::{NO_IP_HEADER_LABEL, Outcome};
+use filter_common::{NO_IP_HEADER_LABEL, Outcome, globals};
 use filter_user::{allowlist::Allowlist, filter::Counters};
 use ipnet::{Ipv4Net, Ipv6Net};
 use mxgate_tests::{
@@ -296,6 +299,12 @@ fn kernel_verdicts_match_the_reference_classifier() {
     let mut current = policy(0, list);
     let mut filter =
         LoadedFilter::new(&unique_name("diff"), &current).expect("loading the program");
+    let mut bytewise = LoadedFilter::with_globals(
+        &unique_name("diff-bytes"),
+        &current,
+        &[(globals::WIDE_LOADS, 0)],
+    )
+    .expect("loading the program's byte-copying variant");
     let mut expected = Counters::default();
     let mut mismatches = Vec::new();
     let mut ways: BTreeMap<String, u64> = BTreeMap::new();
@@ -308,9 +317,11 @@ fn kernel_verdicts_match_the_reference_classifier() {
             addrs = new_addrs;
             current = policy(i / segment, list);
             filter.set_policy(&current).expect("changing the policy");
+            bytewise.set_policy(&current).expect("changing the policy");
         }
         let bytes = frame(&mut rng, &addrs);
         let kernel = filter.verdict(&bytes).expect("BPF_PROG_TEST_RUN");
+        let kernel_bytewise = bytewise.verdict(&bytes).expect("BPF_PROG_TEST_RUN");
         let reference = verdict(&bytes, &current);
         match examine(&bytes, &current) {
             Some(Judged {
@@ -333,9 +344,10 @@ fn kernel_verdicts_match_the_reference_classifier() {
             }
             None => {}
         }
-        if kernel != reference {
+        if kernel != reference || kernel_bytewise != reference {
             mismatches.push(format!(
-                "frame {i} (seed {seed:#x}, policy {current:?}): kernel {kernel}, reference {reference}\n  {}",
+                "frame {i} (seed {seed:#x}, policy {current:?}): kernel {kernel} (byte copies: \
+                 {kernel_bytewise}), reference {reference}\n  {}",
                 hex(&bytes)
             ));
             if mismatches.len() >= 10 {
@@ -363,6 +375,11 @@ fn kernel_verdicts_match_the_reference_classifier() {
         filter.counters().expect("reading the counters"),
         expected,
         "the kernel's counters differ from the reference's outcomes (seed {seed:#x})"
+    );
+    assert_eq!(
+        bytewise.counters().expect("reading the counters"),
+        expected,
+        "the byte-copying variant's counters differ from the reference's outcomes (seed {seed:#x})"
     );
     assert!(
         examined > frames / 20,

@@ -434,26 +434,30 @@ impl Filter {
         log: KernelLog,
         extra: &[(&str, u8)],
     ) -> anyhow::Result<Vec<PathBuf>> {
-        Self::install_object(pins, log, extra, EBPF_OBJECT)
+        Self::install_object(pins, log, extra, EBPF_OBJECT, true)
     }
 
     /// [`Filter::install_with`] from another build of the program, `object`
     /// (an ELF file's bytes): the benchmark's "before" (an earlier
-    /// commit's program, whose maps must be laid out as this one's).
+    /// commit's program, whose maps must be laid out as this one's). The
+    /// load-time constants it predates are left out.
     #[cfg(feature = "bench")]
     pub fn install_from(
         pins: &PinDir,
         log: KernelLog,
         object: &[u8],
     ) -> anyhow::Result<Vec<PathBuf>> {
-        Self::install_object(pins, log, &[], object)
+        Self::install_object(pins, log, &[], object, false)
     }
 
+    /// Installs `object` with the probe's globals and `extra`; with
+    /// `all_globals`, an object without one of them is refused.
     fn install_object(
         pins: &PinDir,
         log: KernelLog,
         extra: &[(&str, u8)],
         object: &[u8],
+        all_globals: bool,
     ) -> anyhow::Result<Vec<PathBuf>> {
         // Before anything is created: a kernel that cannot run the program
         // is refused in one line, and the probe picks the variant it runs.
@@ -466,7 +470,7 @@ impl Filter {
             .filter(|n| !existing.contains(n))
             .map(|n| pins.map(n))
             .collect();
-        let result = Self::load_and_pin(pins, log, &globals, object);
+        let result = Self::load_and_pin(pins, log, &globals, object, all_globals);
         match result {
             Ok(()) => {
                 created.push(pins.program());
@@ -486,6 +490,7 @@ impl Filter {
         log: KernelLog,
         globals: &[(&str, u8)],
         object: &[u8],
+        all_globals: bool,
     ) -> anyhow::Result<()> {
         let mut loader = EbpfLoader::new();
         let map_pins: Vec<(&str, PathBuf)> =
@@ -499,7 +504,7 @@ impl Filter {
         } as u8;
         loader.override_global(aya_log::LEVEL, &level, true);
         for (name, value) in globals {
-            loader.override_global(name, value, true);
+            loader.override_global(name, value, all_globals);
         }
         let mut ebpf = loader
             .load(object)
