@@ -29,6 +29,7 @@ pub mod guard;
 pub mod https;
 pub mod install;
 pub mod interfaces;
+pub mod ip_text;
 pub mod kernel_support;
 pub mod links;
 pub mod logline;

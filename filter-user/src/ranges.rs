@@ -20,6 +20,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv4Subnets, Ipv6Net, Ipv6Subnets};
 
 use crate::{
     allowlist::Allowlist,
+    ip_text,
     spf::{
         self,
         record::{Qualifier, is_spf_record, split_qualifier},
@@ -177,14 +178,14 @@ impl ListBuilder {
         })?;
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (i, line) in text.split('\n').enumerate() {
-            let at = Location {
-                source: source.to_owned(),
+            let at = Place {
+                source,
                 line: i + 1,
             };
             let line = line.strip_suffix('\r').unwrap_or(line);
             if line.len() > MAX_LINE_LEN {
                 return Err(syntax(
-                    at,
+                    at.location(),
                     line,
                     format!("line longer than {MAX_LINE_LEN} bytes"),
                 ));
@@ -194,9 +195,9 @@ impl ListBuilder {
                 continue;
             }
             if is_spf_record(content) {
-                self.add_spf_record(&at, content)?;
+                self.add_spf_record(at, content)?;
             } else {
-                self.add_entry(&at, content)?;
+                self.add_entry(at, content)?;
             }
         }
         Ok(())
@@ -205,11 +206,11 @@ impl ListBuilder {
     /// Adds `--allow` entries; each is named by its position.
     pub fn add_allow_options(&mut self, entries: &[String]) -> Result<(), ListError> {
         for (i, entry) in entries.iter().enumerate() {
-            let at = Location {
-                source: ALLOW_OPTION.into(),
+            let at = Place {
+                source: ALLOW_OPTION,
                 line: i + 1,
             };
-            self.add_entry(&at, entry.trim())?;
+            self.add_entry(at, entry.trim())?;
         }
         Ok(())
     }
@@ -242,23 +243,31 @@ impl ListBuilder {
         check_merged(&merged).err().map(|e| e.to_string())
     }
 
-    fn add_entry(&mut self, at: &Location, text: &str) -> Result<(), ListError> {
-        let parsed = parse_entry(text).map_err(|reason| syntax(at.clone(), text, reason))?;
+    fn add_entry(&mut self, at: Place<'_>, text: &str) -> Result<(), ListError> {
+        let parsed = parse_entry(text).map_err(|reason| syntax(at.location(), text, reason))?;
         if parsed.host_bits && self.strict {
             return Err(syntax(
-                at.clone(),
+                at.location(),
                 text,
                 "host bits set in a fetched list (cut off, or not the list it should be)",
             ));
         }
         if let Some(message) = parsed.warning {
             self.warnings.push(Warning {
-                at: at.clone(),
+                at: at.location(),
                 text: text.to_owned(),
                 message,
             });
         }
         match parsed.nets {
+            Nets::One(IpNet::V4(net)) => {
+                self.entries_v4 += 1;
+                self.v4.push(net);
+            }
+            Nets::One(IpNet::V6(net)) => {
+                self.entries_v6 += 1;
+                self.v6.push(net);
+            }
             Nets::V4(nets) => {
                 self.entries_v4 += 1;
                 self.v4.extend(nets);
@@ -276,16 +285,16 @@ impl ListBuilder {
     /// its addresses out of later ones). A term that needs DNS is skipped
     /// with a warning, and refused when it could fail senders a later term
     /// passes. The record must parse as SPF checkers parse it.
-    fn add_spf_record(&mut self, at: &Location, record: &str) -> Result<(), ListError> {
+    fn add_spf_record(&mut self, at: Place<'_>, record: &str) -> Result<(), ListError> {
         let flattened = spf::flatten::flatten_offline(record, spf::flatten::Limits::default())
-            .map_err(|e| syntax(at.clone(), record, e.to_string()))?;
+            .map_err(|e| syntax(at.location(), record, e.to_string()))?;
         self.entries_v4 += flattened.pass.v4().len();
         self.entries_v6 += flattened.pass.v6().len();
         self.v4.extend_from_slice(flattened.pass.v4());
         self.v6.extend_from_slice(flattened.pass.v6());
         for note in flattened.warnings {
             self.warnings.push(Warning::new(
-                &at.source,
+                at.source,
                 at.line,
                 &note.term,
                 format!("SPF term {}", note.what),
@@ -297,6 +306,24 @@ impl ListBuilder {
     /// Adds a warning a remote source delivered about its text.
     pub fn add_warning(&mut self, warning: Warning) {
         self.warnings.push(warning);
+    }
+}
+
+/// Where an entry was read. Made a [`Location`] only when something is
+/// said about the entry: a list of 100,000 lines copies its source's name
+/// for none of them.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    source: &'a str,
+    line: usize,
+}
+
+impl Place<'_> {
+    fn location(self) -> Location {
+        Location {
+            source: self.source.to_owned(),
+            line: self.line,
+        }
     }
 }
 
@@ -335,8 +362,20 @@ fn shorten(text: &str) -> String {
 }
 
 enum Nets {
+    /// A CIDR or an address: one prefix, kept out of a `Vec` (one
+    /// allocation less for each line of a list).
+    One(IpNet),
     V4(Vec<Ipv4Net>),
     V6(Vec<Ipv6Net>),
+}
+
+impl Nets {
+    fn family(&self) -> Family {
+        match self {
+            Nets::One(IpNet::V4(_)) | Nets::V4(_) => Family::V4,
+            Nets::One(IpNet::V6(_)) | Nets::V6(_) => Family::V6,
+        }
+    }
 }
 
 struct ParsedEntry {
@@ -348,14 +387,17 @@ struct ParsedEntry {
 
 /// Parses one entry: CIDR, bare address, range `A-B`, or `ip4:`/`ip6:` term.
 fn parse_entry(text: &str) -> Result<ParsedEntry, String> {
-    if text.split_whitespace().nth(1).is_some() {
+    if text.trim().contains(char::is_whitespace) {
         return Err("more than one entry on a line".into());
     }
     let (qualifier, term) = split_qualifier(text);
-    let (family, body) = match term.get(..4).map(str::to_ascii_lowercase).as_deref() {
-        Some("ip4:") => (Some(Family::V4), &term[4..]),
-        Some("ip6:") => (Some(Family::V6), &term[4..]),
-        _ => (None, text),
+    let prefix = |name: &str| term.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(name));
+    let (family, body) = if prefix("ip4:") {
+        (Some(Family::V4), &term[4..])
+    } else if prefix("ip6:") {
+        (Some(Family::V6), &term[4..])
+    } else {
+        (None, text)
     };
     if family.is_some() && qualifier != Qualifier::Pass {
         return Err(format!(
@@ -369,9 +411,9 @@ fn parse_entry(text: &str) -> Result<ParsedEntry, String> {
         Some((low, high)) if !body.contains('/') => parse_range(low, high)?,
         _ => parse_cidr(body)?,
     };
-    match (family, &entry.nets) {
-        (Some(Family::V4), Nets::V6(_)) => Err("ip4: term holds an IPv6 address".into()),
-        (Some(Family::V6), Nets::V4(_)) => Err("ip6: term holds an IPv4 address".into()),
+    match (family, entry.nets.family()) {
+        (Some(Family::V4), Family::V6) => Err("ip4: term holds an IPv6 address".into()),
+        (Some(Family::V6), Family::V4) => Err("ip6: term holds an IPv4 address".into()),
         // An SPF term also follows SPF's syntax: no ranges, no leading zeros.
         (Some(_), _) => spf::record::parse_directive(text).map(|_| entry),
         (None, _) => Ok(entry),
@@ -385,8 +427,7 @@ fn parse_addr(text: &str) -> Result<IpAddr, String> {
     if text.contains('%') {
         return Err("an address with a zone (%) cannot be allowed".into());
     }
-    text.parse::<IpAddr>()
-        .map_err(|_| "not an IPv4 or IPv6 address".to_owned())
+    ip_text::parse_ip(text).ok_or_else(|| "not an IPv4 or IPv6 address".to_owned())
 }
 
 fn parse_cidr(text: &str) -> Result<ParsedEntry, String> {
@@ -422,12 +463,8 @@ fn parse_cidr(text: &str) -> Result<ParsedEntry, String> {
     } else {
         None
     };
-    let nets = match trunc {
-        IpNet::V4(n) => Nets::V4(vec![n]),
-        IpNet::V6(n) => Nets::V6(vec![n]),
-    };
     Ok(ParsedEntry {
-        nets,
+        nets: Nets::One(trunc),
         warning,
         host_bits: trunc != net,
     })
