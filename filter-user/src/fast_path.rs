@@ -63,6 +63,7 @@ use ipnet::{IpNet, Ipv6Net};
 use crate::{
     allowlist::{Allowlist, Prefix},
     diff::Diff,
+    parallel,
 };
 
 /// The fast-path maps' contents for one allowlist.
@@ -163,6 +164,16 @@ impl FastPath {
         hash_into(&mut fast.mids, &mids, mid_bucket);
         hash_into(&mut fast.slots, &subblocks, subblock_bucket);
         fast
+    }
+
+    /// The [`fast_sum`] of its words.
+    pub fn sum(&self) -> u64 {
+        fast_sum(
+            self.v4.iter().copied(),
+            self.v6.iter().copied(),
+            self.mids.iter().copied(),
+            self.slots.iter().copied(),
+        )
     }
 
     /// The maps, borrowed.
@@ -688,10 +699,20 @@ pub struct Plan {
 impl Plan {
     /// The plan for `new` from the live fast-path maps `live`.
     pub fn new(new: &Allowlist, live: BlockMaps<'_>) -> Self {
-        let wanted = FastPath::from_list(new);
+        // The record's parts need the list alone (its digest, the tries'
+        // checksums) or the wanted fast path alone (its checksum): each is
+        // taken on another thread meanwhile.
+        let ((digest, trie_sums), wanted) =
+            parallel::both(|| (digest(new), sums_of(new)), || FastPath::from_list(new));
+        let (fast_sum, words) = parallel::both(|| wanted.sum(), || WordChanges::new(live, &wanted));
         Self {
-            words: WordChanges::new(live, &wanted),
-            record: Record::of(new, &wanted),
+            words,
+            record: Record {
+                digest,
+                entries: entries_of(new),
+                trie_sums,
+                fast_sum,
+            },
         }
     }
 }
@@ -1036,12 +1057,7 @@ impl Record {
             digest: digest(list),
             entries: entries_of(list),
             trie_sums: sums_of(list),
-            fast_sum: fast_sum(
-                fast.v4.iter().copied(),
-                fast.v6.iter().copied(),
-                fast.mids.iter().copied(),
-                fast.slots.iter().copied(),
-            ),
+            fast_sum: fast.sum(),
         }
     }
 

@@ -36,6 +36,7 @@ pub mod logline;
 pub mod metrics;
 pub mod metrics_http;
 pub mod netlink;
+pub mod parallel;
 pub mod pins;
 pub mod ranges;
 pub mod refresh_record;

@@ -12,6 +12,7 @@ use crate::{
     error::{Refused, exit_status},
     fast_path,
     filter::{AllowMaps, ConfigMap, trie_writes::WriteMode},
+    parallel,
     pins::PinDir,
     ranges::ParsedList,
     refresh_record, sources,
@@ -151,17 +152,14 @@ fn refresh(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<RefreshOut
     // The digest (SHA-256, about 0.7 ms a megabyte) is taken on another
     // thread while this one takes the lock and opens the maps, which need
     // nothing of it.
-    let (sources, opened) = std::thread::scope(|scope| {
-        let hashing = scope.spawn(|| raw.digest(&shaping));
-        let opened = open_locked(pins).and_then(|(lock, installed)| {
+    let (sources, opened) = parallel::both(
+        || raw.digest(&shaping),
+        || {
+            let (lock, installed) = open_locked(pins)?;
             let allow = AllowMaps::open(&installed)?;
-            Ok((lock, installed, allow))
-        });
-        let sources = hashing
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (sources, opened)
-    });
+            anyhow::Ok((lock, installed, allow))
+        },
+    );
     let (_lock, installed, mut allow) = opened?;
     // --force means "apply this list as it is": always parsed and read back.
     if !request.guard.force

@@ -21,7 +21,7 @@ use crate::{
     diff::Diff,
     error::Refused,
     fast_path::{self, FastPath, Path, Plan, Record, Survey, Table, Update, Write},
-    sys,
+    parallel, sys,
 };
 
 /// The two tries, one per family (each entry's value is its prefix
@@ -157,22 +157,18 @@ impl AllowMaps {
         // not for both).
         let (v4, v6, mut mode) = (&mut self.v4, &mut self.v6, self.writes);
         let fast = &self.fast;
-        let (inserted, plan) = std::thread::scope(|scope| {
-            let inserting = scope.spawn(move || -> anyhow::Result<WriteMode> {
+        let (inserted, plan) = parallel::both(
+            move || -> anyhow::Result<WriteMode> {
                 insert_all(v4, &diff.v4.added, &mut mode)?;
                 insert_all(v6, &diff.v6.added, &mut mode)?;
                 Ok(mode)
-            });
+            },
             // SAFETY: the fast path's maps are written only by the mxgate
             // that holds the pin directory's lock (the caller), and only
             // below, once the plan is made; the other thread writes the
             // tries alone.
-            let plan = plan.unwrap_or_else(|| Plan::new(new, unsafe { fast.live_maps() }));
-            let inserted = inserting
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (inserted, plan)
-        });
+            || plan.unwrap_or_else(|| Plan::new(new, unsafe { fast.live_maps() })),
+        );
         self.writes = inserted?;
         let update = Update {
             diff: diff.clone(),

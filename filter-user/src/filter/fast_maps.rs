@@ -16,7 +16,10 @@ use filter_common::{
 };
 
 use super::Installed;
-use crate::fast_path::{self, BlockMaps, FastPath, Record, Table};
+use crate::{
+    fast_path::{self, BlockMaps, FastPath, Record, Table},
+    parallel,
+};
 
 /// An array map as its bare [`MapData`], to be mapped into memory.
 struct RawArray(MapData);
@@ -315,15 +318,8 @@ impl FastMaps {
                 sum.wrapping_add(words_sum(*table, start, part))
             })
         };
-        std::thread::scope(|scope| {
-            let upper = scope.spawn(|| half(true));
-            let lower = half(false);
-            lower.wrapping_add(
-                upper
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            )
-        })
+        let (upper, lower) = parallel::both(|| half(true), || half(false));
+        upper.wrapping_add(lower)
     }
 }
 
