@@ -46,24 +46,13 @@ use crate::{
 const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 const RUNS: usize = 5;
 
-/// Wall time and peak resident memory of one mxgate run.
-struct Cost {
-    wall: Duration,
-    peak_kib: i64,
-}
-
-/// Runs mxgate under /usr/bin/time, writing the tries as `writes` says:
-/// its %M is the peak of mxgate alone (wait4's would include the forking
-/// parent's, which exec carries over).
-fn measure(mx: &Mxgate, args: &[&str], writes: WriteMode) -> anyhow::Result<Cost> {
-    let inner = mx.command(args);
-    let mut cmd = Command::new("/usr/bin/time");
-    cmd.args(["-f", "%M"])
-        .arg(inner.get_program())
-        .args(inner.get_args());
+/// The wall time of one mxgate run, started by this process as cron
+/// starts it, writing the tries as `writes` says.
+fn measure(mx: &Mxgate, args: &[&str], writes: WriteMode) -> anyhow::Result<Duration> {
+    let mut cmd = mx.command(args);
     written(&mut cmd, writes);
     let started = Instant::now();
-    let out = cmd.output().context("running mxgate under /usr/bin/time")?;
+    let out = cmd.output().context("running mxgate")?;
     let wall = started.elapsed();
     if !out.status.success() {
         bail!(
@@ -71,13 +60,32 @@ fn measure(mx: &Mxgate, args: &[&str], writes: WriteMode) -> anyhow::Result<Cost
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let peak_kib = stderr
+    Ok(wall)
+}
+
+/// The peak resident memory of one mxgate run, in KiB, run under
+/// /usr/bin/time: its %M is the peak of mxgate alone (wait4's would
+/// include the forking parent's, which exec carries over). Not timed: the
+/// wall time would include /usr/bin/time's own start, about 2 ms.
+fn peak_kib(mx: &Mxgate, args: &[&str], writes: WriteMode) -> anyhow::Result<i64> {
+    let inner = mx.command(args);
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.args(["-f", "%M"])
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    written(&mut cmd, writes);
+    let out = cmd.output().context("running mxgate under /usr/bin/time")?;
+    if !out.status.success() {
+        bail!(
+            "mxgate {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stderr)
         .lines()
         .last()
         .and_then(|l| l.trim().parse().ok())
-        .context("no peak RSS from /usr/bin/time")?;
-    Ok(Cost { wall, peak_kib })
+        .context("no peak RSS from /usr/bin/time")
 }
 
 /// Makes `cmd` write the tries as `writes` says, whatever the bench's own
@@ -216,7 +224,9 @@ pub fn run() -> anyhow::Result<String> {
          parses), and the kernel's own work on a trie, timed around the bpf(2) calls alone: \
          inserting the list into an empty trie (the floor of a load) and reading it back \
          (what every diff pays, and the drift check of unchanged sources where the kernel \
-         keeps no entry count). Peak resident memory of the process. \
+         keeps no entry count). Times are from this process's start of mxgate to its \
+         exit; peak resident memory from one more load under /usr/bin/time (whose own \
+         start, about 2 ms, was in the times before 2026-12-07). \
          `writes`: how the tries were written and read (`refresh --json`'s \
          `trie_writes`): `batched` (BPF_MAP_UPDATE_BATCH, BPF_MAP_LOOKUP_BATCH) as this \
          kernel takes them, and `single`, one call per prefix, as on 5.10 \
@@ -329,27 +339,32 @@ fn measure_row(
     ];
     let run = |args: &[&str]| measure(&mx, args, writes);
     run(&[&["refresh", "--ranges", &one, "--force"][..], &grow].concat())?;
-    let (mut check, mut load, mut noop, mut delta, mut peak) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0);
+    let ms = |wall: Duration| wall.as_secs_f64() * 1000.0;
+    let (mut check, mut load, mut noop, mut delta) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..RUNS {
-        let c = run(&["check", "--ranges", &full_path])?;
-        check.push(c.wall.as_secs_f64() * 1000.0);
-        let c = run(&[&["refresh", "--ranges", &full_path][..], &grow].concat())?;
-        load.push(c.wall.as_secs_f64() * 1000.0);
-        peak = peak.max(c.peak_kib);
+        check.push(ms(run(&["check", "--ranges", &full_path])?));
+        load.push(ms(run(
+            &[&["refresh", "--ranges", &full_path][..], &grow].concat()
+        )?));
         // The first refresh after a load parses (its bytes are recorded
         // once the list is live); the ones after stop at the bytes.
         run(&["refresh", "--ranges", &full_path])?;
-        let c = run(&["refresh", "--ranges", &full_path])?;
-        noop.push(c.wall.as_secs_f64() * 1000.0);
-        let c = run(&[
+        noop.push(ms(run(&["refresh", "--ranges", &full_path])?));
+        delta.push(ms(run(&[
             &["refresh", "--ranges", &changed_path, "--max-shrink", "100"][..],
             &grow,
         ]
-        .concat())?;
-        delta.push(c.wall.as_secs_f64() * 1000.0);
+        .concat())?));
         run(&[&["refresh", "--ranges", &one, "--force"][..], &grow].concat())?;
     }
+    // The load's peak memory, from one more load.
+    let peak = peak_kib(
+        &mx,
+        &[&["refresh", "--ranges", &full_path][..], &grow].concat(),
+        writes,
+    )?;
+    run(&[&["refresh", "--ranges", &one, "--force"][..], &grow].concat())?;
     let json = |args: &[&str]| -> anyhow::Result<serde_json::Value> {
         let mut cmd = mx.command(&[args, &["--json"]].concat());
         written(&mut cmd, writes);
