@@ -87,10 +87,12 @@ pub fn attach_filter(
 ) -> anyhow::Result<AttachReport> {
     check_settings(&options.settings)?;
     // A first look, before any change: the interfaces must be free for us.
-    let ours = Installed::find(pins)?.and_then(|i| i.program_id());
-    for iface in ifaces {
-        links::check(pins, iface, ours)?;
-    }
+    pins.unlocked_look(|| {
+        let ours = Installed::find(pins)?.and_then(|i| i.program_id());
+        ifaces
+            .iter()
+            .try_for_each(|iface| links::check(pins, iface, ours))
+    })?;
     let mut undo = Undo::default();
     let _lock = loop {
         undo.created_dir |= pins.prepare()?;

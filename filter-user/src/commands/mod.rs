@@ -209,7 +209,8 @@ fn nonempty_list(spec: &ListSpec, list: ParsedList) -> anyhow::Result<ParsedList
 /// hand) is reported as a warning; the caller opens only what it needs.
 fn open_locked(pins: &PinDir) -> anyhow::Result<(Lock, Installed)> {
     let not_installed = || NotInstalled(pins.root().to_path_buf());
-    Installed::find(pins)?.ok_or_else(not_installed)?;
+    pins.unlocked_look(|| Installed::find(pins))?
+        .ok_or_else(not_installed)?;
     let lock = pins.lock()?.ok_or_else(not_installed)?;
     let installed = Installed::find(pins)?.ok_or_else(not_installed)?;
     installed.warn_damage();

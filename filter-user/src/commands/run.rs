@@ -166,7 +166,7 @@ fn attach_for_run(
     let list = match read {
         Ok(list) => Some(list),
         Err(e) if exit_code(&e) != ExitCode::from(2) => {
-            if Installed::find(pins)?.is_none() {
+            if pins.unlocked_look(|| Installed::find(pins))?.is_none() {
                 sink.emit(
                     &LogLine::new(Level::Error, Event::ListFailed)
                         .field("message", format!("{e:#}"))

@@ -20,6 +20,21 @@ use super::{PinDir, permission_denied};
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl PinDir {
+    /// Runs `look`, a read of the pins that takes no lock (a command's
+    /// first look, before it changes anything or waits). A command that
+    /// holds the lock (a detach) may be removing the pins meanwhile, so
+    /// that one listed is gone when it is opened: if `look` fails, it runs
+    /// again under the lock, once that command is done (or without it when
+    /// the directory is gone). An error that stands, such as an untrusted
+    /// directory or an impostor pin, comes back from the second run.
+    pub fn unlocked_look<T>(&self, look: impl Fn() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        if let Ok(seen) = look() {
+            return Ok(seen);
+        }
+        let _lock = self.lock()?;
+        look()
+    }
+
     /// Takes the directory's lock, waiting at most the lock timeout for
     /// another mxgate that holds it. `Ok(None)` when the directory is gone
     /// (or was removed while this waited).
