@@ -52,15 +52,8 @@ fn measure(mx: &Mxgate, args: &[&str], writes: WriteMode) -> anyhow::Result<Dura
     let mut cmd = mx.command(args);
     written(&mut cmd, writes);
     let started = Instant::now();
-    let out = cmd.output().context("running mxgate")?;
-    let wall = started.elapsed();
-    if !out.status.success() {
-        bail!(
-            "mxgate {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(wall)
+    succeeded(&mut cmd, args)?;
+    Ok(started.elapsed())
 }
 
 /// The peak resident memory of one mxgate run, in KiB, run under
@@ -74,18 +67,25 @@ fn peak_kib(mx: &Mxgate, args: &[&str], writes: WriteMode) -> anyhow::Result<i64
         .arg(inner.get_program())
         .args(inner.get_args());
     written(&mut cmd, writes);
-    let out = cmd.output().context("running mxgate under /usr/bin/time")?;
+    let out = succeeded(&mut cmd, args)?;
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .context("no peak RSS from /usr/bin/time")
+}
+
+/// Runs `cmd`, mxgate with `args` (directly or under /usr/bin/time), to
+/// its exit; an error with its stderr when it fails.
+fn succeeded(cmd: &mut Command, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let out = cmd.output().context("running mxgate")?;
     if !out.status.success() {
         bail!(
             "mxgate {args:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .context("no peak RSS from /usr/bin/time")
+    Ok(out)
 }
 
 /// Makes `cmd` write the tries as `writes` says, whatever the bench's own
@@ -338,15 +338,15 @@ fn measure_row(
         "1",
     ];
     let run = |args: &[&str]| measure(&mx, args, writes);
-    run(&[&["refresh", "--ranges", &one, "--force"][..], &grow].concat())?;
+    let reset = [&["refresh", "--ranges", &one, "--force"][..], &grow].concat();
+    let load_full = [&["refresh", "--ranges", &full_path][..], &grow].concat();
+    run(&reset)?;
     let ms = |wall: Duration| wall.as_secs_f64() * 1000.0;
     let (mut check, mut load, mut noop, mut delta) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..RUNS {
         check.push(ms(run(&["check", "--ranges", &full_path])?));
-        load.push(ms(run(
-            &[&["refresh", "--ranges", &full_path][..], &grow].concat()
-        )?));
+        load.push(ms(run(&load_full)?));
         // The first refresh after a load parses (its bytes are recorded
         // once the list is live); the ones after stop at the bytes.
         run(&["refresh", "--ranges", &full_path])?;
@@ -356,15 +356,11 @@ fn measure_row(
             &grow,
         ]
         .concat())?));
-        run(&[&["refresh", "--ranges", &one, "--force"][..], &grow].concat())?;
+        run(&reset)?;
     }
     // The load's peak memory, from one more load.
-    let peak = peak_kib(
-        &mx,
-        &[&["refresh", "--ranges", &full_path][..], &grow].concat(),
-        writes,
-    )?;
-    run(&[&["refresh", "--ranges", &one, "--force"][..], &grow].concat())?;
+    let peak = peak_kib(&mx, &load_full, writes)?;
+    run(&reset)?;
     let json = |args: &[&str]| -> anyhow::Result<serde_json::Value> {
         let mut cmd = mx.command(&[args, &["--json"]].concat());
         written(&mut cmd, writes);
@@ -372,7 +368,7 @@ fn measure_row(
         serde_json::from_slice(&out.stdout).context("refresh --json")
     };
     // The refresh wrote the tries the way the row says.
-    let value = json(&[&["refresh", "--ranges", &full_path][..], &grow].concat())?;
+    let value = json(&load_full)?;
     let reported = value["trie_writes"].as_str().unwrap_or("nothing");
     if reported != writes.as_str() {
         bail!(
