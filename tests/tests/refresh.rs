@@ -6,6 +6,7 @@
 
 use std::{
     collections::BTreeSet,
+    fmt::Display,
     fs::File,
     io::{BufRead as _, BufReader},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -50,7 +51,7 @@ fn random_list(rng: &mut Rng, count: usize) -> BTreeSet<Ipv4Net> {
     set
 }
 
-fn write_list(dir: &Path, name: &str, nets: impl IntoIterator<Item = Ipv4Net>) -> String {
+fn write_list(dir: &Path, name: &str, nets: impl IntoIterator<Item = impl Display>) -> String {
     let text: String = nets.into_iter().map(|n| format!("{n}\n")).collect();
     let path = dir.join(name);
     std::fs::write(&path, text).expect("writing a list");
@@ -337,11 +338,28 @@ fn refreshes_write_the_tries_in_batches_where_the_kernel_can_and_one_by_one_when
     let mx = Mxgate::without_netns(&name);
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Rng::new(0x6261_7463);
-    // More than one batch each way, so batches follow batches.
-    let a = random_list(&mut rng, 3 * trie_writes::BATCH_LEN);
-    let b = random_list(&mut rng, 3 * trie_writes::BATCH_LEN);
-    let a_path = write_list(dir.path(), "a.txt", a.iter().copied());
-    let b_path = write_list(dir.path(), "b.txt", b.iter().copied());
+    // More than one batch of each family each way, so batches follow
+    // batches, and a load's inserts are shared by two threads.
+    let count = 3 * trie_writes::BATCH_LEN;
+    let mut list = || {
+        let v4 = random_list(&mut rng, count);
+        let mut v6 = BTreeSet::new();
+        while v6.len() < count {
+            let block = u128::from(rng.byte()) << 88 | u128::from(rng.byte()) << 80;
+            let addr = Ipv6Addr::from(0x2001_0db8_u128 << 96 | block);
+            v6.insert(Ipv6Net::new(addr, 48).expect("a /48"));
+        }
+        let v4 = v4.iter().map(ToString::to_string);
+        v4.chain(v6.iter().map(ToString::to_string))
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (list(), list());
+    let a_path = write_list(dir.path(), "a.txt", a);
+    let b_path = write_list(dir.path(), "b.txt", b);
+    assert!(
+        parsed(&a_path).v6.len() > 2 * trie_writes::BATCH_LEN,
+        "the IPv6 list merged below three batches"
+    );
     let filter = LoadedFilter::new(&name, &policy(parsed(&a_path))).expect("loading");
     for (writes, want, path) in [
         (Writes::AsTheKernelAllows, expected_mode(), &b_path),

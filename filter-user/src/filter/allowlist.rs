@@ -14,14 +14,14 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{
     ConfigMap, FastMaps, Installed,
-    trie_writes::{BATCH_LEN, Pending, Tries, WriteMode, insert_all, remove_all},
+    trie_writes::{BATCH_LEN, Pending, Tries, WriteMode, insert_while, remove_all},
 };
 use crate::{
     allowlist::{Allowlist, Prefix},
     diff::Diff,
     error::Refused,
     fast_path::{self, FastPath, Path, Plan, Record, Survey, Table, Update, Write},
-    parallel, sys,
+    sys,
 };
 
 /// The two tries, one per family (each entry's value is its prefix
@@ -151,33 +151,26 @@ impl AllowMaps {
         remove_all(&mut self.v4, &early_v4, &mut self.writes)?;
         remove_all(&mut self.v6, &early_v6, &mut self.writes)?;
         // The trie inserts come first in the proven order and need nothing
-        // of the fast path: the kernel makes them on another thread while
-        // this one computes the fast path's words, unless the caller did
-        // (a refresh that loads a list waits for the longer of the two,
-        // not for both).
-        let (v4, v6, mut mode) = (&mut self.v4, &mut self.v6, self.writes);
-        let fast = &self.fast;
-        let (inserted, plan) = parallel::both(
-            move || -> anyhow::Result<WriteMode> {
-                insert_all(v4, &diff.v4.added, &mut mode)?;
-                insert_all(v6, &diff.v6.added, &mut mode)?;
-                Ok(mode)
-            },
-            // SAFETY: the fast path's maps are written only by the mxgate
-            // that holds the pin directory's lock (the caller), and only
-            // below, once the plan is made; the other thread writes the
-            // tries alone.
-            || plan.unwrap_or_else(|| Plan::new(new, unsafe { fast.live_maps() })),
-        );
-        self.writes = inserted?;
-        let update = Update {
-            diff: diff.clone(),
-            words: plan.words,
-        };
+        // of the fast path: the kernel makes them while this thread
+        // computes the fast path's words, unless the caller did (a refresh
+        // that loads a list waits for the longer of the two, not for both).
         let mut tries = Tries {
             v4: &mut self.v4,
             v6: &mut self.v6,
             mode: self.writes,
+        };
+        let fast = &self.fast;
+        let (inserted, plan) = insert_while(&mut tries, &diff.v4.added, &diff.v6.added, || {
+            // SAFETY: the fast path's maps are written only by the mxgate
+            // that holds the pin directory's lock (the caller), and only
+            // below, once the plan is made; meanwhile the tries alone are
+            // written.
+            plan.unwrap_or_else(|| Plan::new(new, unsafe { fast.live_maps() }))
+        });
+        inserted?;
+        let update = Update {
+            diff: diff.clone(),
+            words: plan.words,
         };
         // Trie writes are queued and made in batches; a fast-path word
         // first makes every trie write before it (see `trie_writes`).

@@ -17,11 +17,15 @@ use aya::{
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Serialize;
-use std::os::fd::AsFd as _;
+use std::{
+    os::fd::{AsFd as _, BorrowedFd},
+    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
+};
 
 use super::ignore_missing;
 use crate::{
     allowlist::Prefix,
+    parallel,
     sys::{self, BatchOp},
 };
 
@@ -152,30 +156,13 @@ where
     let name = trie_name::<N>();
     for chunk in nets.chunks(BATCH_LEN) {
         if *mode == WriteMode::Batched {
-            let keys: Vec<Key<N::Octets>> = chunk.iter().map(trie_key).collect();
-            let values: Vec<u8> = chunk.iter().map(Prefix::length).collect();
-            match sys::map_batch(trie.map().fd().as_fd(), BatchOp::Update, &keys, &values) {
+            match insert_batch(trie.map().fd().as_fd(), chunk) {
                 Ok(()) => continue,
-                Err(e) if e.done == 0 && sys::batch_unsupported(&e.error) => {
-                    log::debug!(
-                        "{name}: batched updates refused ({}): one at a time",
-                        e.error
-                    );
+                Err(BatchFailure::Unsupported(e)) => {
+                    log::debug!("{name}: batched updates refused ({e}): one at a time");
                     *mode = WriteMode::Single;
                 }
-                Err(e) => {
-                    let failed = chunk
-                        .get(e.done)
-                        .map_or_else(String::new, |n| n.to_string());
-                    return Err(e.error).with_context(|| {
-                        format!(
-                            "adding prefixes to {name} in a batch: {} of its {} went in, then \
-                             {failed} failed (the next refresh finishes the job)",
-                            e.done,
-                            chunk.len()
-                        )
-                    });
-                }
+                Err(BatchFailure::Failed(e)) => return Err(e),
             }
         }
         for net in chunk {
@@ -184,6 +171,167 @@ where
         }
     }
     Ok(())
+}
+
+/// Inserts `v4` and `v6` into their tries while this thread runs
+/// `meanwhile`, and returns what it returned.
+///
+/// Batched, the inserts are shared out a batch at a time: a thread of its
+/// own starts on them at once, and this thread takes the batches left when
+/// `meanwhile` is done. On two cores the kernel's inserts, most of a
+/// refresh that loads a list, run on both: an LPM trie's lock covers only
+/// part of an insert (the key's copy from user space, and on recent
+/// kernels the node's allocation, are outside it). Inserts
+/// need no order among themselves: they only ever add access, and all of
+/// them are made before this returns, so before any write that follows
+/// them. One at a time ([`WriteMode::Single`]), the other thread makes
+/// them all, in order. A batch refused as unsupported makes every insert
+/// again one call at a time (one already in is written again unchanged).
+pub fn insert_while<R>(
+    tries: &mut Tries<'_>,
+    v4: &[Ipv4Net],
+    v6: &[Ipv6Net],
+    meanwhile: impl FnOnce() -> R,
+) -> (anyhow::Result<()>, R) {
+    if tries.mode == WriteMode::Single {
+        let (v4_trie, v6_trie, mut mode) = (&mut *tries.v4, &mut *tries.v6, tries.mode);
+        let (inserted, result) = parallel::both(
+            move || -> anyhow::Result<()> {
+                insert_all(v4_trie, v4, &mut mode)?;
+                insert_all(v6_trie, v6, &mut mode)
+            },
+            meanwhile,
+        );
+        return (inserted, result);
+    }
+    let (v4_trie, v6_trie) = (tries.v4.map().fd().as_fd(), tries.v6.map().fd().as_fd());
+    let make = |batch: Batch<'_>| match batch {
+        Batch::V4(nets) => insert_batch(v4_trie, nets),
+        Batch::V6(nets) => insert_batch(v6_trie, nets),
+    };
+    let shared = SharedBatches::new(v4, v6);
+    let (theirs, (mine, result)) = parallel::both(
+        || shared.work(make),
+        || {
+            let result = meanwhile();
+            (shared.work(make), result)
+        },
+    );
+    let inserted = match (theirs, mine) {
+        (Err(BatchFailure::Failed(e)), _) | (_, Err(BatchFailure::Failed(e))) => Err(e),
+        (Err(BatchFailure::Unsupported(e)), _) | (_, Err(BatchFailure::Unsupported(e))) => {
+            log::debug!("batched updates refused ({e}): one at a time");
+            tries.mode = WriteMode::Single;
+            insert_all(tries.v4, v4, &mut tries.mode)
+                .and_then(|()| insert_all(tries.v6, v6, &mut tries.mode))
+        }
+        (Ok(()), Ok(())) => Ok(()),
+    };
+    (inserted, result)
+}
+
+/// One batch of inserts: at most [`BATCH_LEN`] prefixes of one family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Batch<'a> {
+    V4(&'a [Ipv4Net]),
+    V6(&'a [Ipv6Net]),
+}
+
+/// The batches of inserts that [`insert_while`]'s two threads share: each
+/// takes the next one no thread has taken, IPv4's first.
+struct SharedBatches<'a> {
+    v4: &'a [Ipv4Net],
+    v6: &'a [Ipv6Net],
+    /// The next batch to take, counted over IPv4's then IPv6's.
+    next: AtomicUsize,
+    /// Set by a thread whose batch failed: the other takes no more.
+    stop: AtomicBool,
+}
+
+impl<'a> SharedBatches<'a> {
+    fn new(v4: &'a [Ipv4Net], v6: &'a [Ipv6Net]) -> Self {
+        Self {
+            v4,
+            v6,
+            next: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// Batch `i`, counted over IPv4's then IPv6's; `None` past the last.
+    fn batch(&self, i: usize) -> Option<Batch<'a>> {
+        let v4_batches = self.v4.len().div_ceil(BATCH_LEN);
+        match i.checked_sub(v4_batches) {
+            None => Some(Batch::V4(nth_batch(self.v4, i))),
+            Some(i) if i < self.v6.len().div_ceil(BATCH_LEN) => {
+                Some(Batch::V6(nth_batch(self.v6, i)))
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// Makes batches with `make` until none is left, one fails, or one of
+    /// the other thread's failed.
+    fn work(
+        &self,
+        mut make: impl FnMut(Batch<'a>) -> Result<(), BatchFailure>,
+    ) -> Result<(), BatchFailure> {
+        while !self.stop.load(Ordering::Relaxed) {
+            let Some(batch) = self.batch(self.next.fetch_add(1, Ordering::Relaxed)) else {
+                break;
+            };
+            if let Err(e) = make(batch) {
+                self.stop.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Batch `i` of `nets`: [`BATCH_LEN`] prefixes long, but for the last.
+fn nth_batch<N>(nets: &[N], i: usize) -> &[N] {
+    let start = i.saturating_mul(BATCH_LEN).min(nets.len());
+    &nets[start..start.saturating_add(BATCH_LEN).min(nets.len())]
+}
+
+/// Why a batch of inserts did not go in whole.
+enum BatchFailure {
+    /// The kernel refused it as unsupported, before its first prefix.
+    Unsupported(std::io::Error),
+    /// It stopped part-way; the error says how far it got.
+    Failed(anyhow::Error),
+}
+
+/// Inserts `chunk` (at most [`BATCH_LEN`] prefixes) into the trie `trie`
+/// with one BPF_MAP_UPDATE_BATCH.
+fn insert_batch<N>(trie: BorrowedFd<'_>, chunk: &[N]) -> Result<(), BatchFailure>
+where
+    N: Prefix,
+    N::Octets: Pod,
+{
+    let keys: Vec<Key<N::Octets>> = chunk.iter().map(trie_key).collect();
+    let values: Vec<u8> = chunk.iter().map(Prefix::length).collect();
+    match sys::map_batch(trie, BatchOp::Update, &keys, &values) {
+        Ok(()) => Ok(()),
+        Err(e) if e.done == 0 && sys::batch_unsupported(&e.error) => {
+            Err(BatchFailure::Unsupported(e.error))
+        }
+        Err(e) => {
+            let failed = chunk
+                .get(e.done)
+                .map_or_else(String::new, |n| n.to_string());
+            Err(BatchFailure::Failed(anyhow::Error::new(e.error).context(
+                format!(
+                    "adding prefixes to {} in a batch: {} of its {} went in, then {failed} \
+                     failed (the next refresh finishes the job)",
+                    trie_name::<N>(),
+                    e.done,
+                    chunk.len()
+                ),
+            )))
+        }
+    }
 }
 
 /// Deletes every prefix of `nets` from `trie`, as `mode` says; one not in
@@ -264,4 +412,75 @@ where
     N::Octets: Pod,
 {
     Key::new(u32::from(net.length()), net.octets())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn v4s(count: u32) -> Vec<Ipv4Net> {
+        (0..count)
+            .map(|i| Ipv4Net::new((i << 8).into(), 24).expect("a /24"))
+            .collect()
+    }
+
+    fn v6s(count: u128) -> Vec<Ipv6Net> {
+        (0..count)
+            .map(|i| Ipv6Net::new((i << 80).into(), 48).expect("a /48"))
+            .collect()
+    }
+
+    #[test]
+    fn two_threads_sharing_the_batches_insert_every_prefix_once_in_batches_of_one_family() {
+        for (n4, n6) in [
+            (0, 0),
+            (1, 0),
+            (0, 1),
+            (BATCH_LEN, BATCH_LEN + 1),
+            (3 * BATCH_LEN - 1, 2),
+            (2, 5 * BATCH_LEN),
+        ] {
+            let (v4, v6) = (v4s(n4 as u32), v6s(n6 as u128));
+            let shared = SharedBatches::new(&v4, &v6);
+            let made = Mutex::new(Vec::new());
+            let make = |batch| {
+                made.lock().expect("not poisoned").push(batch);
+                Ok(())
+            };
+            let (first, second) = parallel::both(|| shared.work(make), || shared.work(make));
+            assert!(first.is_ok() && second.is_ok(), "{n4}, {n6}");
+            let (mut got4, mut got6) = (Vec::new(), Vec::new());
+            for batch in made.into_inner().expect("not poisoned") {
+                match batch {
+                    Batch::V4(nets) => {
+                        assert!((1..=BATCH_LEN).contains(&nets.len()));
+                        got4.extend_from_slice(nets);
+                    }
+                    Batch::V6(nets) => {
+                        assert!((1..=BATCH_LEN).contains(&nets.len()));
+                        got6.extend_from_slice(nets);
+                    }
+                }
+            }
+            got4.sort();
+            got6.sort();
+            assert_eq!((got4, got6), (v4, v6), "{n4} IPv4, {n6} IPv6");
+        }
+    }
+
+    #[test]
+    fn a_failed_batch_stops_the_other_thread_taking_more() {
+        let (v4, v6) = (v4s(3 * BATCH_LEN as u32), v6s(2));
+        let shared = SharedBatches::new(&v4, &v6);
+        let failed = shared.work(|_| Err(BatchFailure::Failed(anyhow::anyhow!("no room"))));
+        assert!(matches!(failed, Err(BatchFailure::Failed(_))));
+        let mut taken = 0;
+        let after = shared.work(|_| {
+            taken += 1;
+            Ok(())
+        });
+        assert!(after.is_ok());
+        assert_eq!(taken, 0, "batches taken after another failed");
+    }
 }
