@@ -11,6 +11,7 @@
 use std::{
     ffi::CString,
     io,
+    ops::ControlFlow,
     os::{
         fd::{AsFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
         unix::ffi::OsStrExt as _,
@@ -295,25 +296,30 @@ pub fn map_batch<K: aya::Pod, V: aya::Pod>(
 }
 
 /// Every key of the map `map` (key type `K`, value type `V`: the map's own
-/// sizes, which the caller vouches for), read with BPF_MAP_LOOKUP_BATCH,
-/// `chunk` keys per call: the kernel walks the map itself instead of one
-/// BPF_MAP_GET_NEXT_KEY call per key. Each key goes to `each`, in the
-/// map's order. Fails as [`map_batch`] does on a kernel without batches
-/// (see [`batch_unsupported`]) before calling `each`.
+/// sizes, which the caller vouches for) after the key `after` (from the
+/// first, when `None`), read with BPF_MAP_LOOKUP_BATCH, `chunk` keys per
+/// call: the kernel walks the map itself instead of one
+/// BPF_MAP_GET_NEXT_KEY call per key. Each call's keys go to `each`, in
+/// the map's order, until it breaks. A key `after` that is not in the map
+/// starts the walk from the first, as BPF_MAP_GET_NEXT_KEY does. Fails as
+/// [`map_batch`] does on a kernel without batches (see
+/// [`batch_unsupported`]) before calling `each`.
 pub fn map_keys_batched<K: aya::Pod, V: aya::Pod>(
     map: BorrowedFd<'_>,
     chunk: usize,
-    mut each: impl FnMut(&K) -> anyhow::Result<()>,
+    after: Option<&K>,
+    mut each: impl FnMut(&[K]) -> anyhow::Result<ControlFlow<()>>,
 ) -> anyhow::Result<()> {
     let count = u32::try_from(chunk.max(1)).unwrap_or(u32::MAX);
     // SAFETY: K and V are Pod: plain bytes, every pattern valid, zero included.
     let mut keys: Vec<K> = vec![unsafe { std::mem::zeroed() }; count as usize];
     // SAFETY: as above.
     let mut values: Vec<V> = vec![unsafe { std::mem::zeroed() }; count as usize];
-    // The kernel's position token for this map type is a key.
+    // The kernel's position token for this map type is a key: the one the
+    // walk goes on after.
     // SAFETY: as above.
-    let mut token: K = unsafe { std::mem::zeroed() };
-    let mut first = true;
+    let mut token: K = after.copied().unwrap_or(unsafe { std::mem::zeroed() });
+    let mut first = after.is_none();
     loop {
         let mut attr = zeroed_attr();
         attr.batch.map_fd = map.as_raw_fd() as u32;
@@ -335,10 +341,7 @@ pub fn map_keys_batched<K: aya::Pod, V: aya::Pod>(
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
             Err(e) => return Err(e.into()),
         };
-        for key in &keys[..got] {
-            each(key)?;
-        }
-        if done || got == 0 {
+        if each(&keys[..got])?.is_break() || done || got == 0 {
             return Ok(());
         }
         first = false;

@@ -10,7 +10,8 @@ use std::{
     fs::File,
     io::{BufRead as _, BufReader},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    os::fd::AsRawFd as _,
+    ops::ControlFlow,
+    os::fd::{AsFd as _, AsRawFd as _},
     path::Path,
     process::{Child, Output, Stdio},
     sync::{
@@ -20,14 +21,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::{TestRun as _, TestRunOptions};
+use aya::{
+    TestRun as _, TestRunOptions,
+    maps::{IterableMap as _, LpmTrie, Map, MapData, lpm_trie::Key},
+};
 use filter_common::fast_path::{subblock_bucket, v6_subblock};
 use filter_user::{
     allowlist::Allowlist,
     fast_path,
-    filter::{Filter, trie_writes},
+    filter::{
+        Filter,
+        trie_reads::{Helped, SharedRead, TrieReader},
+        trie_writes,
+    },
     pins::PinDir,
     sources::{Source, SourceOptions, read_list},
+    sys,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use mxgate_tests::{
@@ -1029,6 +1038,96 @@ fn a_fast_path_planned_before_the_writes_writes_what_one_planned_during_the_inse
     }
     assert_eq!(results[0], results[1]);
     assert!(results[0].1, "the fast path is the list's");
+}
+
+/// Reads the tries back as a refresh does: on a thread of its own, joined
+/// by this one (with `new` as the list to be) as soon as it can. The list
+/// read, and whether this thread joined.
+fn read_with_help(tries: TrieReader<'_>, new: &Allowlist) -> (Allowlist, bool) {
+    let shared = SharedRead::default();
+    std::thread::scope(|scope| {
+        let reading = scope.spawn(|| tries.read_shared(&shared));
+        let helped = loop {
+            let helped = tries.help(&shared, new).expect("helping");
+            if !matches!(helped, Helped::Nothing) || reading.is_finished() {
+                break helped;
+            }
+            std::thread::yield_now();
+        };
+        let joined = !matches!(helped, Helped::Nothing);
+        let read = reading.join().expect("the reader").expect("reading");
+        (helped.complete(read), joined)
+    })
+}
+
+/// A refresh's read of the live list back is joined half-way by the thread
+/// that parsed the new list (DESIGN §6). The two parts make up every
+/// prefix of the tries, once: when the new list is the live one or 1 %
+/// different, when it shares nothing with the tries (nothing to start
+/// after, so no help), and when someone planted a prefix over others (the
+/// kernel's order is then not the order of addresses).
+#[test]
+fn a_read_of_the_tries_that_a_second_thread_joins_returns_every_prefix_once() {
+    let name = unique_name("rf-shared");
+    let mx = Mxgate::without_netns(&name);
+    let mut rng = Rng::new(0x7368_6172);
+    let live = mixed_list(&mut rng, 40_000);
+    let filter = LoadedFilter::new(&name, &policy(live.clone())).expect("loading");
+    let tries = filter.filter().allow.tries();
+    let mut changed = live.clone();
+    changed.v4.truncate(live.v4.len() - 400);
+    changed.v4.extend(random_list(&mut rng, 400));
+    changed.v4.sort();
+    changed.v4.dedup();
+    let elsewhere = Allowlist {
+        v4: (0..20_000u32)
+            .map(|i| Ipv4Net::new(Ipv4Addr::from(0xe000_0000 | i << 8), 24).expect("a /24"))
+            .collect(),
+        v6: Vec::new(),
+    };
+    // One prefix at a time (5.10), the tries are read on one thread.
+    let batched = trie_writes::WriteMode::for_this_kernel() == trie_writes::WriteMode::Batched;
+    for (label, new, joins) in [
+        ("the live list", &live, batched),
+        ("1 % changed", &changed, batched),
+        ("nothing in common", &elsewhere, false),
+    ] {
+        let (read, joined) = read_with_help(tries, new);
+        assert_eq!(joined, joins, "{label}: joined");
+        assert_eq!(read, live, "{label}");
+    }
+    // A /8 over the list's /24s in it comes after them in the kernel's walk.
+    let planted = Ipv4Net::new(Ipv4Addr::new(100, 0, 0, 0), 8).expect("a /8");
+    let mut trie: LpmTrie<MapData, [u8; 4], u8> = LpmTrie::try_from(Map::LpmTrie(
+        MapData::from_pin(Path::new(mx.pin_dir()).join("ALLOW_V4")).expect("opening ALLOW_V4"),
+    ))
+    .expect("ALLOW_V4 is a trie");
+    trie.insert(&Key::new(8, planted.network().octets()), &8, 0)
+        .expect("planting");
+    let mut with_planted = live.clone();
+    with_planted.v4.push(planted);
+    with_planted.v4.sort();
+    let (read, joined) = read_with_help(tries, &live);
+    assert_eq!(joined, batched, "planted: joined");
+    assert_eq!(read, with_planted, "planted");
+    if !batched {
+        return;
+    }
+    // A walk told to start after a prefix the trie lacks starts from the
+    // first: the helper then reads everything, never less.
+    let absent = Key::new(24, [224, 255, 255, 0]);
+    let mut keys = 0;
+    sys::map_keys_batched::<Key<[u8; 4]>, u8>(
+        trie.map().fd().as_fd(),
+        4096,
+        Some(&absent),
+        |read| {
+            keys += read.len();
+            Ok(ControlFlow::Continue(()))
+        },
+    )
+    .expect("reading");
+    assert_eq!(keys, with_planted.v4.len());
 }
 
 /// A refresh from 50,000 live prefixes to a list with 1 % of them changed

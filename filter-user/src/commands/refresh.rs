@@ -11,7 +11,11 @@ use crate::{
     },
     error::{Refused, exit_status},
     fast_path,
-    filter::{AllowMaps, ConfigMap, trie_writes::WriteMode},
+    filter::{
+        AllowMaps, ConfigMap,
+        trie_reads::{Helped, SharedRead},
+        trie_writes::WriteMode,
+    },
     parallel,
     pins::PinDir,
     ranges::ParsedList,
@@ -176,22 +180,31 @@ fn refresh(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<RefreshOut
     // of the sources: the kernel walks the tries on another thread
     // meanwhile. If it is still walking once the list is parsed, this
     // thread plans the fast path (which needs the new list and the live
-    // fast path, not the tries); otherwise that is left to overlap the
-    // trie inserts (see `AllowMaps::apply`).
+    // fast path, not the tries), then reads part of what is left of the
+    // tries itself (`trie_reads`); otherwise the plan is left to overlap
+    // the trie inserts (see `AllowMaps::apply`).
     let tries = allow.tries();
+    let shared = SharedRead::default();
     let (parsed, plan, live) = std::thread::scope(|scope| {
-        let reading = scope.spawn(move || tries.read());
+        let reading = scope.spawn(|| tries.read_shared(&shared));
         let parsed = raw.parse(&request.list.allow, &request.list.options);
-        let plan = match &parsed {
+        let (plan, helped) = match &parsed {
             // SAFETY: this refresh holds the pin directory's lock, and
             // nothing is written before the plan is made.
-            Ok(list) if !reading.is_finished() => Some(unsafe { allow.plan(&list.allowlist) }),
-            _ => None,
+            Ok(list) if !reading.is_finished() => (
+                Some(unsafe { allow.plan(&list.allowlist) }),
+                tries.help(&shared, &list.allowlist),
+            ),
+            _ => (None, Ok(Helped::Nothing)),
         };
         let live = reading
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (parsed, plan, live)
+        (
+            parsed,
+            plan,
+            live.and_then(|live| Ok(helped?.complete(live))),
+        )
     });
     let list = nonempty_list(&request.list, parsed?)?;
     let live = live?;

@@ -14,7 +14,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{
     ConfigMap, FastMaps, Installed,
-    trie_writes::{BATCH_LEN, Pending, Tries, WriteMode, insert_while, remove_all},
+    trie_reads::{TrieReader, each_prefix},
+    trie_writes::{Pending, Tries, WriteMode, insert_while, remove_all},
 };
 use crate::{
     allowlist::{Allowlist, Prefix},
@@ -36,23 +37,6 @@ pub struct AllowMaps {
     /// How the tries are written: batched where the kernel can.
     writes: WriteMode,
 }
-/// The two tries, borrowed to be read back ([`AllowMaps::tries`]).
-#[derive(Clone, Copy)]
-pub struct TrieReader<'a> {
-    v4: &'a LpmTrie<MapData, Ipv4Key, u8>,
-    v6: &'a LpmTrie<MapData, Ipv6Key, u8>,
-}
-
-impl TrieReader<'_> {
-    /// The live allowlist, read back from the tries.
-    pub fn read(&self) -> anyhow::Result<Allowlist> {
-        Ok(Allowlist {
-            v4: read_trie(self.v4, map_names::ALLOW_V4)?,
-            v6: read_trie(self.v6, map_names::ALLOW_V6)?,
-        })
-    }
-}
-
 /// What the program does with one source, read from the live maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lookup {
@@ -379,42 +363,6 @@ where
     Ok((count, sum))
 }
 
-/// Keys per BPF_MAP_LOOKUP_BATCH call when reading a trie back.
-const READ_BATCH: usize = BATCH_LEN;
-
-/// Calls `each` with every prefix in `trie`. Where the tries are written
-/// in batches ([`WriteMode::for_this_kernel`]), they are read back in
-/// batches too: the kernel walks the trie, [`READ_BATCH`] keys a call (a
-/// refresh reads 100,000 prefixes back in 25 calls, not 100,000);
-/// elsewhere one call per key, as aya's iterator makes them.
-fn each_prefix<N>(
-    trie: &LpmTrie<MapData, N::Octets, u8>,
-    name: &str,
-    mut each: impl FnMut(N),
-) -> anyhow::Result<()>
-where
-    N: Prefix,
-    N::Octets: Pod,
-{
-    let mut take = |key: &Key<N::Octets>| -> anyhow::Result<()> {
-        let len = u8::try_from(key.prefix_len()).ok();
-        let net = len
-            .and_then(|len| N::from_octets(key.data(), len))
-            .with_context(|| format!("{name} holds an entry of length {}", key.prefix_len()))?;
-        each(net);
-        Ok(())
-    };
-    if WriteMode::for_this_kernel() == WriteMode::Batched {
-        let fd = trie.map().fd().as_fd();
-        return sys::map_keys_batched::<Key<N::Octets>, u8>(fd, READ_BATCH, &mut take)
-            .with_context(|| format!("reading {name}"));
-    }
-    for key in trie.keys() {
-        take(&key.with_context(|| format!("reading {name}"))?)?;
-    }
-    Ok(())
-}
-
 /// The prefixes live after a change: `live` with `added`, without `removed`.
 fn live_after<N: Prefix>(live: &[N], added: &[N], removed: &[N]) -> Vec<N> {
     let removed: std::collections::BTreeSet<&N> = removed.iter().collect();
@@ -459,18 +407,6 @@ fn make_room<N: Prefix>(
         .into());
     }
     Ok(early)
-}
-
-/// Every prefix in `trie`, sorted.
-fn read_trie<N>(trie: &LpmTrie<MapData, N::Octets, u8>, name: &str) -> anyhow::Result<Vec<N>>
-where
-    N: Prefix,
-    N::Octets: Pod,
-{
-    let mut nets = Vec::new();
-    each_prefix::<N>(trie, name, |net| nets.push(net))?;
-    nets.sort_unstable();
-    Ok(nets)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod fast_maps;
 pub mod memory;
 pub mod readout;
 pub mod settings;
+pub mod trie_reads;
 pub mod trie_writes;
 
 use std::{net::IpAddr, path::PathBuf};

@@ -9,6 +9,7 @@
 
 use std::{
     fmt::Write as _,
+    ops::ControlFlow,
     process::Command,
     time::{Duration, Instant},
 };
@@ -438,9 +439,10 @@ where
     let mut keys = 0usize;
     match writes {
         WriteMode::Batched => {
-            sys::map_keys_batched::<Key<N::Octets>, u8>(trie.map().fd().as_fd(), BATCH_LEN, |_| {
-                keys += 1;
-                Ok(())
+            let fd = trie.map().fd().as_fd();
+            sys::map_keys_batched::<Key<N::Octets>, u8>(fd, BATCH_LEN, None, |read| {
+                keys += read.len();
+                Ok(ControlFlow::Continue(()))
             })?
         }
         WriteMode::Single => {
