@@ -33,8 +33,8 @@ impl Allowlist {
     /// Builds a merged allowlist from any prefixes.
     pub fn from_prefixes(v4: Vec<Ipv4Net>, v6: Vec<Ipv6Net>) -> Self {
         Self {
-            v4: Ipv4Net::aggregate(&v4),
-            v6: Ipv6Net::aggregate(&v6),
+            v4: merged(v4),
+            v6: merged(v6),
         }
     }
 
@@ -102,6 +102,8 @@ pub trait Prefix: Copy + Ord + fmt::Display + fmt::Debug {
     type Octets: Copy + fmt::Debug;
     /// "IPv4" or "IPv6", for messages.
     const FAMILY: &'static str;
+    /// Bits in an address: the longest prefix's length.
+    const BITS: u8;
 
     /// The network address's bytes.
     fn octets(&self) -> Self::Octets;
@@ -109,6 +111,9 @@ pub trait Prefix: Copy + Ord + fmt::Display + fmt::Debug {
     fn length(&self) -> u8;
     /// The prefix `octets`/`len`, or `None` if `len` is too long.
     fn from_octets(octets: Self::Octets, len: u8) -> Option<Self>;
+    /// The prefix whose network address is `key` (as [`Self::network_key`]
+    /// numbers it) and length `len`; `len` at most [`Self::BITS`].
+    fn from_key(key: u128, len: u8) -> Self;
     /// The network address as a number, for ordering.
     fn network_key(&self) -> u128;
     /// The last address as a number.
@@ -118,12 +123,15 @@ pub trait Prefix: Copy + Ord + fmt::Display + fmt::Debug {
     /// Its two halves (one bit longer), or `None` for a single address.
     fn halves(&self) -> Option<(Self, Self)>;
     /// The fewest prefixes that cover exactly `nets`.
-    fn aggregate(nets: &[Self]) -> Vec<Self>;
+    fn aggregate(nets: &[Self]) -> Vec<Self> {
+        merged(nets.to_vec())
+    }
 }
 
 impl Prefix for Ipv4Net {
     type Octets = [u8; 4];
     const FAMILY: &'static str = "IPv4";
+    const BITS: u8 = 32;
 
     fn octets(&self) -> [u8; 4] {
         self.network().octets()
@@ -133,6 +141,13 @@ impl Prefix for Ipv4Net {
     }
     fn from_octets(octets: [u8; 4], len: u8) -> Option<Self> {
         Ipv4Net::new(octets.into(), len).ok()
+    }
+    fn from_key(key: u128, len: u8) -> Self {
+        // `merged` makes keys between two IPv4 prefixes' network keys, which
+        // fit in 32 bits, and lengths of at most BITS: a panic here is a
+        // bug there.
+        debug_assert!(key <= u128::from(u32::MAX), "an IPv4 key of {key:#x}");
+        Ipv4Net::new_assert((key as u32).into(), len)
     }
     fn network_key(&self) -> u128 {
         u128::from(u32::from(self.network()))
@@ -147,14 +162,12 @@ impl Prefix for Ipv4Net {
         let mut halves = self.subnets(self.prefix_len().checked_add(1)?).ok()?;
         Some((halves.next()?, halves.next()?))
     }
-    fn aggregate(nets: &[Self]) -> Vec<Self> {
-        Ipv4Net::aggregate(&nets.to_vec())
-    }
 }
 
 impl Prefix for Ipv6Net {
     type Octets = [u8; 16];
     const FAMILY: &'static str = "IPv6";
+    const BITS: u8 = 128;
 
     fn octets(&self) -> [u8; 16] {
         self.network().octets()
@@ -164,6 +177,10 @@ impl Prefix for Ipv6Net {
     }
     fn from_octets(octets: [u8; 16], len: u8) -> Option<Self> {
         Ipv6Net::new(octets.into(), len).ok()
+    }
+    fn from_key(key: u128, len: u8) -> Self {
+        // `merged` makes lengths of at most BITS: a panic here is a bug there.
+        Ipv6Net::new_assert(key.into(), len)
     }
     fn network_key(&self) -> u128 {
         u128::from(self.network())
@@ -178,8 +195,63 @@ impl Prefix for Ipv6Net {
         let mut halves = self.subnets(self.prefix_len().checked_add(1)?).ok()?;
         Some((halves.next()?, halves.next()?))
     }
-    fn aggregate(nets: &[Self]) -> Vec<Self> {
-        Ipv6Net::aggregate(&nets.to_vec())
+}
+
+/// The fewest prefixes that cover exactly the addresses of `nets`,
+/// sorted: what ipnet's `aggregate` returns, made in `nets`' own buffer.
+/// (ipnet's builds three more vectors the size of the list; on a machine
+/// whose fresh pages cost a few µs each to fault in, that was a fifth of
+/// parsing 100,000 IPv6 prefixes.)
+///
+/// The sorted prefixes are joined into runs of overlapping or adjacent
+/// ones, and each run's addresses are written back as the largest aligned
+/// prefixes that fit, from its first address on. A run of k prefixes
+/// never needs more than k (disjoint, they are such a cover, and this one
+/// is the smallest), so the writes never overtake the reads.
+pub fn merged<N: Prefix>(mut nets: Vec<N>) -> Vec<N> {
+    nets.sort_unstable_by_key(Prefix::network_key);
+    let (mut read, mut write) = (0, 0);
+    while let Some(first) = nets.get(read) {
+        let start = first.network_key();
+        let mut end = first.last_key();
+        read += 1;
+        while let Some(next) = nets.get(read) {
+            if next.network_key() > end.saturating_add(1) {
+                break;
+            }
+            end = end.max(next.last_key());
+            read += 1;
+        }
+        write = cover(&mut nets, write, start, end);
+    }
+    nets.truncate(write);
+    nets
+}
+
+/// Writes the fewest prefixes that cover exactly the addresses `start` to
+/// `end` (numbered as [`Prefix::network_key`] numbers them) into `nets`
+/// from `at` on; returns where the writes ended.
+fn cover<N: Prefix>(nets: &mut [N], mut at: usize, mut start: u128, end: u128) -> usize {
+    let bits = u32::from(N::BITS);
+    loop {
+        let span = end - start;
+        // The largest block aligned at `start` (2^aligned addresses) that
+        // does not pass `end` (2^fits addresses at most).
+        let aligned = start.trailing_zeros().min(bits);
+        let fits = span.checked_add(1).map_or(128, |n| 127 - n.leading_zeros());
+        let size_bits = aligned.min(fits);
+        // At most BITS, so a length of 0 to BITS.
+        let len = (bits - size_bits) as u8;
+        nets[at] = N::from_key(start, len);
+        at += 1;
+        let last = match 1u128.checked_shl(size_bits) {
+            Some(size) => start + (size - 1),
+            None => u128::MAX,
+        };
+        if last >= end {
+            return at;
+        }
+        start = last + 1;
     }
 }
 
@@ -226,5 +298,85 @@ mod tests {
         let v6: Ipv6Net = "2001:db8::/32".parse().unwrap();
         assert_eq!(Ipv6Net::from_octets(v6.octets(), v6.length()), Some(v6));
         assert_eq!(Ipv4Net::from_octets([0; 4], 33), None);
+    }
+
+    /// xorshift64*, seeded: random prefixes for the comparisons below.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+    }
+
+    /// Random prefixes crowded into a few blocks, so that they overlap,
+    /// repeat and touch: `wide` bits of freedom below `top`, lengths from
+    /// `shortest` to BITS.
+    fn crowded<N: Prefix>(
+        rng: &mut Rng,
+        count: usize,
+        top: u128,
+        wide: u32,
+        shortest: u8,
+    ) -> Vec<N> {
+        (0..count)
+            .map(|_| {
+                let low =
+                    (u128::from(rng.next()) << 64 | u128::from(rng.next())) & ((1u128 << wide) - 1);
+                let span = u64::from(N::BITS - shortest) + 1;
+                let len = shortest + (rng.next() % span) as u8;
+                let key = top | low;
+                // The network of `key`/`len`.
+                let host = u32::from(N::BITS - len);
+                let network = key
+                    .checked_shr(host)
+                    .map_or(0, |k| k.checked_shl(host).unwrap_or(0));
+                N::from_key(network, len)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merging_in_place_gives_what_ipnet_gives() {
+        let mut rng = Rng(0x6d65_7267_6564);
+        let edges_v4: Vec<Ipv4Net> = [
+            "0.0.0.0/0",
+            "255.255.255.255/32",
+            "0.0.0.0/32",
+            "128.0.0.0/1",
+        ]
+        .iter()
+        .map(|n| n.parse().expect("a prefix"))
+        .collect();
+        let edges_v6: Vec<Ipv6Net> = [
+            "::/0",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128",
+            "::/128",
+            "8000::/1",
+        ]
+        .iter()
+        .map(|n| n.parse().expect("a prefix"))
+        .collect();
+        for round in 0..2_000 {
+            let count = 1 + (rng.next() % 64) as usize;
+            let wide = 4 + (rng.next() % 12) as u32;
+            let mut v4: Vec<Ipv4Net> = crowded(&mut rng, count, 0xc000_0200, wide, 18);
+            let mut v6: Vec<Ipv6Net> = crowded(&mut rng, count, 0x2001_0db8_u128 << 96, wide, 112);
+            if round % 50 == 0 {
+                v4.push(edges_v4[round / 50 % 4]);
+                v6.push(edges_v6[round / 50 % 4]);
+            }
+            if round % 7 == 0 {
+                // The top of the address space, where a run ends at the last address.
+                v4.extend(crowded::<Ipv4Net>(&mut rng, 8, 0xffff_ff00, 8, 26));
+                v6.extend(crowded::<Ipv6Net>(&mut rng, 8, u128::MAX << 8, 8, 122));
+            }
+            assert_eq!(merged(v4.clone()), Ipv4Net::aggregate(&v4), "{v4:?}");
+            assert_eq!(merged(v6.clone()), Ipv6Net::aggregate(&v6), "{v6:?}");
+        }
+        assert_eq!(merged::<Ipv4Net>(Vec::new()), Vec::new());
     }
 }
