@@ -381,7 +381,7 @@ fn block_size(bits: u32) -> u128 {
 
 /// Addresses a prefix holds.
 fn size<N: Prefix>(net: &N) -> u128 {
-    (net.last_key() - net.network_key()).saturating_add(1)
+    block_size(u32::from(N::BITS.saturating_sub(net.length())))
 }
 
 /// Addresses a merged list allows.
@@ -392,17 +392,20 @@ fn addresses<N: Prefix>(list: &[N]) -> u128 {
 
 /// Addresses two merged, sorted lists both allow: one sweep over both.
 fn common<N: Prefix>(a: &[N], b: &[N]) -> u128 {
-    let (mut i, mut j, mut sum) = (0, 0, 0u128);
-    while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
-        let start = x.network_key().max(y.network_key());
-        let end = x.last_key().min(y.last_key());
+    // Each prefix's first and last address, computed once.
+    let bounds = |n: &N| (n.network_key(), n.last_key());
+    let (mut a, mut b) = (a.iter().map(bounds), b.iter().map(bounds));
+    let (mut x, mut y, mut sum) = (a.next(), b.next(), 0u128);
+    while let (Some((x_first, x_last)), Some((y_first, y_last))) = (x, y) {
+        let start = x_first.max(y_first);
+        let end = x_last.min(y_last);
         if start <= end {
             sum = sum.saturating_add((end - start).saturating_add(1));
         }
-        if x.last_key() < y.last_key() {
-            i += 1;
+        if x_last < y_last {
+            x = a.next();
         } else {
-            j += 1;
+            y = b.next();
         }
     }
     sum
@@ -632,5 +635,49 @@ mod tests {
         assert_eq!(count_text(u128::MAX), "2^128");
         assert_eq!(Family::V6.addresses_in(0), u128::MAX);
         assert_eq!(Family::V4.addresses_in(8), 1 << 24);
+    }
+
+    #[test]
+    fn the_sweep_counts_what_every_pair_of_prefixes_shares() {
+        // Random merged lists of /20 to /28 in one /16, seeded (xorshift).
+        let mut state = 0x636f_6d6d_6f6eu64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut random_list = |count: usize| -> Vec<Ipv4Net> {
+            let nets = (0..count)
+                .map(|_| {
+                    let len = 20 + (next() % 9) as u8;
+                    let addr = 0xc633_0000 | (next() as u32 & 0xffff);
+                    Ipv4Net::new(addr.into(), len).expect("a prefix").trunc()
+                })
+                .collect();
+            crate::allowlist::merged(nets)
+        };
+        for _ in 0..300 {
+            let (a, b) = (random_list(12), random_list(12));
+            let pairwise: u128 = a
+                .iter()
+                .flat_map(|x| b.iter().map(move |y| (x, y)))
+                .map(|(x, y)| {
+                    let start = x.network_key().max(y.network_key());
+                    let end = x.last_key().min(y.last_key());
+                    if start <= end { end - start + 1 } else { 0 }
+                })
+                .sum();
+            assert_eq!(common(&a, &b), pairwise, "{a:?} {b:?}");
+        }
+        for len in 0..=128u8 {
+            let net = Ipv6Net::new(std::net::Ipv6Addr::UNSPECIFIED, len).expect("a prefix");
+            let counted = (net.last_key() - net.network_key()).saturating_add(1);
+            assert_eq!(size(&net), counted, "/{len}");
+        }
+        for len in 0..=32u8 {
+            let net = Ipv4Net::new(std::net::Ipv4Addr::UNSPECIFIED, len).expect("a prefix");
+            assert_eq!(size(&net), 1u128 << (32 - len), "/{len}");
+        }
     }
 }
