@@ -206,8 +206,9 @@ impl Prefix for Ipv6Net {
 /// The sorted prefixes are joined into runs of overlapping or adjacent
 /// ones, and each run's addresses are written back as the largest aligned
 /// prefixes that fit, from its first address on. A run of k prefixes
-/// never needs more than k (disjoint, they are such a cover, and this one
-/// is the smallest), so the writes never overtake the reads.
+/// never needs more than k (its outermost prefixes, at most k, are such a
+/// cover, and this one is the smallest), so the writes never overtake the
+/// reads.
 pub fn merged<N: Prefix>(mut nets: Vec<N>) -> Vec<N> {
     nets.sort_unstable_by_key(Prefix::network_key);
     let (mut read, mut write) = (0, 0);

@@ -300,8 +300,10 @@ pub fn map_batch<K: aya::Pod, V: aya::Pod>(
 /// first, when `None`), read with BPF_MAP_LOOKUP_BATCH, `chunk` keys per
 /// call: the kernel walks the map itself instead of one
 /// BPF_MAP_GET_NEXT_KEY call per key. Each call's keys go to `each`, in
-/// the map's order, until it breaks. A key `after` that is not in the map
-/// starts the walk from the first, as BPF_MAP_GET_NEXT_KEY does. Fails as
+/// the map's order, until it breaks. For a key `after` that is not in the
+/// map the kernel picks where to start, as BPF_MAP_GET_NEXT_KEY does (an
+/// LPM trie: from its first key since Linux 6.13 and the stable releases
+/// that took the fix, after a neighbour of the same length before). Fails as
 /// [`map_batch`] does on a kernel without batches (see
 /// [`batch_unsupported`]) before calling `each`.
 pub fn map_keys_batched<K: aya::Pod, V: aya::Pod>(

@@ -1064,8 +1064,9 @@ fn read_with_help(tries: TrieReader<'_>, new: &Allowlist) -> (Allowlist, bool) {
 /// that parsed the new list (DESIGN §6). The two parts make up every
 /// prefix of the tries, once: when the new list is the live one or 1 %
 /// different, when it shares nothing with the tries (nothing to start
-/// after, so no help), and when someone planted a prefix over others (the
-/// kernel's order is then not the order of addresses).
+/// after, so no help), and when someone planted a prefix over others.
+/// (`mixed_list` does not merge: its /64s lie inside its /48s, so the
+/// kernel's walk is not in the order of addresses even before the plant.)
 #[test]
 fn a_read_of_the_tries_that_a_second_thread_joins_returns_every_prefix_once() {
     let name = unique_name("rf-shared");
@@ -1087,15 +1088,25 @@ fn a_read_of_the_tries_that_a_second_thread_joins_returns_every_prefix_once() {
     };
     // One prefix at a time (5.10), the tries are read on one thread.
     let batched = trie_writes::WriteMode::for_this_kernel() == trie_writes::WriteMode::Batched;
-    for (label, new, joins) in [
-        ("the live list", &live, batched),
-        ("1 % changed", &changed, batched),
-        ("nothing in common", &elsewhere, false),
-    ] {
-        let (read, joined) = read_with_help(tries, new);
-        assert_eq!(joined, joins, "{label}: joined");
-        assert_eq!(read, live, "{label}");
-    }
+    // Every read must be whole. A thread descheduled long enough finds the
+    // read (15 ms of kernel walk) over and cannot join: up to ten reads
+    // until one is joined, where joining is expected.
+    let check = |label: &str, new: &Allowlist, joins: bool, expected: &Allowlist| {
+        let mut joined_once = false;
+        for _ in 0..10 {
+            let (read, joined) = read_with_help(tries, new);
+            assert_eq!(&read, expected, "{label}");
+            assert!(joins || !joined, "{label}: joined");
+            joined_once |= joined;
+            if joined || !joins {
+                break;
+            }
+        }
+        assert_eq!(joined_once, joins, "{label}: joined in any of ten reads");
+    };
+    check("the live list", &live, batched, &live);
+    check("1 % changed", &changed, batched, &live);
+    check("nothing in common", &elsewhere, false, &live);
     // A /8 over the list's /24s in it comes after them in the kernel's walk.
     let planted = Ipv4Net::new(Ipv4Addr::new(100, 0, 0, 0), 8).expect("a /8");
     let mut trie: LpmTrie<MapData, [u8; 4], u8> = LpmTrie::try_from(Map::LpmTrie(
@@ -1107,14 +1118,12 @@ fn a_read_of_the_tries_that_a_second_thread_joins_returns_every_prefix_once() {
     let mut with_planted = live.clone();
     with_planted.v4.push(planted);
     with_planted.v4.sort();
-    let (read, joined) = read_with_help(tries, &live);
-    assert_eq!(joined, batched, "planted: joined");
-    assert_eq!(read, with_planted, "planted");
+    check("planted", &live, batched, &with_planted);
     if !batched {
         return;
     }
-    // A walk told to start after a prefix the trie lacks starts from the
-    // first: the helper then reads everything, never less.
+    // A walk told to start after a prefix the trie lacks, one in no path
+    // of the trie, starts from the first key: never less than everything.
     let absent = Key::new(24, [224, 255, 255, 0]);
     let mut keys = 0;
     sys::map_keys_batched::<Key<[u8; 4]>, u8>(

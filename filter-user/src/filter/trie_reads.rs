@@ -9,10 +9,11 @@
 //! it, and reads on from after it while the reader stops at it.
 //!
 //! The two parts always make up every key, whatever the trie holds: the
-//! reader stops only on meeting that very prefix, and the helper's walk
-//! starts from the trie's first key if the prefix is not there. A part read
-//! twice (a reader already past the prefix) only repeats keys, which the
-//! merge drops ([`Helped::complete`]). Choosing the prefix well only
+//! reader stops only on meeting that very prefix, after which the kernel's
+//! walk from it gives every key that follows; if the trie lacks it after
+//! all (a value another tool wrote), the reader never meets it and reads
+//! to the end. A stretch read twice (a reader already past the prefix)
+//! only repeats keys, which the merge drops ([`Helped::complete`]). Choosing the prefix well only
 //! decides how evenly the work is shared: the kernel walks an LPM trie in
 //! post-order, which for a merged list (no prefix inside another) is the
 //! order of addresses.
@@ -75,8 +76,9 @@ impl<N> Default for Progress<N> {
 /// the reader stopped at.
 #[derive(Debug, Default)]
 pub enum Helped {
-    /// It did not join (the read was over, one call away from it, or one
-    /// prefix at a time).
+    /// It did not join (the read was over or had less than two calls
+    /// left, no prefix to start after was found, or the tries are read
+    /// one prefix at a time).
     #[default]
     Nothing,
     /// The rest of the IPv4 trie.
