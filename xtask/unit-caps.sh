@@ -410,10 +410,13 @@ ip netns add "$tag" &&
     ip -n "$tag" link add name mxc type veth peer name mxd &&
     for i in mxa mxb mxc mxd; do ip -n "$tag" link set "$i" up || exit 1; done || exit 1
 printf '192.0.2.0/24\n' >"$dir/ranges"
-check attach on_mxa attach --iface mxa --ranges "$dir/ranges"
+# A cache directory of the check's own: the host's /var/lib/mxgate is not
+# the test's to write.
+mkdir -m 0700 "$dir/cache" || exit 1
+check attach on_mxa attach --iface mxa --ranges "$dir/ranges" --cache-dir "$dir/cache"
 check status status_shows_mxa status
 printf '192.0.2.0/24\n198.51.100.0/24\n' >"$dir/ranges"
-check refresh allows_two refresh --ranges "$dir/ranges"
+check refresh allows_two refresh --ranges "$dir/ranges" --cache-dir "$dir/cache"
 check detach detached_from_mxa detach
 
 why=

@@ -2,6 +2,7 @@
 
 use std::{
     io::{BufRead as _, BufReader, Lines},
+    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio},
 };
@@ -30,13 +31,21 @@ pub fn binary() -> PathBuf {
     path
 }
 
+/// The subcommands that take `--cache-dir`.
+const TAKES_CACHE_DIR: [&str; 7] = [
+    "attach", "refresh", "run", "top", "check", "audit", "doctor",
+];
+
 /// `mxgate` run in one namespace (through nsenter) with one pin directory,
-/// which is removed (with everything attached) on drop.
+/// which is removed (with everything attached) on drop, and a cache
+/// directory of its own, which its commands use unless a test names one:
+/// no test writes the host's `/var/lib/mxgate/cache`.
 #[derive(Debug)]
 pub struct Mxgate {
     binary: PathBuf,
     netns: Option<PathBuf>,
     pin_dir: PathBuf,
+    cache_dir: tempfile::TempDir,
 }
 
 impl Mxgate {
@@ -57,10 +66,17 @@ impl Mxgate {
     }
 
     fn make(binary: PathBuf, netns: Option<PathBuf>, name: &str) -> Self {
+        // Mode 0700, as mxgate requires of a cache directory.
+        let cache_dir = tempfile::Builder::new()
+            .prefix(&format!("mxgate-cache-{name}-"))
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .expect("making the test's cache directory");
         let me = Self {
             binary,
             netns,
             pin_dir: PathBuf::from("/sys/fs/bpf").join(name),
+            cache_dir,
         };
         // Pins left by a killed earlier run with the same pid.
         me.detach_all();
@@ -77,8 +93,15 @@ impl Mxgate {
         self.command_at(&self.pin_dir, args)
     }
 
+    /// The cache directory its commands use when a test names none.
+    pub fn cache_dir(&self) -> &Path {
+        self.cache_dir.path()
+    }
+
     /// The command `mxgate --pin-dir PIN_DIR ARGS` in the namespace: this
-    /// mxgate, pointed at another directory (which is not cleaned up).
+    /// mxgate, pointed at another directory (which is not cleaned up). A
+    /// subcommand that takes `--cache-dir` gets [`Self::cache_dir`] unless
+    /// ARGS name one.
     pub fn command_at(&self, pin_dir: &Path, args: &[&str]) -> Command {
         let mut cmd = match &self.netns {
             Some(netns) => {
@@ -89,7 +112,18 @@ impl Mxgate {
             }
             None => Command::new(&self.binary),
         };
-        cmd.arg("--pin-dir").arg(pin_dir).args(args);
+        cmd.arg("--pin-dir").arg(pin_dir);
+        let names_cache = args
+            .iter()
+            .any(|a| *a == "--cache-dir" || a.starts_with("--cache-dir="));
+        match args.split_first() {
+            Some((sub, rest)) if TAKES_CACHE_DIR.contains(sub) && !names_cache => cmd
+                .arg(sub)
+                .arg("--cache-dir")
+                .arg(self.cache_dir())
+                .args(rest),
+            _ => cmd.args(args),
+        };
         cmd
     }
 
