@@ -18,7 +18,11 @@
 //! post-order, which for a merged list (no prefix inside another) is the
 //! order of addresses.
 
-use std::{ops::ControlFlow, os::fd::AsFd as _, sync::Mutex};
+use std::{
+    ops::ControlFlow,
+    os::fd::AsFd as _,
+    sync::{Mutex, MutexGuard},
+};
 
 use anyhow::Context as _;
 use aya::{
@@ -182,14 +186,10 @@ where
     N::Octets: Pod,
 {
     if WriteMode::for_this_kernel() == WriteMode::Batched {
-        let fd = trie.map().fd().as_fd();
-        return sys::map_keys_batched::<Key<N::Octets>, u8>(fd, READ_BATCH, None, |keys| {
-            for key in keys {
-                each(prefix_of(key, name)?);
-            }
-            Ok(ControlFlow::Continue(()))
-        })
-        .with_context(|| format!("reading {name}"));
+        return read_batches(trie, name, None, |nets| {
+            nets.into_iter().for_each(&mut each);
+            ControlFlow::Continue(())
+        });
     }
     for key in trie.keys() {
         each(prefix_of(
@@ -198,6 +198,34 @@ where
         )?);
     }
     Ok(())
+}
+
+/// The prefixes in `trie` after `after` (from the first, when `None`),
+/// read [`READ_BATCH`] keys a call, each call's to `each` until it breaks.
+fn read_batches<N>(
+    trie: &LpmTrie<MapData, N::Octets, u8>,
+    name: &str,
+    after: Option<&N>,
+    mut each: impl FnMut(Vec<N>) -> ControlFlow<()>,
+) -> anyhow::Result<()>
+where
+    N: Prefix,
+    N::Octets: Pod,
+{
+    let fd = trie.map().fd().as_fd();
+    let after = after.map(trie_key);
+    sys::map_keys_batched::<Key<N::Octets>, u8>(fd, READ_BATCH, after.as_ref(), |keys| {
+        let nets = keys.iter().map(|key| prefix_of::<N>(key, name));
+        Ok(each(nets.collect::<anyhow::Result<_>>()?))
+    })
+    .with_context(|| format!("reading {name}"))
+}
+
+/// `progress`, locked. A poisoned lock only means the other thread
+/// panicked, which the refresh resumes; the progress itself is always
+/// whole.
+fn lock<N>(progress: &Mutex<Progress<N>>) -> MutexGuard<'_, Progress<N>> {
+    progress.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Every prefix in `trie` up to the one a helper posts in `progress`, or
@@ -214,34 +242,24 @@ where
     if WriteMode::for_this_kernel() != WriteMode::Batched {
         return read_trie(trie, name);
     }
-    let progress = |f: &mut dyn FnMut(&mut Progress<N>)| {
-        // A poisoned lock only means the other thread panicked, which the
-        // refresh resumes; the progress itself is always whole.
-        let mut guard = progress.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut guard);
-    };
-    progress(&mut |p| p.reading = true);
+    lock(progress).reading = true;
     let mut nets = Vec::new();
-    let fd = trie.map().fd().as_fd();
-    let read = sys::map_keys_batched::<Key<N::Octets>, u8>(fd, READ_BATCH, None, |keys| {
+    let read = read_batches(trie, name, None, |batch: Vec<N>| {
         let start = nets.len();
-        for key in keys {
-            nets.push(prefix_of(key, name)?);
-        }
+        nets.extend(batch);
+        let mut p = lock(progress);
         let mut flow = ControlFlow::Continue(());
-        progress(&mut |p| {
-            if let Some(stop) = p.stop_after
-                && let Some(at) = nets[start..].iter().position(|n| *n == stop)
-            {
-                nets.truncate(start + at + 1);
-                flow = ControlFlow::Break(());
-            }
-            p.last = nets.last().copied();
-        });
-        Ok(flow)
+        if let Some(stop) = p.stop_after
+            && let Some(at) = nets[start..].iter().position(|n| *n == stop)
+        {
+            nets.truncate(start + at + 1);
+            flow = ControlFlow::Break(());
+        }
+        p.last = nets.last().copied();
+        flow
     });
-    progress(&mut |p| p.reading = false);
-    read.with_context(|| format!("reading {name}"))?;
+    lock(progress).reading = false;
+    read?;
     nets.sort_unstable();
     Ok(nets)
 }
@@ -259,9 +277,8 @@ where
     N: Prefix,
     N::Octets: Pod,
 {
-    let lock = || progress.lock().unwrap_or_else(|e| e.into_inner());
     let (reading, last) = {
-        let p = lock();
+        let p = lock(progress);
         (p.reading, p.last)
     };
     if !reading {
@@ -283,20 +300,16 @@ where
         return Ok(None);
     };
     {
-        let mut p = lock();
+        let mut p = lock(progress);
         if !p.reading || p.last.is_some_and(|last| last >= stop) {
             return Ok(None);
         }
         p.stop_after = Some(stop);
     }
     let mut nets = Vec::new();
-    let fd = trie.map().fd().as_fd();
-    sys::map_keys_batched::<Key<N::Octets>, u8>(fd, READ_BATCH, Some(&trie_key(&stop)), |keys| {
-        for key in keys {
-            nets.push(prefix_of(key, name)?);
-        }
-        Ok(ControlFlow::Continue(()))
-    })
-    .with_context(|| format!("reading {name}"))?;
+    read_batches(trie, name, Some(&stop), |batch| {
+        nets.extend(batch);
+        ControlFlow::Continue(())
+    })?;
     Ok(Some(nets))
 }
