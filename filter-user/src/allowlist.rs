@@ -122,10 +122,6 @@ pub trait Prefix: Copy + Ord + fmt::Display + fmt::Debug {
     fn contains_net(&self, other: &Self) -> bool;
     /// Its two halves (one bit longer), or `None` for a single address.
     fn halves(&self) -> Option<(Self, Self)>;
-    /// The fewest prefixes that cover exactly `nets`.
-    fn aggregate(nets: &[Self]) -> Vec<Self> {
-        merged(nets.to_vec())
-    }
 }
 
 impl Prefix for Ipv4Net {

@@ -3,13 +3,13 @@
 //! of every later term, which is a set difference.
 //!
 //! Both families are kept sorted, without overlaps, adjacent prefixes joined
-//! (ipnet's `aggregate`), so equal sets compare equal.
+//! ([`merged`], as the allowlist is), so equal sets compare equal.
 
 use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::allowlist::Prefix;
+use crate::allowlist::{Prefix, merged};
 
 /// A set of IPv4 and IPv6 addresses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -22,8 +22,8 @@ impl PrefixSet {
     /// The set of the given prefixes (in any order, overlapping or not).
     pub fn new(v4: Vec<Ipv4Net>, v6: Vec<Ipv6Net>) -> Self {
         Self {
-            v4: Ipv4Net::aggregate(&v4),
-            v6: Ipv6Net::aggregate(&v6),
+            v4: merged(v4),
+            v6: merged(v6),
         }
     }
 
@@ -110,7 +110,7 @@ fn difference<N: Prefix>(a: &[N], b: &[N]) -> Vec<N> {
         let end = b.partition_point(|y| y.network_key() <= x.last_key());
         subtract(*x, &b[start..end.max(start)], &mut out);
     }
-    N::aggregate(&out)
+    merged(out)
 }
 
 /// Pushes the parts of `x` outside `overlapping` (sorted prefixes that each
