@@ -271,7 +271,7 @@ impl AllowMaps {
         }
         let wanted = FastPath::from_list(&tries);
         let live = self.fast.snapshot();
-        let mut fast = fast_path::differences(live.maps(), &wanted);
+        let mut fast = fast_path::differences(&live, &wanted);
         let shown: Vec<String> = fast.by_ref().take(MAX_DIFFERENCES_SHOWN).collect();
         let more = fast.count();
         found.extend(shown.into_iter().map(|d| format!("fast path: {d}")));
@@ -314,7 +314,7 @@ impl AllowMaps {
     pub fn check_fast_path(&self) -> anyhow::Result<Option<String>> {
         let live = self.fast.snapshot();
         Ok(fast_path::first_difference(
-            live.maps(),
+            &live,
             &FastPath::from_list(&self.read()?),
         ))
     }

@@ -17,7 +17,7 @@ use filter_common::{
 
 use super::Installed;
 use crate::{
-    fast_path::{self, BlockMaps, FastPath, Record, Table},
+    fast_path::{self, BlockMaps, FastPath, Record, Table, Words},
     parallel,
 };
 
@@ -130,12 +130,10 @@ impl Bitmap {
         self.words().iter().map(|w| w.load(Ordering::Relaxed))
     }
 
-    /// The words as they are now.
-    pub fn snapshot(&self) -> Vec<u64> {
-        self.words()
-            .iter()
-            .map(|w| w.load(Ordering::Relaxed))
-            .collect()
+    /// The words set now (a copy of the map, then its non-zero words).
+    pub fn snapshot(&self) -> Words {
+        let words: Vec<u64> = self.iter().collect();
+        Words::of(&words)
     }
 
     /// Word `index` (0 past the end).
