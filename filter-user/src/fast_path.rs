@@ -106,6 +106,12 @@ impl Words {
         Self(nonzero(words).collect())
     }
 
+    /// The words of `words` (a whole map, one at a time from index 0)
+    /// that are not zero.
+    pub fn collect(words: impl IntoIterator<Item = u64>) -> Self {
+        Self((0u32..).zip(words).filter(|(_, w)| *w != 0).collect())
+    }
+
     /// Word `index`: 0 where none is set.
     pub fn get(&self, index: u32) -> u64 {
         self.0
@@ -148,8 +154,8 @@ impl Words {
     }
 }
 
-/// The fast-path maps as they are, borrowed (the live ones, or a
-/// [`FastPath`]'s).
+/// The fast-path maps whole, as the program reads them, borrowed: the live
+/// ones (or, in tests, a model of them).
 #[derive(Clone, Copy)]
 pub struct BlockMaps<'a> {
     /// IPv4 /24 states.
@@ -356,15 +362,15 @@ fn hashed(entries: &[(u64, BlockState)], bucket: fn(u64) -> u32, buckets: u32) -
 
 /// The IPv4 /24 words of `list`.
 fn v4_states(list: &[Ipv4Net]) -> Words {
-    let mut parts = Vec::with_capacity(list.len());
+    let mut parts = Parts::default();
     for net in list {
         let first = v4_block(&net.network().octets());
         match blocks_covered(net.prefix_len()) {
-            Some(count) => fill(&mut parts, first, count, BlockState::Full),
-            None => parts.push(part(first, BlockState::Trie)),
+            Some(count) => parts.fill(first, count),
+            None => parts.set(first, BlockState::Trie),
         }
     }
-    Words::joined(parts)
+    parts.words()
 }
 
 /// The /48 table entries of an IPv6 list, in order of key, each key once.
@@ -377,14 +383,13 @@ type V6Entries = (Vec<(Mid, BlockState)>, V6Subblocks);
 /// The IPv6 /24 words of `list`, the /32s the /24s in state `Next` need
 /// and the /48s the /32s in state `Next` need, with their states.
 fn v6_states(list: &[Ipv6Net]) -> (Words, Vec<(Mid, BlockState)>, V6Subblocks) {
-    let mut parts = Vec::new();
+    let mut parts = Parts::default();
     for net in list {
         if let Some(count) = blocks_covered(net.prefix_len()) {
-            let first = v6_block(&net.network().octets());
-            fill(&mut parts, first, count, BlockState::Full);
+            parts.fill(v6_block(&net.network().octets()), count);
         }
     }
-    let full = Words::joined(parts);
+    let full = parts.words();
     // Prefixes longer than a block, in blocks no shorter prefix covers
     // whole, sorted: then the prefixes of a /24, and the longer ones of a
     // /32, are runs. The list is sorted already, so this is one pass.
@@ -399,13 +404,16 @@ fn v6_states(list: &[Ipv6Net]) -> (Words, Vec<(Mid, BlockState)>, V6Subblocks) {
         .collect();
     partial.sort_unstable();
     let blocks = runs(&partial, |net| v6_block(&net.network().octets()));
-    let mut parts = full.0;
+    let mut parts = Parts {
+        full: Vec::new(),
+        words: full.0,
+    };
     let (mut mids, within) = mid_entries(&blocks, &mut parts);
     let (partial_mids, subblocks) = subblock_entries(&within, &mids);
     // Two sorted runs of different /32s: the stable sort merges runs.
     mids.extend(partial_mids);
     mids.sort();
-    (Words::joined(parts), mids, subblocks)
+    (parts.words(), mids, subblocks)
 }
 
 /// The runs of the sorted `nets` that share `key`, each with it.
@@ -415,24 +423,24 @@ fn runs<K: PartialEq>(nets: &[Ipv6Net], key: fn(&Ipv6Net) -> K) -> Vec<(K, &[Ipv
         .collect()
 }
 
-/// The /32 level: adds to `parts` each of `blocks` (a /24 with its
-/// prefixes, in order of /24) in state `Next`, or to `Trie` for those needing most when all
-/// need more than [`MAX_MIDS`] /32s. Returns the /32s the `Next` ones'
-/// prefixes cover whole (in order, each once, all `Full`) and their
-/// prefixes longer than a /32 (in order).
+/// The /32 level: sets each of `blocks` (a /24 with its prefixes, in
+/// order of /24) to `Next` in `parts`, or to `Trie` for those needing
+/// most when all need more than [`MAX_MIDS`] /32s. Returns the /32s the
+/// `Next` ones' prefixes cover whole (in order, each once, all `Full`)
+/// and their prefixes longer than a /32 (in order).
 fn mid_entries(
     blocks: &[(u32, &[Ipv6Net])],
-    parts: &mut Vec<(u32, u64)>,
+    parts: &mut Parts,
 ) -> (Vec<(Mid, BlockState)>, Vec<Ipv6Net>) {
     let mut full = Vec::new();
     let mut within = Vec::new();
     let fits = budget(blocks, mids_needed, u64::MAX, MAX_MIDS);
     for (&(block, nets), fits) in blocks.iter().zip(fits) {
         if !fits {
-            parts.push(part(block, BlockState::Trie));
+            parts.set(block, BlockState::Trie);
             continue;
         }
-        parts.push(part(block, BlockState::Next));
+        parts.set(block, BlockState::Next);
         for net in nets {
             let first = v6_mid(&net.network().octets());
             if net.prefix_len() <= MID_LEN {
@@ -568,24 +576,81 @@ fn add_subblocks(entries: &mut Vec<(Subblock, BlockState)>, net: &Ipv6Net) {
     }
 }
 
-/// Adds to `parts` the words that set `count` blocks from `first` to
-/// `state`.
-fn fill(parts: &mut Vec<(u32, u64)>, first: u32, count: u32, state: BlockState) {
-    let pattern = (state as u64) * 0x5555_5555_5555_5555;
-    let end = first + count;
-    let mut block = first;
-    while block < end {
-        let lanes = (BLOCKS_PER_WORD - block % BLOCKS_PER_WORD).min(end - block);
-        let mask = u64::MAX >> (64 - lanes * BLOCK_BITS) << shift_of(block);
-        parts.push((word_of(block), pattern & mask));
-        block += lanes;
+/// What a list sets of a bitmap, before it is made words: runs of whole
+/// words covered in full (a short prefix covers thousands of words, and
+/// prefixes inside it cover them again), and the words of other parts.
+#[derive(Default)]
+struct Parts {
+    /// Runs of words all of whose blocks are `Full`: first and last index.
+    full: Vec<(u32, u32)>,
+    /// Words of single parts (the blocks they set, the others `None`), an
+    /// index any number of times.
+    words: Vec<(u32, u64)>,
+}
+
+impl Parts {
+    /// Sets `count` blocks from `first` to `Full`.
+    fn fill(&mut self, first: u32, count: u32) {
+        let end = first + count;
+        let head_end = first.next_multiple_of(BLOCKS_PER_WORD).min(end);
+        let whole_end = (end / BLOCKS_PER_WORD * BLOCKS_PER_WORD).max(head_end);
+        if first < head_end {
+            self.words.push(full_blocks(first, head_end - first));
+        }
+        if head_end < whole_end {
+            self.full.push((word_of(head_end), word_of(whole_end - 1)));
+        }
+        if whole_end < end {
+            self.words.push(full_blocks(whole_end, end - whole_end));
+        }
+    }
+
+    /// Sets `block` to at least `state`.
+    fn set(&mut self, block: u32, state: BlockState) {
+        self.words
+            .push((word_of(block), (state as u64) << shift_of(block)));
+    }
+
+    /// The words of all parts, each index once, in order: a word of a run
+    /// is `Full` whatever else covers it, the others the [`join`] of their
+    /// parts. At most one word per word of the bitmap, plus one per part.
+    fn words(mut self) -> Words {
+        self.full.sort_unstable();
+        let mut runs: Vec<(u32, u32)> = Vec::with_capacity(self.full.len());
+        for (first, last) in self.full {
+            match runs.last_mut() {
+                Some(run) if first <= run.1 + 1 => run.1 = run.1.max(last),
+                _ => runs.push((first, last)),
+            }
+        }
+        let parts = Words::joined(self.words);
+        if runs.is_empty() {
+            return parts;
+        }
+        let parts = parts.0;
+        let covered: usize = runs.iter().map(|(a, b)| (b - a + 1) as usize).sum();
+        let mut words = Vec::with_capacity(parts.len() + covered);
+        let mut parts = parts.into_iter().peekable();
+        for (first, last) in runs {
+            while let Some(part) = parts.next_if(|(i, _)| *i < first) {
+                words.push(part);
+            }
+            words.extend((first..=last).map(|i| (i, FULL_WORD)));
+            while parts.next_if(|(i, _)| *i <= last).is_some() {}
+        }
+        words.extend(parts);
+        Words(words)
     }
 }
 
-/// The word that sets `block` to `state`, the other blocks of the word
-/// `None`.
-fn part(block: u32, state: BlockState) -> (u32, u64) {
-    (word_of(block), (state as u64) << shift_of(block))
+/// A word whose blocks are all `Full`.
+const FULL_WORD: u64 = (BlockState::Full as u64) * 0x5555_5555_5555_5555;
+
+/// The word that sets `count` blocks from `first` (all in one word) to
+/// `Full`, the others `None`.
+fn full_blocks(first: u32, count: u32) -> (u32, u64) {
+    let mask = u64::MAX >> (64 - count * BLOCK_BITS) << shift_of(first);
+    (word_of(first), FULL_WORD & mask)
 }
 
 /// Each block of two words at least as permissive as in either: `Full`
@@ -681,20 +746,11 @@ pub struct WordChanges {
 impl WordChanges {
     /// What turns the fast-path maps `live` into `wanted`.
     pub fn new(live: BlockMaps<'_>, wanted: &FastPath) -> Self {
-        // The hashed tables on another thread: each side reads about half
-        // of the live maps.
-        let (
-            ((slots_widened, slots_final), (mids_widened, mids_final)),
-            (block_words, summary_words),
-        ) = parallel::both(
-            || {
-                (
-                    slot_changes(changes(live.slots, &wanted.slots)),
-                    slot_changes(changes(live.mids, &wanted.mids)),
-                )
-            },
-            || bitmap_changes(live, wanted),
-        );
+        // On this thread: a plan runs beside the kernel's read-back or
+        // inserts, which keep the other core busy.
+        let (slots_widened, slots_final) = slot_changes(changes(live.slots, &wanted.slots));
+        let (mids_widened, mids_final) = slot_changes(changes(live.mids, &wanted.mids));
+        let (block_words, summary_words) = bitmap_changes(live, wanted);
         Self {
             slots_widened,
             mids_widened,
@@ -1253,8 +1309,6 @@ fn word_term(table: Table, index: u64, word: u64) -> u64 {
 mod tests {
     use std::collections::BTreeSet;
 
-    use ipnet::Ipv4Net;
-
     use super::*;
 
     /// SplitMix64, for seeded lists and addresses.
@@ -1433,10 +1487,13 @@ mod tests {
 
     /// The tries read back may hold prefixes inside others (another tool
     /// planted them, or a refresh was killed between its inserts and its
-    /// deletes): the states are those of the same list merged, since a
-    /// block covered in full stays so whatever covers it in part too.
+    /// deletes): a block covered in full stays so whatever covers it in
+    /// part too, so such a list within the tables' budgets gives the
+    /// states of the same list merged. (A nested prefix counts again
+    /// toward its /32's or /24's budget, which can only send that unit to
+    /// the trie.)
     #[test]
-    fn nested_prefixes_give_the_states_of_the_merged_list() {
+    fn nested_prefixes_within_the_budgets_give_the_states_of_the_merged_list() {
         let mut rng = Rng(11);
         for round in 0..20 {
             let base = random_list(&mut rng, 40);
@@ -1468,11 +1525,23 @@ mod tests {
 
     #[test]
     fn fill_crosses_words_exactly() {
-        for (first, count) in [(0, 1), (5, 40), (31, 2), (32, 32), (30, 100), (64, 64 * 3)] {
-            let mut parts = Vec::new();
-            fill(&mut parts, first, count, BlockState::Full);
-            let words = Words::joined(parts);
-            for block in 0..(16 * BLOCKS_PER_WORD) {
+        const END: u32 = filter_common::fast_path::BLOCKS;
+        for (first, count) in [
+            (0, 1),
+            (5, 40),
+            (31, 2),
+            (32, 32),
+            (30, 100),
+            (64, 64 * 3),
+            (0, END),
+            (END - 1, 1),
+            (END - 64, 64),
+        ] {
+            let mut parts = Parts::default();
+            parts.fill(first, count);
+            let words = parts.words();
+            let edges = (0..16 * BLOCKS_PER_WORD).chain(END - 16 * BLOCKS_PER_WORD..END);
+            for block in edges {
                 let want = if (first..first + count).contains(&block) {
                     BlockState::Full
                 } else {
@@ -1756,21 +1825,138 @@ mod tests {
         }
     }
 
-    /// The dense maps are the same maps: every word, and each address's
-    /// path, read from either.
+    /// The words are those the dense builder they replaced (7fe4c09) wrote
+    /// into whole tables, word for word: its [`fast_sum`] of each of these
+    /// lists, recorded then. The lists: random ones of every kind of
+    /// block, the realistic IPv6 mix up to as many prefixes as a trie
+    /// takes, unmerged and unsorted prefixes inside others, more /32s and
+    /// more /48s than the tables take, and 100,000 random IPv4 prefixes.
+    /// A change to the maps' layout changes these sums, and must change
+    /// `LAYOUT_VERSION` with them.
     #[test]
-    fn words_read_as_the_whole_maps() {
+    fn the_words_are_those_of_the_dense_tables_they_replaced() {
+        let mut rng = Rng(77);
+        let mut lists: Vec<Allowlist> = [0, 1, 2, 10, 30, 100, 300, 1000]
+            .into_iter()
+            .map(|n| random_list(&mut rng, n))
+            .collect();
+        for n in [1000, 100_000, filter_common::MAX_PREFIXES as usize] {
+            lists.push(Allowlist::from_prefixes(vec![], realistic_v6(&mut rng, n)));
+        }
+        let v4 = [
+            "10.1.2.0/24",
+            "10.0.0.0/8",
+            "10.1.0.0/16",
+            "192.0.2.128/25",
+            "192.0.2.0/24",
+            "192.0.2.7/32",
+            "203.0.113.0/26",
+            "203.0.113.0/26",
+        ];
+        let v6 = [
+            "2001:db8:1::/48",
+            "2001:db8::/32",
+            "2001:db8::/24",
+            "2001:db9::/36",
+            "2001:db9::/48",
+            "2001:db9:1:2::/64",
+            "3000::/20",
+            "3000::1/128",
+            "2001:dba::/33",
+        ];
+        lists.push(Allowlist {
+            v4: v4.iter().map(|n| n.parse().unwrap()).collect(),
+            v6: v6.iter().map(|n| n.parse().unwrap()).collect(),
+        });
+        let over_mids = (0..(MAX_MIDS / 128 + 1) as u128)
+            .map(|i| Ipv6Net::new(Ipv6Addr::from((0x2400_0000 + i) << 104), 25).unwrap())
+            .collect();
+        lists.push(Allowlist::from_prefixes(vec![], over_mids));
+        let over_subblocks: Vec<String> = (0..80)
+            .map(|i| format!("2001:{:x}::/36", 0x100 + i))
+            .collect();
+        lists.push(list(
+            &over_subblocks
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        ));
+        let v4 = (0..100_000)
+            .map(|_| {
+                let addr = Ipv4Addr::from(rng.next() as u32);
+                let len = [18, 20, 22, 24, 24, 24, 25, 28, 30, 31, 32][rng.below(11) as usize];
+                Ipv4Net::new(addr, len).unwrap().trunc()
+            })
+            .collect();
+        lists.push(Allowlist::from_prefixes(v4, vec![]));
+        let sums: [(usize, u64); 15] = [
+            (0, 0),
+            (3, 5980991331628883992),
+            (6, 3391431440022800225),
+            (25, 7786104740680726825),
+            (58, 279402397379679942),
+            (108, 16520031465260590187),
+            (73, 5167464323959890163),
+            (5, 784750421563517416),
+            (1000, 7122361804734382391),
+            (99996, 14764540493131410604),
+            (262123, 13737622612961973918),
+            (17, 8621787695472864980),
+            (2049, 9832022619227211999),
+            (80, 4453926016436167363),
+            (95581, 1009213270205208293),
+        ];
+        for (i, (l, (len, sum))) in lists.iter().zip(sums).enumerate() {
+            assert_eq!(l.len(), len, "list {i}");
+            assert_eq!(FastPath::from_list(l).sum(), sum, "list {i}");
+        }
+    }
+
+    /// An address takes the same path through the words (each looked up
+    /// by its index) as through the whole maps the program reads.
+    #[test]
+    fn a_path_reads_the_same_from_the_words_and_the_whole_maps() {
         let mut rng = Rng(5);
         let l = random_list(&mut rng, 200);
         let f = FastPath::from_list(&l);
         let d = Dense::of(&f);
-        assert_eq!(FastPath::of(d.maps()), f);
         for addr in probes(&mut rng, &[&l]) {
             assert_eq!(Path::of(addr, d.maps()), f.path(addr), "{addr}");
         }
-        assert!(f.v4.iter().all(|(i, w)| w != 0 && d.v4[i as usize] == w));
-        assert_eq!(f.v4.get(0), d.v4[0]);
-        assert_eq!(f.v4.get(u32::MAX), 0);
+    }
+
+    /// Short prefixes, each inside the last, cover the same words again
+    /// and again: each is one run of words until the words are made, and
+    /// the words are one per word of the bitmap.
+    #[test]
+    fn nested_short_prefixes_cost_a_run_each_not_a_word_each() {
+        let v4: Vec<Ipv4Net> = (0..=17)
+            .map(|len| Ipv4Net::new(Ipv4Addr::UNSPECIFIED, len).unwrap())
+            .collect();
+        let mut parts = Parts::default();
+        for net in &v4 {
+            parts.fill(0, blocks_covered(net.prefix_len()).unwrap());
+        }
+        assert_eq!((parts.full.len(), parts.words.len()), (v4.len(), 0));
+        let words = parts.words();
+        assert_eq!(
+            words.len() as u32,
+            filter_common::fast_path::BLOCKS / BLOCKS_PER_WORD
+        );
+        assert!(words.iter().all(|(_, w)| w == FULL_WORD));
+        let f = FastPath::from_list(&Allowlist { v4, v6: vec![] });
+        assert_eq!(f, FastPath::from_list(&list(&["0.0.0.0/0"])));
+        // Longer prefixes in the first and the last word of a run: the
+        // run's words cover them, once each.
+        let inside = ["10.0.0.0/16", "10.0.0.0/25", "10.0.255.128/25"];
+        let l = Allowlist {
+            v4: inside.iter().map(|n| n.parse().unwrap()).collect(),
+            v6: vec![],
+        };
+        assert_eq!(
+            FastPath::from_list(&l),
+            FastPath::from_list(&list(&["10.0.0.0/16"]))
+        );
     }
 
     /// The maps and tries as they stand after some of an update's writes.

@@ -130,10 +130,9 @@ impl Bitmap {
         self.words().iter().map(|w| w.load(Ordering::Relaxed))
     }
 
-    /// The words set now (a copy of the map, then its non-zero words).
+    /// The words set now.
     pub fn snapshot(&self) -> Words {
-        let words: Vec<u64> = self.iter().collect();
-        Words::of(&words)
+        Words::collect(self.iter())
     }
 
     /// Word `index` (0 past the end).
