@@ -25,8 +25,11 @@
 //! ([`mid_bucket`], [`subblock_bucket`]): each slot holds one key and its
 //! state ([`slot_value`]) or is empty; a bucket more keys hash to than it
 //! has slots holds [`SLOT_SHARED`] instead, and the trie decides for every
-//! key of it. A lookup is one array load and eight compares per level
-//! ([`bucket_state`]). A /32 no prefix touches is in no slot (denied), one
+//! key of it. A bucket's keys fill its slots from the first, so a lookup
+//! is one array load and at most eight compares per level, ending at the
+//! first empty slot ([`bucket_state`]); refresh keeps every key both
+//! lists allow behind filled slots while it rewrites a bucket (see
+//! [`bucket_state`]). A /32 no prefix touches is in no slot (denied), one
 //! a prefix covers whole is `Full`, one covered in part is `Next` (ask the
 //! /48 table) or, if it alone would need more than
 //! [`MAX_SUBBLOCKS_PER_MID`] /48s, `Trie`. In the /48 table a /48 is `Full`
@@ -151,7 +154,8 @@ pub const MAX_SUBBLOCKS: u32 = crate::MAX_PREFIXES;
 /// ([`BlockState::Trie`]). 4,096 is one /36.
 pub const MAX_SUBBLOCKS_PER_MID: u32 = 1 << 12;
 /// A bucket more keys hash to than it has slots: the trie decides for
-/// each of them.
+/// each of them. Only this very value marks a bucket shared; a key's slot
+/// value with this bit set is no value mxgate writes, and holds nothing.
 pub const SLOT_SHARED: u64 = 1 << 2;
 /// Bits of a slot below its key.
 const SLOT_KEY_SHIFT: u32 = 16;
@@ -173,22 +177,51 @@ pub const fn v4_block(addr: &[u8; 4]) -> u32 {
     u32::from_be_bytes([0, addr[0], addr[1], addr[2]])
 }
 
+/// The top 64 bits of an IPv6 address (its /64), as a number: the block,
+/// the /32 and the /48 are its top bits. The XDP program loads them as
+/// one word; [`v6_block`], [`v6_mid`] and [`v6_subblock`] take them from
+/// an address's bytes.
+#[inline(always)]
+pub const fn v6_top(addr: &[u8; 16]) -> u64 {
+    u64::from_be_bytes([
+        addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
+    ])
+}
+
+/// The block of an IPv6 address whose top 64 bits are `top`.
+#[inline(always)]
+pub const fn top_block(top: u64) -> u32 {
+    (top >> (64 - BLOCK_LEN)) as u32
+}
+
+/// The /32 of an IPv6 address whose top 64 bits are `top`.
+#[inline(always)]
+pub const fn top_mid(top: u64) -> Mid {
+    top >> (64 - MID_LEN)
+}
+
+/// The /48 of an IPv6 address whose top 64 bits are `top`.
+#[inline(always)]
+pub const fn top_subblock(top: u64) -> Subblock {
+    top >> (64 - SUBBLOCK_LEN)
+}
+
 /// The block of an IPv6 address: its top 24 bits.
 #[inline(always)]
 pub const fn v6_block(addr: &[u8; 16]) -> u32 {
-    u32::from_be_bytes([0, addr[0], addr[1], addr[2]])
+    top_block(v6_top(addr))
 }
 
 /// The /48 of an IPv6 address.
 #[inline(always)]
 pub const fn v6_subblock(addr: &[u8; 16]) -> Subblock {
-    u64::from_be_bytes([0, 0, addr[0], addr[1], addr[2], addr[3], addr[4], addr[5]])
+    top_subblock(v6_top(addr))
 }
 
 /// The /32 of an IPv6 address.
 #[inline(always)]
 pub const fn v6_mid(addr: &[u8; 16]) -> Mid {
-    u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]]) as u64
+    top_mid(v6_top(addr))
 }
 
 /// The bucket of a table of `buckets` (a power of two) that `key` hashes
@@ -217,14 +250,20 @@ pub const fn slot_value(key: u64, state: BlockState) -> u64 {
 }
 
 /// What one slot says of `key`: `Some` of its state if the slot holds
-/// it, `Some(Trie)` if the slot marks its bucket shared, `None` otherwise
-/// (empty, or another key's).
+/// it, `Some(Trie)` if the slot is the shared mark, `None` otherwise
+/// (empty, another key's, or a value no mxgate writes).
+///
+/// A slot holds `key` when it differs from `key`'s slot value only in its
+/// two state bits, and they are not 0: one XOR and one compare, the
+/// fewest instructions the XDP program runs per slot (eight slots a
+/// table).
 #[inline(always)]
 pub const fn slot_state(slot: u64, key: u64) -> Option<BlockState> {
-    if slot & SLOT_SHARED != 0 {
+    let state = slot ^ (key << SLOT_KEY_SHIFT);
+    if slot == SLOT_SHARED {
         Some(BlockState::Trie)
-    } else if slot & BLOCK_MASK != 0 && slot >> SLOT_KEY_SHIFT == key {
-        Some(BlockState::from_bits(slot))
+    } else if state.wrapping_sub(1) < BLOCK_MASK {
+        Some(BlockState::from_bits(state))
     } else {
         None
     }
@@ -232,10 +271,24 @@ pub const fn slot_state(slot: u64, key: u64) -> Option<BlockState> {
 
 /// What a bucket says of `key` (which hashes to it): the state a slot
 /// holding it gives, "ask the trie" if the bucket is shared, and not
-/// covered if no slot holds it.
+/// covered if no slot before the first empty one holds it.
+///
+/// Stopping at the first empty slot spares a lookup of a key the list
+/// does not cover (most buckets hold fewer than two keys) seven of its
+/// eight compares. It is sound because user space fills a bucket's slots
+/// from the first, and a refresh rewrites them slot by slot through
+/// values that each keep a slot filled where the old or the new bucket
+/// has it filled (it widens, then narrows): whichever of the old, widened
+/// and new values a lookup reads of each slot, in any order, every slot
+/// before one answering a key both buckets hold is filled. A slot emptied
+/// by hand hides the keys after it: denied, never a way in, and repaired
+/// as drift by the next refresh.
 #[inline(always)]
 pub fn bucket_state(bucket: &Bucket, key: u64) -> BlockState {
     for slot in bucket {
+        if *slot == 0 {
+            break;
+        }
         if let Some(state) = slot_state(*slot, key) {
             return state;
         }
@@ -246,10 +299,10 @@ pub fn bucket_state(bucket: &Bucket, key: u64) -> BlockState {
 /// The key (/32 or /48) a slot value holds, if it holds one.
 #[inline(always)]
 pub const fn slot_key(slot: u64) -> Option<u64> {
-    if slot & SLOT_SHARED != 0 || slot & BLOCK_MASK == 0 {
-        None
-    } else {
-        Some(slot >> SLOT_KEY_SHIFT)
+    let key = slot >> SLOT_KEY_SHIFT;
+    match slot_state(slot, key) {
+        Some(_) if slot != SLOT_SHARED => Some(key),
+        _ => None,
     }
 }
 
@@ -380,26 +433,51 @@ mod tests {
         let bucket = of(&[slot_value(a, BlockState::Full)]);
         assert_eq!(bucket_state(&bucket, a), BlockState::Full);
         assert_eq!(bucket_state(&bucket, b), BlockState::None);
+        let full: [u64; SLOTS_PER_BUCKET] = core::array::from_fn(|i| {
+            let key = if i == SLOTS_PER_BUCKET - 1 {
+                a
+            } else {
+                b + 1 + i as u64
+            };
+            slot_value(key, BlockState::Trie)
+        });
+        assert_eq!(bucket_state(&full, a), BlockState::Trie);
+        assert_eq!(bucket_state(&full, b), BlockState::None);
         let bucket = of(&[
-            0,
             slot_value(b, BlockState::Trie),
-            0,
-            0,
-            0,
-            0,
-            0,
             slot_value(a, BlockState::Full),
         ]);
         assert_eq!(bucket_state(&bucket, a), BlockState::Full);
         assert_eq!(bucket_state(&bucket, b), BlockState::Trie);
+        // The first empty slot ends the bucket: what follows it is not read.
+        let gap = of(&[
+            slot_value(b, BlockState::Trie),
+            0,
+            slot_value(a, BlockState::Full),
+        ]);
+        assert_eq!(bucket_state(&gap, a), BlockState::None);
+        assert_eq!(bucket_state(&of(&[0, SLOT_SHARED]), a), BlockState::None);
         // The /48 0::/48 is not held by an empty slot.
         assert_eq!(bucket_state(&of(&[]), 0), BlockState::None);
         assert_eq!(
-            bucket_state(&of(&[0, 0, slot_value(0, BlockState::Full)]), 0),
+            bucket_state(&of(&[slot_value(0, BlockState::Full)]), 0),
             BlockState::Full
         );
         assert_eq!(bucket_state(&of(&[SLOT_SHARED]), a), BlockState::Trie);
+        assert_eq!(bucket_state(&of(&[SLOT_SHARED]), 0), BlockState::Trie);
+        // Only the shared mark itself shares a bucket, and a key's slot
+        // holds it only with its state bits alone below it: other values
+        // hold nothing.
+        let odd = slot_value(a, BlockState::Full) | SLOT_SHARED;
+        assert_eq!(bucket_state(&of(&[odd]), a), BlockState::None);
+        assert_eq!(
+            bucket_state(&of(&[slot_value(a, BlockState::Full) | 1 << 8]), a),
+            BlockState::None
+        );
+        assert_eq!(slot_state(odd, a), None);
+        assert_eq!(slot_key(odd), None);
         assert_eq!(slot_key(slot_value(a, BlockState::Full)), Some(a));
+        assert_eq!(slot_key(slot_value(0, BlockState::Next)), Some(0));
         assert_eq!(slot_key(0), None);
         assert_eq!(slot_key(SLOT_SHARED), None);
         let top = 0xffff_ffff_ffff;

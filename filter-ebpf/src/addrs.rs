@@ -82,6 +82,14 @@ impl V6Addr {
         Self([high, low])
     }
 
+    /// The address's top 64 bits as a number, from one word: the block,
+    /// /32 and /48 the fast path looks up are its top bits
+    /// (`filter_common::fast_path::v6_top`).
+    #[inline(always)]
+    pub(crate) fn top(&self) -> u64 {
+        u64::from_be(self.0[0])
+    }
+
     /// The address's bytes.
     #[inline(always)]
     pub(crate) fn bytes(&self) -> [u8; 16] {

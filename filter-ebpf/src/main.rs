@@ -42,7 +42,7 @@ use filter_common::{
     SAMPLE_WINDOW_NS, Sampler, SourceKey, counter_index, counter_row, denied_slot,
     fast_path::{
         self, BlockState, Bucket, ListDigest, MID_BUCKETS, SUBBLOCK_BUCKETS, WORDS, bucket_state,
-        mid_bucket, subblock_bucket, v4_block, v6_block, v6_mid, v6_subblock,
+        mid_bucket, subblock_bucket, top_block, top_mid, top_subblock, v4_block,
     },
     no_ip_header_index, v4_mapped,
 };
@@ -233,7 +233,7 @@ fn judge(ctx: &XdpContext, addrs: &Addrs, bits: u32, port: u32) -> Option<Outcom
             if check_dst && unsafe { PROTECT_V6.get(&dst.bytes()) }.is_none() {
                 return None;
             }
-            (Family::V6, allowed_v6(&src.bytes()))
+            (Family::V6, allowed_v6(src))
         }
     };
     // V7.
@@ -355,16 +355,19 @@ fn allowed_v4(src: Ipv4Key) -> bool {
 /// Whether the allowlist allows an IPv6 source: the /24's state, then for a
 /// /24 covered in part the /32's, then for a /32 covered in part the /48's,
 /// then the trie. Each level is one array load: no hash-map helper, and a
-/// source from a /32 or /48 the list does not cover is denied there.
+/// source from a /32 or /48 the list does not cover is denied there. The
+/// keys are shifts of the address's first word (a byte-wise build of the
+/// /48 alone took 30 instructions).
 #[inline(always)]
-fn allowed_v6(src: &Ipv6Key) -> bool {
-    let state = match block_state(&FAST_V6, v6_block(src)) {
-        BlockState::Next => table_state(&MIDS_V6, mid_bucket(v6_mid(src)), v6_mid(src)),
+fn allowed_v6(src: &V6Addr) -> bool {
+    let top = src.top();
+    let state = match block_state(&FAST_V6, top_block(top)) {
+        BlockState::Next => table_state(&MIDS_V6, mid_bucket(top_mid(top)), top_mid(top)),
         other => other,
     };
     let state = match state {
         BlockState::Next => {
-            let subblock = v6_subblock(src);
+            let subblock = top_subblock(top);
             table_state(&BLOCKS_V6, subblock_bucket(subblock), subblock)
         }
         other => other,
@@ -372,7 +375,7 @@ fn allowed_v6(src: &Ipv6Key) -> bool {
     match state {
         BlockState::None => false,
         BlockState::Full => true,
-        BlockState::Next | BlockState::Trie => ALLOW_V6.get(&Key::new(128, *src)).is_some(),
+        BlockState::Next | BlockState::Trie => ALLOW_V6.get(&Key::new(128, src.bytes())).is_some(),
     }
 }
 

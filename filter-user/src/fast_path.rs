@@ -320,8 +320,10 @@ fn unit_state(half: u32) -> u64 {
 
 /// A hashed table's words for `entries` (in order of key, each key once):
 /// each key in a slot of the bucket `bucket` gives, a bucket's keys in
-/// their order; a bucket more keys hash to than it has slots holds the
-/// shared mark alone (the trie decides for all of them).
+/// their order from its first slot on, with no empty slot between them
+/// (the program's lookup stops at the first empty one); a bucket more
+/// keys hash to than it has slots holds the shared mark alone (the trie
+/// decides for all of them).
 fn hashed(entries: &[(u64, BlockState)], bucket: fn(u64) -> u32, buckets: u32) -> Words {
     let of: Vec<u32> = entries.iter().map(|(key, _)| bucket(*key)).collect();
     // The entries in order of bucket, a bucket's in order of key: a
@@ -887,7 +889,8 @@ fn slot_changes(changes: impl Iterator<Item = (u32, u64, u64)>) -> SlotChanges {
 
 /// A slot value that answers for every key either `old` or `new` answers
 /// for: `new` if `old` is empty or holds the same key, `old` if `new` is
-/// empty, else the shared mark (the trie decides).
+/// empty, else the shared mark (the trie decides). It is filled wherever
+/// either is: a lookup stops at a bucket's first empty slot.
 fn widen(old: u64, new: u64) -> u64 {
     match (slot_key(old), slot_key(new)) {
         _ if old == 0 => new,
@@ -1065,8 +1068,9 @@ fn describe_slot(mid: bool, slot: u64) -> String {
             },
             slot_state(slot, key).map_or("?", BlockState::label)
         ),
-        None if slot & SLOT_SHARED != 0 => "shared (the trie decides)".to_owned(),
-        None => "empty".to_owned(),
+        None if slot == SLOT_SHARED => "shared (the trie decides)".to_owned(),
+        None if slot == 0 => "empty".to_owned(),
+        None => format!("{slot:#x}, a value mxgate never writes (it holds no key)"),
     }
 }
 
@@ -1483,6 +1487,67 @@ mod tests {
         for net in &nets {
             assert_eq!(f.path(IpAddr::V6(net.network())).answer(), None, "{net}");
         }
+    }
+
+    /// A lookup stops at a bucket's first empty slot, and while a refresh
+    /// rewrites a bucket it may read each slot's old or new value, in any
+    /// order (another CPU's stores need not reach it in the order they
+    /// were made): every mixture of a bucket's old and widened slots, and
+    /// of its widened and new ones, still answers for each key both the
+    /// old and the new bucket answer for.
+    #[test]
+    fn any_mixture_of_a_rewritten_buckets_slots_answers_the_keys_both_hold() {
+        let mut rng = Rng(21);
+        let first = v6_subblock(&ip6("2001:db8::").octets());
+        let bucket = subblock_bucket(first);
+        let keys: Vec<Subblock> = (first..)
+            .filter(|s| subblock_bucket(*s) == bucket)
+            .take(SLOTS_PER_BUCKET + 4)
+            .collect();
+        let at = bucket * SLOTS_PER_BUCKET as u32;
+        // As a list makes them: some of the keys, in any states; all of
+        // them now and then, more than the bucket holds (shared).
+        let made = |rng: &mut Rng| -> Bucket {
+            let one_in = 1 + rng.below(4);
+            let mut entries: Vec<(Subblock, BlockState)> = Vec::new();
+            for key in &keys {
+                if rng.below(one_in) == 0 {
+                    entries.push((*key, BlockState::ALL[1 + rng.below(3) as usize]));
+                }
+            }
+            let words = hashed(&entries, subblock_bucket, SUBBLOCK_BUCKETS);
+            std::array::from_fn(|i| words.get(at + i as u32))
+        };
+        let mut checked = 0;
+        for round in 0..500 {
+            let (old, new) = (made(&mut rng), made(&mut rng));
+            let widened: Bucket = std::array::from_fn(|i| widen(old[i], new[i]));
+            let both: Vec<Subblock> = keys
+                .iter()
+                .copied()
+                .filter(|k| {
+                    bucket_state(&old, *k) != BlockState::None
+                        && bucket_state(&new, *k) != BlockState::None
+                })
+                .collect();
+            for mask in 0..1u32 << SLOTS_PER_BUCKET {
+                let mix = |from: &Bucket, to: &Bucket| -> Bucket {
+                    std::array::from_fn(|i| if mask >> i & 1 == 1 { to[i] } else { from[i] })
+                };
+                for mixed in [mix(&old, &widened), mix(&widened, &new)] {
+                    for key in &both {
+                        checked += 1;
+                        assert_ne!(
+                            bucket_state(&mixed, *key),
+                            BlockState::None,
+                            "round {round}: {old:x?} to {new:x?}, read as {mixed:x?}, \
+                             denies {key:#x}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(checked > 100_000, "only {checked} reads checked");
     }
 
     /// The tries read back may hold prefixes inside others (another tool
