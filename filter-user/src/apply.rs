@@ -10,7 +10,7 @@ use crate::{
     allowlist::Allowlist,
     diff::{Diff, FamilyDiff},
     error::Refused,
-    fast_path::{self, Plan, Survey},
+    fast_path::{Plan, Survey},
     filter::{AllowMaps, ConfigMap, trie_writes::WriteMode},
     guard::{Guard, Judgement},
     ranges::ParsedList,
@@ -87,6 +87,9 @@ pub struct Change<'a> {
     pub live: Allowlist,
     /// The list to apply.
     pub new: &'a Allowlist,
+    /// `new`'s digest ([`crate::fast_path::digest`]), taken once by the caller:
+    /// hashing 100,000 prefixes costs about a millisecond each time.
+    pub digest: [u8; 32],
     /// `new`'s [`Plan`], when the caller made it already (see
     /// [`AllowMaps::apply`]).
     pub plan: Option<Plan>,
@@ -109,8 +112,12 @@ pub fn apply_list(
     mode: ApplyMode,
     verify: Verify,
 ) -> anyhow::Result<RefreshOutcome> {
-    let Change { live, new, plan } = change;
-    let digest = fast_path::digest(new);
+    let Change {
+        live,
+        new,
+        digest,
+        plan,
+    } = change;
     // A plan made for another list is no plan for this one.
     let plan = plan.filter(|p| p.record.digest == digest);
     let record = allow.record()?.filter(|r| r.digest == digest);
@@ -170,17 +177,17 @@ pub fn apply_list(
 
 /// Keeps the texts `list` was read from as their sources' last good copies
 /// if, and only if, the live maps now hold exactly `list` (their digest
-/// says so). Whatever refused the list — the shrink guard, any other guard,
+/// is `digest`, the list's). Whatever refused the list — the shrink guard, any other guard,
 /// a failed write, `--diff` — left other maps behind, so a refused list
 /// never becomes a copy that a later `--use-cache-on-failure` would install
 /// without a guard to ask. The one place copies are written; every path
 /// that applies a list (refresh, attach, run) ends here.
-pub fn keep_if_live(allow: &AllowMaps, list: &ParsedList) {
+pub fn keep_if_live(allow: &AllowMaps, list: &ParsedList, digest: [u8; 32]) {
     if list.fetched.texts.is_empty() {
         return;
     }
     match allow.digest() {
-        Ok(Some(live)) if live == fast_path::digest(&list.allowlist) => {
+        Ok(Some(live)) if live == digest => {
             sources::keep_last_good(&list.fetched);
         }
         Ok(_) => {}

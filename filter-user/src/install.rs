@@ -18,6 +18,7 @@ use crate::{
     apply::{ApplyMode, Change, RefreshOutcome, Verify, apply_list, keep_if_live},
     diff::Guard,
     error::InvalidInput,
+    fast_path,
     filter::{Filter, Installed, KernelLog, Settings},
     interfaces,
     links::{self, AttachMode, Attachment},
@@ -152,14 +153,17 @@ fn attach_locked(
     } else {
         ApplyMode::Apply
     };
+    let digest = list.map(|list| fast_path::digest(&list.allowlist));
     let outcome = list
-        .map(|list| {
+        .zip(digest)
+        .map(|(list, digest)| {
             apply_list(
                 &mut filter.maps.allow,
                 &mut filter.maps.config,
                 Change {
                     live,
                     new: &list.allowlist,
+                    digest,
                     plan: None,
                 },
                 options.guard,
@@ -202,8 +206,8 @@ fn attach_locked(
         notes,
     };
     // Last, once nothing can undo the list any more.
-    if let Some(list) = list {
-        keep_if_live(&filter.allow, list);
+    if let Some((list, digest)) = list.zip(digest) {
+        keep_if_live(&filter.allow, list, digest);
     }
     Ok(report)
 }

@@ -1005,6 +1005,7 @@ fn a_fast_path_planned_before_the_writes_writes_what_one_planned_during_the_inse
             Change {
                 live,
                 new: &after,
+                digest: fast_path::digest(&after),
                 plan,
             },
             filter_user::guard::Guard {

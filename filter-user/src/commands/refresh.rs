@@ -18,7 +18,6 @@ use crate::{
     },
     parallel,
     pins::PinDir,
-    ranges::ParsedList,
     refresh_record, sources,
     text::printable,
 };
@@ -208,6 +207,11 @@ fn refresh(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<RefreshOut
     });
     let list = nonempty_list(&request.list, parsed?)?;
     let live = live?;
+    // A plan made above is this list's, its digest taken beside its words.
+    let digest = plan.as_ref().map_or_else(
+        || fast_path::digest(&list.allowlist),
+        |plan| plan.record.digest,
+    );
     let mut config = ConfigMap::open(&installed)?;
     let mode = if request.preview {
         ApplyMode::Preview
@@ -227,6 +231,7 @@ fn refresh(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<RefreshOut
         Change {
             live,
             new: &list.allowlist,
+            digest,
             plan,
         },
         request.guard,
@@ -235,24 +240,24 @@ fn refresh(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<RefreshOut
     )
     .context("refreshing the allowlist")?;
     if !request.preview {
-        keep_if_live(&allow, &list);
+        keep_if_live(&allow, &list, digest);
         if let Some(sources) = sources {
-            record_sources_if_live(&mut allow, &list, sources)?;
+            record_sources_if_live(&mut allow, digest, sources)?;
         }
     }
     Ok(outcome)
 }
 
-/// Adds `sources`, the digest of the bytes `list` was read from, to the
-/// maps' record if, and only if, they now hold exactly `list`: the next
-/// refresh whose sources deliver the same bytes may then stop before
-/// parsing them.
+/// Adds `sources`, the digest of the bytes a list was read from, to the
+/// maps' record if, and only if, they now hold exactly that list (whose
+/// digest is `list`): the next refresh whose sources deliver the same
+/// bytes may then stop before parsing them.
 fn record_sources_if_live(
     allow: &mut AllowMaps,
-    list: &ParsedList,
+    list: [u8; 32],
     sources: [u8; 32],
 ) -> anyhow::Result<()> {
-    if allow.digest()? == Some(fast_path::digest(&list.allowlist)) {
+    if allow.digest()? == Some(list) {
         allow
             .fast
             .set_sources_digest(sources)
