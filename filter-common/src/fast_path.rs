@@ -276,13 +276,19 @@ pub const fn slot_state(slot: u64, key: u64) -> Option<BlockState> {
 /// Stopping at the first empty slot spares a lookup of a key the list
 /// does not cover (most buckets hold fewer than two keys) seven of its
 /// eight compares. It is sound because user space fills a bucket's slots
-/// from the first, and a refresh rewrites them slot by slot through
-/// values that each keep a slot filled where the old or the new bucket
-/// has it filled (it widens, then narrows): whichever of the old, widened
-/// and new values a lookup reads of each slot, in any order, every slot
-/// before one answering a key both buckets hold is filled. A slot emptied
-/// by hand hides the keys after it: denied, never a way in, and repaired
-/// as drift by the next refresh.
+/// from the first, and a refresh rewrites them slot by slot in two steps,
+/// widening, then narrowing (see the write order in docs/DESIGN.md §6),
+/// through values that keep a slot filled wherever the old or the new
+/// bucket has it filled: a lookup made during one step reads each slot as
+/// it was before or after that step, in any mixture and order, and every
+/// slot before one answering a key both buckets hold is filled. (A lookup
+/// stalled from the widening to the narrowing, reading some slots before
+/// one and others after the other, could miss such a key; so could it
+/// between the levels, which the write order already assumes do not
+/// happen.) A refresh killed while narrowing may leave a gap, with only
+/// keys the new list does not hold behind it. A slot emptied by hand
+/// hides the keys after it: denied, never a way in, and repaired as drift
+/// by the next refresh.
 #[inline(always)]
 pub fn bucket_state(bucket: &Bucket, key: u64) -> BlockState {
     for slot in bucket {

@@ -87,8 +87,10 @@ pub struct Change<'a> {
     pub live: Allowlist,
     /// The list to apply.
     pub new: &'a Allowlist,
-    /// `new`'s digest ([`crate::fast_path::digest`]), taken once by the caller:
-    /// hashing 100,000 prefixes costs about a millisecond each time.
+    /// `new`'s digest ([`crate::fast_path::digest`]), as the caller took
+    /// it (a refresh, beside its plan): hashing 100,000 prefixes costs
+    /// about a millisecond each time. Another list's digest would make the
+    /// maps' record of that list pass for `new`'s; debug builds check it.
     pub digest: [u8; 32],
     /// `new`'s [`Plan`], when the caller made it already (see
     /// [`AllowMaps::apply`]).
@@ -118,6 +120,7 @@ pub fn apply_list(
         digest,
         plan,
     } = change;
+    debug_assert_eq!(digest, crate::fast_path::digest(new), "Change::digest");
     // A plan made for another list is no plan for this one.
     let plan = plan.filter(|p| p.record.digest == digest);
     let record = allow.record()?.filter(|r| r.digest == digest);

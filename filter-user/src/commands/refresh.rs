@@ -250,14 +250,14 @@ fn refresh(pins: &PinDir, request: &RefreshRequest) -> anyhow::Result<RefreshOut
 
 /// Adds `sources`, the digest of the bytes a list was read from, to the
 /// maps' record if, and only if, they now hold exactly that list (whose
-/// digest is `list`): the next refresh whose sources deliver the same
-/// bytes may then stop before parsing them.
+/// digest is `list_digest`): the next refresh whose sources deliver the
+/// same bytes may then stop before parsing them.
 fn record_sources_if_live(
     allow: &mut AllowMaps,
-    list: [u8; 32],
+    list_digest: [u8; 32],
     sources: [u8; 32],
 ) -> anyhow::Result<()> {
-    if allow.digest()? == Some(list) {
+    if allow.digest()? == Some(list_digest) {
         allow
             .fast
             .set_sources_digest(sources)
