@@ -655,13 +655,20 @@ fn generate(
             let mut ctx = [0u8; 24];
             ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
             ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
-            program.test_run(TestRunOptions {
-                data_in: Some(frame),
-                ctx_in: Some(&ctx),
-                repeat: PER_CALL,
-                attrs: TestRunAttrs::new().xdp_live_frames(64),
-                ..TestRunOptions::default()
-            })?;
+            program
+                .test_run(TestRunOptions {
+                    data_in: Some(frame),
+                    ctx_in: Some(&ctx),
+                    repeat: PER_CALL,
+                    attrs: TestRunAttrs::new().xdp_live_frames(64),
+                    ..TestRunOptions::default()
+                })
+                .context(
+                    "sending the flood: BPF_PROG_TEST_RUN in live-frames mode \
+                     (BPF_F_TEST_XDP_LIVE_FRAMES, Linux 5.18+), which some kernels refuse \
+                     even to root (EPERM); MXGATE_BENCH_ONLY=per-packet,refresh runs the \
+                     other sections",
+                )?;
         }
         Ok(started.elapsed())
     })?
